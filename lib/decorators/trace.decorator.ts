@@ -1,0 +1,421 @@
+import {
+  context,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Exception,
+  type Span,
+  type SpanKind,
+  type SpanOptions,
+} from '@opentelemetry/api';
+import { finalize, isObservable, Observable, Subject, tap } from 'rxjs';
+import { getTracer } from '../sdk/tracer.js';
+
+/** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
+export interface TraceOptions {
+  /** Span name; defaults to `ClassName.methodName` (static methods included). */
+  name?: string;
+  /** Span kind; defaults to INTERNAL. */
+  kind?: SpanKind;
+  /** Attributes set when the span starts, the same on every call. */
+  attributes?: Attributes;
+  /**
+   * Attributes computed from the call's arguments. Evaluated only when the span is recording; if
+   * it throws, the method still runs and the span simply goes without these attributes.
+   */
+  attributesFrom?: (args: unknown[]) => Attributes;
+  /** Start a new trace instead of a child of the active span. */
+  root?: boolean;
+}
+
+/**
+ * A method as the wrapper sees it. `unknown` everywhere: the wrapper never looks at the arguments
+ * and only inspects the shape of the result.
+ *
+ * @internal
+ */
+export type TracedFunction = (this: unknown, ...args: unknown[]) => unknown;
+
+// `Symbol.for` so that two copies of the package in one process still see each other's wrappers
+// and never trace one call twice.
+const ORIGINAL_METHOD = Symbol.for('nestjs-tracing:original-method');
+
+interface Wrapper extends TracedFunction {
+  readonly [ORIGINAL_METHOD]: TracedFunction;
+}
+
+/** What a wrapper needs per call, fixed when the method is decorated. */
+interface CallSite {
+  readonly name: string;
+  readonly options: SpanOptions;
+  readonly attributesFrom: ((args: unknown[]) => Attributes) | undefined;
+}
+
+/**
+ * Traces a method: each call runs inside a new span named `ClassName.methodName` (or `name`), a
+ * child of the span active at the call. Works on any class, Nest provider or not, on instance and
+ * static methods, and in any order with `@Get`, `@MessagePattern`, `@OnEvent` or `@SetMetadata`:
+ * their metadata is kept on the method.
+ *
+ * When the span ends is decided by what the method returns:
+ * - a Promise or any thenable: when it settles (a non-native thenable comes back as a Promise);
+ * - an async generator, or a plain object that is async iterable: when iteration finishes, throws,
+ *   or is left early (`break`, `return()`); each step runs inside the span;
+ * - an rxjs Observable: the span of the call ends at once, and every subscription gets a span of
+ *   its own, started at subscribe as a child of the context active at the call, with the source
+ *   subscribed inside it, and ended on complete, error or unsubscribe. So an Observable nobody
+ *   subscribes to leaves no span open, and two subscriptions give two spans. Subjects are returned
+ *   untouched (callers need their `next()`), and their span ends at return;
+ * - anything else, including other async iterables such as streams and cursors (returned as they
+ *   are, since a wrapper would hide their API): at return.
+ *
+ * A thrown or rejected error is recorded on the span, sets its status to ERROR and is rethrown as
+ * the very same object. Applying `@Trace()` again, or `@Traceable()` on the class, never wraps a
+ * method twice: the first `@Trace()` applied (the lowest written) wins.
+ *
+ * @example
+ * ```ts
+ * @Trace('orders.create', { kind: SpanKind.INTERNAL, attributesFrom: ([dto]) => ({ 'order.sku': (dto as OrderDto).sku }) })
+ * async create(dto: OrderDto): Promise<Order> { ... }
+ * ```
+ */
+export function Trace(name?: string, options?: TraceOptions): MethodDecorator;
+export function Trace(options: TraceOptions): MethodDecorator;
+export function Trace(nameOrOptions?: string | TraceOptions, maybeOptions?: TraceOptions): MethodDecorator {
+  const options = typeof nameOrOptions === 'object' ? nameOrOptions : (maybeOptions ?? {});
+  const name = typeof nameOrOptions === 'string' ? nameOrOptions : options.name;
+  return (target, propertyKey, descriptor) => {
+    const method: unknown = descriptor.value;
+    if (typeof method !== 'function') {
+      throw new TypeError(
+        `@Trace() can only decorate methods, and ${spanNameOf(target, propertyKey)} is not one ` +
+          '(to trace an accessor, trace the method it calls).',
+      );
+    }
+    if (isTracedMethod(method)) return;
+    descriptor.value = traceMethod(
+      method as TracedFunction,
+      name ?? spanNameOf(target, propertyKey),
+      options,
+    ) as typeof descriptor.value;
+  };
+}
+
+/**
+ * The span name `@Trace()` gives a method by default: `ClassName.methodName`. `target` is the
+ * prototype for an instance method and the class itself for a static one.
+ *
+ * @internal
+ */
+export function spanNameOf(target: object, propertyKey: string | symbol): string {
+  const className = typeof target === 'function' ? target.name : target.constructor.name;
+  const method =
+    typeof propertyKey === 'symbol' ? `[${propertyKey.description ?? ''}]` : propertyKey;
+  return className ? `${className}.${method}` : method;
+}
+
+/** @internal Whether `fn` is a wrapper made by `traceMethod`, so that nothing wraps it again. */
+export function isTracedMethod(fn: unknown): boolean {
+  return typeof fn === 'function' && ORIGINAL_METHOD in fn;
+}
+
+/**
+ * Wraps `original` so that every call runs in a span named `spanName` (see `@Trace()` for the
+ * rules). Everything that does not depend on the call is computed here, once.
+ *
+ * @internal
+ */
+export function traceMethod(
+  original: TracedFunction,
+  spanName: string,
+  options: TraceOptions,
+): TracedFunction {
+  const site: CallSite = {
+    name: spanName,
+    options: spanOptionsOf(options),
+    attributesFrom: options.attributesFrom,
+  };
+
+  // A plain function, not an arrow: `this` is the instance (or class) the method is called on.
+  const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+    const parent = context.active();
+    // The tracer is looked up per call: the provider may be registered after decoration.
+    const span = getTracer().startSpan(site.name, site.options, parent);
+    const active = trace.setSpan(parent, span);
+    if (!span.isRecording()) {
+      // Nothing to record and nothing to end: still make the span active so that children keep
+      // its sampling decision, but hand the caller's result back untouched.
+      return context.with(active, original, this, ...args);
+    }
+    const extra =
+      site.attributesFrom === undefined ? undefined : attributesOf(site.attributesFrom, args, span);
+    let result: unknown;
+    try {
+      result = context.with(active, original, this, ...args);
+    } catch (err) {
+      failSpan(span, err);
+      throw err;
+    }
+    return endWithResult(result, span, active, parent, site, extra);
+  } as Wrapper;
+
+  // Nest and its tools list handlers by `name`, and `length` is part of a method's contract.
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  Object.defineProperty(wrapper, ORIGINAL_METHOD, { value: original });
+  copyMetadata(original, wrapper);
+  return wrapper;
+}
+
+/**
+ * Records `err` on `span` and sets its status to ERROR, without ending it.
+ *
+ * @internal
+ */
+export function recordError(span: Span, err: unknown): void {
+  span.recordException(asException(err));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
+}
+
+/**
+ * Ends `span` when `thenable` settles and returns a Promise of the same outcome. `then` is called
+ * inside the span's context, because a lazy thenable (a query builder, for one) only starts its
+ * work there. Guarded against thenables that call back twice.
+ *
+ * @internal
+ */
+export function endWhenSettled(
+  thenable: PromiseLike<unknown>,
+  span: Span,
+  active: Context,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let open = true;
+    const onFulfilled = (value: unknown): void => {
+      if (open) {
+        open = false;
+        span.end();
+      }
+      resolve(value);
+    };
+    const onRejected = (err: unknown): void => {
+      if (open) {
+        open = false;
+        failSpan(span, err);
+      }
+      reject(err);
+    };
+    try {
+      context.with(active, () => thenable.then(onFulfilled, onRejected));
+    } catch (err) {
+      onRejected(err);
+    }
+  });
+}
+
+function spanOptionsOf(options: TraceOptions): SpanOptions {
+  const spanOptions: SpanOptions = {};
+  if (options.kind !== undefined) spanOptions.kind = options.kind;
+  if (options.attributes !== undefined) spanOptions.attributes = options.attributes;
+  if (options.root === true) spanOptions.root = true;
+  return spanOptions;
+}
+
+function attributesOf(
+  attributesFrom: (args: unknown[]) => Attributes,
+  args: unknown[],
+  span: Span,
+): Attributes | undefined {
+  try {
+    const attributes = attributesFrom(args);
+    span.setAttributes(attributes);
+    return attributes;
+  } catch {
+    // A bug in an attribute callback must never break the traced call.
+    return undefined;
+  }
+}
+
+function endWithResult(
+  result: unknown,
+  span: Span,
+  active: Context,
+  parent: Context,
+  site: CallSite,
+  extra: Attributes | undefined,
+): unknown {
+  // The common case first, and without `await`: one `then` is all a native Promise needs.
+  if (result instanceof Promise) {
+    return result.then(
+      (value: unknown) => {
+        span.end();
+        return value;
+      },
+      (err: unknown) => {
+        failSpan(span, err);
+        throw err;
+      },
+    );
+  }
+  if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+    span.end();
+    return result;
+  }
+  if (typeof (result as Partial<PromiseLike<unknown>>).then === 'function') {
+    return endWhenSettled(result as PromiseLike<unknown>, span, active);
+  }
+  if (isObservable(result) && !(result instanceof Subject)) {
+    span.end();
+    return traceSubscriptions(result, site, parent, extra);
+  }
+  if (isWrappableAsyncIterable(result)) {
+    return new TracedAsyncIterator(result, span, active);
+  }
+  span.end();
+  return result;
+}
+
+/** A span per subscription: an Observable may be subscribed to many times, or never. */
+function traceSubscriptions(
+  source: Observable<unknown>,
+  site: CallSite,
+  parent: Context,
+  extra: Attributes | undefined,
+): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    const span = getTracer().startSpan(site.name, site.options, parent);
+    if (extra !== undefined) span.setAttributes(extra);
+    // finalize runs exactly once, whichever of complete, error or unsubscribe comes first.
+    const traced = source.pipe(
+      tap({ error: (err: unknown) => recordError(span, err) }),
+      finalize(() => span.end()),
+    );
+    // Passing the subscriber itself chains the subscriptions, so that an unsubscribe downstream
+    // during a synchronous emission reaches the source at once.
+    return context.with(trace.setSpan(parent, span), () => traced.subscribe(subscriber));
+  });
+}
+
+/**
+ * Async generators, and plain objects that are async iterable (what down-levelled async
+ * generators compile to). Other async iterables are class instances (streams, cursors) whose own
+ * API a wrapper would hide.
+ */
+function isWrappableAsyncIterable(value: object): value is AsyncIterable<unknown> {
+  if (typeof (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] !== 'function') {
+    return false;
+  }
+  if ((value as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === 'AsyncGenerator') {
+    return true;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+type IteratorMethod = (...args: unknown[]) => Promise<IteratorResult<unknown>>;
+
+/**
+ * Iterates the result of a traced method inside the method's span, and ends the span when the
+ * iteration does. An async generator has one consumer, so it keeps the span of the call.
+ */
+class TracedAsyncIterator implements AsyncIterableIterator<unknown> {
+  readonly #iterable: AsyncIterable<unknown>;
+  readonly #span: Span;
+  readonly #active: Context;
+  #iterator: AsyncIterator<unknown> | undefined;
+  #open = true;
+
+  constructor(iterable: AsyncIterable<unknown>, span: Span, active: Context) {
+    this.#iterable = iterable;
+    this.#span = span;
+    this.#active = active;
+  }
+
+  // Lets a traced method that returns another traced method's generator wrap it in turn.
+  get [Symbol.toStringTag](): string {
+    return 'AsyncGenerator';
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(...args: [] | [unknown]): Promise<IteratorResult<unknown>> {
+    return this.#step('next', args);
+  }
+
+  return(value?: unknown): Promise<IteratorResult<unknown>> {
+    return this.#step('return', [value]);
+  }
+
+  throw(err?: unknown): Promise<IteratorResult<unknown>> {
+    return this.#step('throw', [err]);
+  }
+
+  async #step(
+    method: 'next' | 'return' | 'throw',
+    args: unknown[],
+  ): Promise<IteratorResult<unknown>> {
+    try {
+      const iterator = (this.#iterator ??= context.with(this.#active, () =>
+        this.#iterable[Symbol.asyncIterator](),
+      ));
+      const fn = iterator[method] as IteratorMethod | undefined;
+      if (fn === undefined) {
+        // What `for await` and `yield*` do with an iterator that lacks the method.
+        if (method === 'throw') throw args[0];
+        this.#end();
+        return { done: true, value: args[0] };
+      }
+      const result = await context.with(this.#active, fn, iterator, ...args);
+      if (result.done === true || method === 'return') this.#end();
+      return result;
+    } catch (err) {
+      if (this.#open) {
+        this.#open = false;
+        failSpan(this.#span, err);
+      }
+      throw err;
+    }
+  }
+
+  #end(): void {
+    if (this.#open) {
+      this.#open = false;
+      this.#span.end();
+    }
+  }
+}
+
+function failSpan(span: Span, err: unknown): void {
+  recordError(span, err);
+  span.end();
+}
+
+function asException(err: unknown): Exception {
+  if (typeof err === 'string') return err;
+  if (typeof err === 'object' && err !== null) return err as Exception;
+  return String(err);
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'object' && err !== null && typeof (err as Error).message === 'string') {
+    return (err as Error).message;
+  }
+  return String(err);
+}
+
+/**
+ * Moves every `Reflect` metadata entry of the original method onto the wrapper: decorators
+ * applied before `@Trace()` (written below it) stored theirs on the original, and Nest reads them
+ * from whatever function ends up on the prototype.
+ */
+function copyMetadata(from: object, to: object): void {
+  // reflect-metadata is a peer dependency that Nest loads; outside Nest it may be absent.
+  if (typeof Reflect.getMetadataKeys !== 'function') return;
+  for (const key of Reflect.getMetadataKeys(from) as unknown[]) {
+    Reflect.defineMetadata(key, Reflect.getMetadata(key, from), to);
+  }
+}

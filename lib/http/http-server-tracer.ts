@@ -1,0 +1,311 @@
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
+import {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_HEADER,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_HEADER,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_HTTP_ROUTE,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+} from '@opentelemetry/semantic-conventions';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { formatTraceparent, httpHeadersGetter } from '../propagation/http.carrier.js';
+import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
+import { getTracer } from '../sdk/tracer.js';
+import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
+
+/** Where a request's tracing state lives: on the raw request and response objects. */
+export const HTTP_STATE = Symbol('nestjs-tracing.http');
+
+/** The tracing state of one request. */
+export interface HttpRequestState {
+  span: Span;
+  /** The context with the SERVER span active; re-entered after body parsing. */
+  context: Context;
+  request: IncomingMessage;
+  /** Route template, when the framework found a route. */
+  route: string | undefined;
+  /** The exception Nest's exception layer handled for this request, if any. */
+  exception: unknown;
+  /** writeHead as it was before the trace headers were hooked in. */
+  writeHead: ServerResponse['writeHead'] | undefined;
+  /** The span name before a route was known: the method. */
+  name: string;
+  /** Response headers to record, shared by all requests of one tracer. */
+  responseHeaders: ReadonlyArray<[string, string]>;
+  ended: boolean;
+}
+
+type TracedRequest = IncomingMessage & {
+  [HTTP_STATE]?: HttpRequestState;
+  route?: { path?: unknown };
+  baseUrl?: string;
+  originalUrl?: string;
+};
+type TracedResponse = ServerResponse & { [HTTP_STATE]?: HttpRequestState };
+
+const KNOWN_METHODS = new Set([
+  'CONNECT',
+  'DELETE',
+  'GET',
+  'HEAD',
+  'OPTIONS',
+  'PATCH',
+  'POST',
+  'PUT',
+  'QUERY',
+  'TRACE',
+]);
+
+/**
+ * Starts and ends the SERVER span of each inbound HTTP request on the raw Node
+ * request/response, so the same code serves Express and Fastify. Everything
+ * that does not depend on the request (header attribute names, ignore rules) is
+ * prepared once here.
+ */
+export class HttpServerTracer {
+  private readonly ignore: IgnoreMatcher | undefined;
+  private readonly requestHeaders: ReadonlyArray<[string, string]>;
+  private readonly responseHeaders: ReadonlyArray<[string, string]>;
+  private readonly traceResponse: boolean;
+
+  constructor(config: ResolvedHttpConfig) {
+    this.ignore = compileIgnoreRules(config.ignore);
+    this.requestHeaders = config.requestHeaders.map((h) => [h, ATTR_HTTP_REQUEST_HEADER(h)]);
+    this.responseHeaders = config.responseHeaders.map((h) => [h, ATTR_HTTP_RESPONSE_HEADER(h)]);
+    this.traceResponse = config.traceResponse;
+  }
+
+  /**
+   * Starts the span of a request and hooks its end to the response. Returns
+   * the context to run the rest of the request in, or undefined when the
+   * request is ignored (or already traced).
+   */
+  start(req: TracedRequest, res: TracedResponse): HttpRequestState | undefined {
+    if (req[HTTP_STATE] !== undefined) return undefined;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (this.ignore !== undefined && this.ignore(path, req)) return undefined;
+
+    const headers = req.headers;
+    const rawMethod = req.method ?? 'GET';
+    const method = KNOWN_METHODS.has(rawMethod) ? rawMethod : '_OTHER';
+    // A malformed traceparent is dropped by the propagator: the request then
+    // simply starts a new trace.
+    const parent = propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
+    const attributes: Attributes = {
+      [ATTR_HTTP_REQUEST_METHOD]: method,
+      [ATTR_URL_PATH]: path,
+      [ATTR_URL_SCHEME]: (req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http',
+    };
+    if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rawMethod;
+    const host = headers.host;
+    if (host !== undefined) addHost(attributes, host);
+    const client = req.socket?.remoteAddress;
+    if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client;
+    const agent = headers['user-agent'];
+    if (agent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = agent;
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = req.httpVersion;
+    for (const [name, key] of this.requestHeaders) {
+      const value = headers[name];
+      if (value !== undefined) attributes[key] = Array.isArray(value) ? value : [value];
+    }
+
+    const name = method === '_OTHER' ? 'HTTP' : method;
+    const span = getTracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    const state: HttpRequestState = {
+      span,
+      context: trace.setSpan(parent, span),
+      request: req,
+      route: undefined,
+      exception: undefined,
+      writeHead: undefined,
+      name,
+      responseHeaders: this.responseHeaders,
+      ended: false,
+    };
+    req[HTTP_STATE] = state;
+    res[HTTP_STATE] = state;
+    if (this.traceResponse) {
+      state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead') ? res.writeHead : undefined;
+      res.writeHead = writeHeadWithTraceHeaders as ServerResponse['writeHead'];
+    }
+    res.once('close', onClose);
+    return state;
+  }
+}
+
+/** Ends the span once the response is sent or the connection dropped; shared by all requests. */
+function onClose(this: TracedResponse): void {
+  const state = this[HTTP_STATE];
+  if (state === undefined || state.ended) return;
+  state.ended = true;
+  finish(state, this);
+}
+
+function finish(state: HttpRequestState, res: TracedResponse): void {
+  const span = state.span;
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
+  const req = state.request as TracedRequest;
+  const route = state.route ?? expressRoute(req);
+  if (route !== undefined) {
+    span.setAttribute(ATTR_HTTP_ROUTE, route);
+    span.updateName(`${state.name} ${route}`);
+  }
+  const aborted = !res.writableFinished;
+  const status = res.statusCode;
+  if (!aborted || res.headersSent) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  for (const [name, key] of state.responseHeaders) {
+    const value = res.getHeader(name);
+    if (value !== undefined) {
+      span.setAttribute(key, Array.isArray(value) ? value : [String(value)]);
+    }
+  }
+
+  const exception = state.exception;
+  if (status >= 500) {
+    if (exception !== undefined) {
+      span.recordException(exception as Error);
+      span.setAttribute(ATTR_ERROR_TYPE, errorType(exception) ?? String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(exception) });
+    } else {
+      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+  }
+  if (aborted) {
+    // The client went away before the whole response was written.
+    span.setAttribute(ATTR_ERROR_TYPE, 'aborted');
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: 'The connection closed before the response was complete.',
+    });
+  }
+  span.end();
+}
+
+/** Express keeps the matched route on the request; mounted routers add a base URL. */
+function expressRoute(req: TracedRequest): string | undefined {
+  const path = req.route?.path;
+  if (typeof path !== 'string') return undefined;
+  return req.baseUrl ? req.baseUrl + path : path;
+}
+
+function errorType(exception: unknown): string | undefined {
+  if (exception instanceof Error) return exception.constructor?.name || exception.name;
+  return undefined;
+}
+
+function errorMessage(exception: unknown): string | undefined {
+  if (exception instanceof Error) return exception.message;
+  return typeof exception === 'string' ? exception : undefined;
+}
+
+function addHost(attributes: Attributes, host: string): void {
+  // `[::1]:3000`, `example.com:8080`, `example.com`
+  let name = host;
+  let port: string | undefined;
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    name = host.slice(1, end === -1 ? undefined : end);
+    if (end !== -1 && host[end + 1] === ':') port = host.slice(end + 2);
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon !== -1) {
+      name = host.slice(0, colon);
+      port = host.slice(colon + 1);
+    }
+  }
+  attributes[ATTR_SERVER_ADDRESS] = name;
+  if (port !== undefined) {
+    const n = Number(port);
+    if (Number.isInteger(n) && n > 0 && n < 65536) attributes[ATTR_SERVER_PORT] = n;
+  }
+}
+
+/**
+ * Adds `traceresponse` and `Server-Timing: traceparent;desc=...` just before the
+ * headers go out, so a Server-Timing the app set in the meantime (with
+ * setHeader, or in the header object Fastify passes) is appended to, not lost.
+ */
+function writeHeadWithTraceHeaders(this: TracedResponse, ...args: unknown[]): ServerResponse {
+  const state = this[HTTP_STATE];
+  const original = state?.writeHead;
+  if (original === undefined) delete (this as Partial<ServerResponse>).writeHead;
+  else this.writeHead = original;
+  if (state !== undefined) {
+    try {
+      addTraceHeaders(this, state, args);
+    } catch {
+      // Never let a tracing header break a response.
+    }
+  }
+  return (this.writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+}
+
+function addTraceHeaders(res: ServerResponse, state: HttpRequestState, args: unknown[]): void {
+  const value = formatTraceparent(state.span.spanContext());
+  if (value === undefined) return;
+  const timing = `traceparent;desc="${value}"`;
+  const candidate = typeof args[1] === 'string' ? args[2] : args[1];
+  const headerObject =
+    candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
+      ? (candidate as OutgoingHttpHeaders)
+      : undefined;
+  let objectKey: string | undefined;
+  if (headerObject !== undefined) {
+    for (const key of Object.keys(headerObject)) {
+      if (key.toLowerCase() === 'server-timing') objectKey = key;
+    }
+  }
+  const existing = objectKey !== undefined ? headerObject?.[objectKey] : res.getHeader('server-timing');
+  const merged =
+    existing === undefined || existing === ''
+      ? timing
+      : `${Array.isArray(existing) ? existing.join(', ') : String(existing)}, ${timing}`;
+  if (headerObject !== undefined && objectKey !== undefined) headerObject[objectKey] = merged;
+  else res.setHeader('server-timing', merged);
+  res.setHeader('traceresponse', value);
+}
+
+/** Runs `next` with the request's SERVER span active (after async body parsing lost it). */
+export function reenter(req: TracedRequest, next: () => void): void {
+  const state = req[HTTP_STATE];
+  if (state === undefined || state.ended) {
+    next();
+    return;
+  }
+  context.with(state.context, next);
+}
+
+/** The tracing state of a request, if it is traced. */
+export function httpStateOf(req: unknown): HttpRequestState | undefined {
+  if (req === null || typeof req !== 'object') return undefined;
+  const direct = (req as TracedRequest)[HTTP_STATE];
+  if (direct !== undefined) return direct;
+  // Fastify hands Nest its own request object; the Node one is `raw`.
+  const raw = (req as { raw?: TracedRequest }).raw;
+  return raw?.[HTTP_STATE];
+}

@@ -1,0 +1,69 @@
+import { context } from '@opentelemetry/api';
+import type { HttpServer } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
+import { captureHttpExceptions } from './http-exception-capture.js';
+import { HTTP_STATE, HttpServerTracer, reenter, type HttpRequestState } from './http-server-tracer.js';
+
+type Done = (err?: unknown) => void;
+type RequestHook = (req: unknown, res: unknown, done: Done) => unknown;
+type HookableAdapter = HttpServer & {
+  getType(): string;
+  setOnRequestHook?(hook: RequestHook): void;
+  onRequestHook?: RequestHook;
+};
+interface FastifyLikeRequest {
+  raw: IncomingMessage & { [HTTP_STATE]?: HttpRequestState };
+  routeOptions?: { url?: string };
+}
+interface FastifyLike {
+  addHook(name: 'preHandler', hook: (req: FastifyLikeRequest, reply: unknown, done: Done) => void): void;
+}
+
+/**
+ * Wires inbound HTTP tracing into a Nest HTTP adapter (Express or Fastify):
+ * - the adapter's request hook (the first thing to see a request, before body
+ *   parsing and middleware) starts the SERVER span and runs the rest of the
+ *   request inside it;
+ * - after body parsing (which resumes from socket events, outside the span's
+ *   async context) the span is made active again, so guards, pipes,
+ *   interceptors and the handler all run inside it;
+ * - Fastify tells the route template there; Express keeps it on the request.
+ * Returns false when the adapter offers no request hook.
+ */
+export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConfig): boolean {
+  const hookable = adapter as HookableAdapter;
+  if (typeof hookable.setOnRequestHook !== 'function' || typeof hookable.getType !== 'function') {
+    return false;
+  }
+  const type = hookable.getType();
+  const tracer = new HttpServerTracer(config);
+  captureHttpExceptions();
+
+  // Keep a hook the application set before us, running it inside the span.
+  const previous = hookable.onRequestHook;
+  hookable.setOnRequestHook(function tracingRequestHook(this: unknown, req, res, done) {
+    const rawReq = ((req as { raw?: unknown }).raw ?? req) as IncomingMessage;
+    const rawRes = ((res as { raw?: unknown }).raw ?? res) as ServerResponse;
+    const state = tracer.start(rawReq, rawRes);
+    if (previous !== undefined) {
+      const run = () => previous.call(this, req, res, done);
+      return state === undefined ? run() : context.with(state.context, run);
+    }
+    if (state === undefined) return done();
+    return context.with(state.context, done);
+  });
+
+  if (type === 'express') {
+    adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) => reenter(req, next));
+  } else if (type === 'fastify') {
+    const fastify = adapter.getInstance() as FastifyLike;
+    fastify.addHook('preHandler', (request, _reply, done) => {
+      const state = request.raw[HTTP_STATE];
+      if (state === undefined) return done();
+      state.route = request.routeOptions?.url;
+      context.with(state.context, done);
+    });
+  }
+  return true;
+}

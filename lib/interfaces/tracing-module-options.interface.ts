@@ -1,0 +1,96 @@
+import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { IncomingMessage } from 'node:http';
+import type { InjectionToken, OptionalFactoryDependency, Type } from '@nestjs/common';
+
+/** Exporter shorthands understood by the `exporter` option. */
+export type ExporterName =
+  | 'otlp'
+  | 'otlp-http-json'
+  | 'otlp-grpc'
+  | 'zipkin'
+  | 'console'
+  | 'memory'
+  | 'none';
+
+/** Propagator shorthands understood by the `propagators` option (and `OTEL_PROPAGATORS`). */
+export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
+
+/**
+ * An exporter built by Nest's dependency injection, so it can depend on other
+ * providers such as `ConfigService`. Resolved once, at start-up.
+ */
+export type ExporterProvider =
+  | { useClass: Type<SpanExporter> }
+  | {
+      useFactory: (...args: any[]) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
+      inject?: Array<InjectionToken | OptionalFactoryDependency>;
+    };
+
+/** One exporter, in any of the accepted forms. */
+export type ExporterOption = ExporterName | SpanExporter | ExporterProvider;
+
+/** Settings of the default `BatchSpanProcessor`. */
+export interface BatchProcessorOptions {
+  /** Spans kept in memory while waiting for export; more are dropped. Default 2048. */
+  maxQueueSize?: number;
+  /** Spans sent in one export call. Default 512. */
+  maxExportBatchSize?: number;
+  /** Delay between two exports, in ms. Default 5000. */
+  scheduledDelayMillis?: number;
+  /** How long one export may take before it is abandoned, in ms. Default 30000. */
+  exportTimeoutMillis?: number;
+}
+
+/** A path that gets no span: exact path, glob (`*` one segment, `**` any), RegExp or predicate. */
+export type HttpIgnoreRule = string | RegExp | ((request: IncomingMessage) => boolean);
+
+/** Options of inbound HTTP tracing. */
+export interface HttpTracingOptions {
+  /** Trace inbound HTTP requests at all. Default true. */
+  enabled?: boolean;
+  /** Requests whose path matches get no span (health checks, metrics scrapes). */
+  ignore?: HttpIgnoreRule | HttpIgnoreRule[];
+  /** Request headers recorded as `http.request.header.<name>` (case-insensitive). */
+  requestHeaders?: string[];
+  /** Response headers recorded as `http.response.header.<name>` (case-insensitive). */
+  responseHeaders?: string[];
+  /** Add `traceresponse` and `Server-Timing: traceparent;desc=...` to responses. Default true. */
+  traceResponse?: boolean;
+}
+
+/**
+ * Options of `TracingModule.forRoot()` / `forRootAsync()`. Every option is
+ * optional; `OTEL_*` environment variables fill what is not set, and an explicit
+ * option always wins over the environment.
+ */
+export interface TracingModuleOptions {
+  /** `service.name` of the resource. Default: `OTEL_SERVICE_NAME`, else `package.json` name, else `unknown_service:node`. */
+  serviceName?: string;
+  /** `service.version` of the resource. */
+  serviceVersion?: string;
+  /** Extra resource attributes (merged over `OTEL_RESOURCE_ATTRIBUTES`). */
+  resourceAttributes?: Attributes;
+  /** Where spans go. Default `OTEL_TRACES_EXPORTER`, else `'otlp'`. An array exports to each. */
+  exporter?: ExporterOption | ExporterOption[];
+  /** `'batch'` (default), `'simple'`, or any `SpanProcessor` instance (then `exporter` is not used). */
+  spanProcessor?: 'batch' | 'simple' | SpanProcessor;
+  /** Settings of the batch processor (default: `OTEL_BSP_*`, else the SDK's defaults). */
+  batch?: BatchProcessorOptions;
+  /** A `Sampler`, or `{ ratio }` for parent-based ratio sampling. Default: parent-based always-on. */
+  sampler?: Sampler | { ratio: number };
+  /** Propagators, by name or as instances. Default `OTEL_PROPAGATORS`, else tracecontext + baggage. */
+  propagators?: Array<PropagatorName | TextMapPropagator>;
+  /** Inbound HTTP tracing. */
+  http?: HttpTracingOptions;
+  /** `false` turns tracing off: nothing is registered, decorators cost a no-op span. Default `!OTEL_SDK_DISABLED`. */
+  enabled?: boolean;
+  /** Time allowed to flush spans on application shutdown, in ms. Default 5000. */
+  shutdownTimeoutMs?: number;
+}
+
+/** Extra, non-option settings of the module definition. */
+export interface TracingModuleExtras {
+  /** Register the module globally. Default true. */
+  isGlobal?: boolean;
+}

@@ -1,0 +1,524 @@
+import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type {
+  BatchProcessorOptions,
+  ExporterName,
+  ExporterOption,
+  ExporterProvider,
+  HttpIgnoreRule,
+  PropagatorName,
+  TracingModuleOptions,
+} from '../interfaces/tracing-module-options.interface.js';
+
+/** OTLP wire protocols, as `OTEL_EXPORTER_OTLP_PROTOCOL` names them. */
+export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
+
+/** What the sampler option or `OTEL_TRACES_SAMPLER` asked for. */
+export type SamplerSpec =
+  | { type: 'instance'; sampler: Sampler }
+  | {
+      type:
+        | 'always_on'
+        | 'always_off'
+        | 'traceidratio'
+        | 'parentbased_always_on'
+        | 'parentbased_always_off'
+        | 'parentbased_traceidratio';
+      ratio: number;
+    };
+
+/** The options after defaults and the environment are applied, and everything is checked. */
+export interface ResolvedTracingConfig {
+  enabled: boolean;
+  serviceName: string | undefined;
+  serviceVersion: string | undefined;
+  resourceAttributes: Attributes;
+  exporters: ExporterOption[];
+  otlpProtocol: OtlpProtocol;
+  spanProcessor: 'batch' | 'simple' | SpanProcessor;
+  batch: BatchProcessorOptions;
+  sampler: SamplerSpec;
+  propagators: Array<PropagatorName | TextMapPropagator>;
+  http: ResolvedHttpConfig;
+  shutdownTimeoutMs: number;
+  /** Environment values that were ignored, to be logged once. */
+  warnings: string[];
+}
+
+export interface ResolvedHttpConfig {
+  enabled: boolean;
+  ignore: HttpIgnoreRule[];
+  requestHeaders: string[];
+  responseHeaders: string[];
+  traceResponse: boolean;
+}
+
+/** Thrown for options that cannot work; the message names the option and what is allowed. */
+export class TracingConfigError extends Error {
+  constructor(message: string) {
+    super(`nestjs-tracing: ${message}`);
+    this.name = 'TracingConfigError';
+  }
+}
+
+export const EXPORTER_NAMES: readonly ExporterName[] = [
+  'otlp',
+  'otlp-http-json',
+  'otlp-grpc',
+  'zipkin',
+  'console',
+  'memory',
+  'none',
+];
+export const PROPAGATOR_NAMES: readonly PropagatorName[] = [
+  'tracecontext',
+  'baggage',
+  'b3',
+  'b3multi',
+  'jaeger',
+  'none',
+];
+const OPTION_KEYS: ReadonlyArray<keyof TracingModuleOptions> = [
+  'serviceName',
+  'serviceVersion',
+  'resourceAttributes',
+  'exporter',
+  'spanProcessor',
+  'batch',
+  'sampler',
+  'propagators',
+  'http',
+  'enabled',
+  'shutdownTimeoutMs',
+];
+const HTTP_KEYS = ['enabled', 'ignore', 'requestHeaders', 'responseHeaders', 'traceResponse'];
+const BATCH_KEYS: ReadonlyArray<keyof BatchProcessorOptions> = [
+  'maxQueueSize',
+  'maxExportBatchSize',
+  'scheduledDelayMillis',
+  'exportTimeoutMillis',
+];
+const ENV_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Resolves the module's options against the `OTEL_*` environment. Explicit
+ * options win. An invalid option throws (the application should not start
+ * half-configured); an invalid environment value is ignored with a warning, as
+ * the OpenTelemetry specification asks of SDKs.
+ */
+export function resolveTracingConfig(
+  options: TracingModuleOptions | undefined,
+  env: Env = process.env,
+): ResolvedTracingConfig {
+  const opts: TracingModuleOptions = options ?? {};
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new TracingConfigError('options must be an object, e.g. forRoot({ serviceName: "orders" }).');
+  }
+  checkKnownKeys(opts, OPTION_KEYS, 'options');
+  const warnings: string[] = [];
+
+  const enabled = resolveEnabled(opts, env);
+  const serviceName = optionalString(opts.serviceName, 'serviceName') ?? nonEmpty(env.OTEL_SERVICE_NAME);
+  const serviceVersion = optionalString(opts.serviceVersion, 'serviceVersion');
+  const resourceAttributes = resolveResourceAttributes(opts.resourceAttributes);
+  const spanProcessor = resolveSpanProcessor(opts);
+  const exporters = resolveExporters(opts, env, warnings);
+  const otlpProtocol = resolveOtlpProtocol(env, warnings);
+  const batch = resolveBatch(opts.batch);
+  const sampler = resolveSampler(opts.sampler, env, warnings);
+  const propagators = resolvePropagators(opts.propagators, env, warnings);
+  const http = resolveHttp(opts.http);
+  const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
+
+  return {
+    enabled,
+    serviceName,
+    serviceVersion,
+    resourceAttributes,
+    exporters,
+    otlpProtocol,
+    spanProcessor,
+    batch,
+    sampler,
+    propagators,
+    http,
+    shutdownTimeoutMs,
+    warnings,
+  };
+}
+
+function resolveEnabled(opts: TracingModuleOptions, env: Env): boolean {
+  if (opts.enabled !== undefined) {
+    if (typeof opts.enabled !== 'boolean') {
+      throw new TracingConfigError(`enabled must be true or false, got ${describe(opts.enabled)}.`);
+    }
+    return opts.enabled;
+  }
+  return env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true';
+}
+
+function resolveResourceAttributes(value: unknown): Attributes {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) {
+    throw new TracingConfigError(
+      `resourceAttributes must be an object of attribute values, got ${describe(value)}.`,
+    );
+  }
+  for (const [key, v] of Object.entries(value)) {
+    if (!isAttributeValue(v)) {
+      throw new TracingConfigError(
+        `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describe(v)}.`,
+      );
+    }
+  }
+  return value as Attributes;
+}
+
+function resolveSpanProcessor(opts: TracingModuleOptions): 'batch' | 'simple' | SpanProcessor {
+  const value: unknown = opts.spanProcessor;
+  if (value === undefined) return 'batch';
+  if (value === 'batch' || value === 'simple') return value;
+  if (isSpanProcessor(value)) {
+    if (opts.exporter !== undefined) {
+      throw new TracingConfigError(
+        'set either spanProcessor (a SpanProcessor instance, which exports by itself) or exporter, not both. ' +
+          "To keep the module's exporter, use spanProcessor: 'batch' or 'simple'.",
+      );
+    }
+    return value;
+  }
+  throw new TracingConfigError(
+    `spanProcessor must be 'batch', 'simple' or a SpanProcessor instance, got ${describe(value)}.`,
+  );
+}
+
+function resolveExporters(opts: TracingModuleOptions, env: Env, warnings: string[]): ExporterOption[] {
+  if (opts.exporter !== undefined) {
+    const list = Array.isArray(opts.exporter) ? opts.exporter : [opts.exporter];
+    if (list.length === 0) {
+      throw new TracingConfigError("exporter must not be an empty array; use 'none' to export nothing.");
+    }
+    list.forEach((entry, i) => checkExporter(entry, Array.isArray(opts.exporter) ? `exporter[${i}]` : 'exporter'));
+    return list;
+  }
+  const fromEnv = nonEmpty(env.OTEL_TRACES_EXPORTER);
+  if (fromEnv === undefined) return ['otlp'];
+  const names: ExporterOption[] = [];
+  for (const raw of fromEnv.split(',')) {
+    const name = raw.trim().toLowerCase();
+    if (name === '') continue;
+    // 'otlp' here means OTLP in whatever protocol OTEL_EXPORTER_OTLP_PROTOCOL says.
+    if ((EXPORTER_NAMES as readonly string[]).includes(name)) {
+      names.push(name as ExporterName);
+    } else {
+      warnings.push(
+        `OTEL_TRACES_EXPORTER value '${name}' is not supported (use otlp, zipkin, console or none); ignored.`,
+      );
+    }
+  }
+  if (names.includes('none')) return ['none'];
+  return names.length > 0 ? names : ['otlp'];
+}
+
+function checkExporter(entry: unknown, label: string): asserts entry is ExporterOption {
+  if (typeof entry === 'string') {
+    if (!(EXPORTER_NAMES as readonly string[]).includes(entry)) {
+      throw new TracingConfigError(
+        `${label} '${entry}' is unknown; use one of ${EXPORTER_NAMES.map((n) => `'${n}'`).join(', ')}, ` +
+          'a SpanExporter instance, or { useClass } / { useFactory, inject }.',
+      );
+    }
+    return;
+  }
+  if (isSpanExporter(entry)) return;
+  if (isExporterProvider(entry)) {
+    if ('useClass' in entry && typeof entry.useClass !== 'function') {
+      throw new TracingConfigError(`${label}.useClass must be a class, got ${describe(entry.useClass)}.`);
+    }
+    if ('useFactory' in entry) {
+      if (typeof entry.useFactory !== 'function') {
+        throw new TracingConfigError(
+          `${label}.useFactory must be a function, got ${describe(entry.useFactory)}.`,
+        );
+      }
+      if (entry.inject !== undefined && !Array.isArray(entry.inject)) {
+        throw new TracingConfigError(`${label}.inject must be an array of injection tokens.`);
+      }
+    }
+    return;
+  }
+  throw new TracingConfigError(
+    `${label} must be an exporter name, a SpanExporter (with export() and shutdown()), ` +
+      `or { useClass } / { useFactory, inject }; got ${describe(entry)}.`,
+  );
+}
+
+function resolveOtlpProtocol(env: Env, warnings: string[]): OtlpProtocol {
+  for (const key of ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
+    const raw = nonEmpty(env[key])?.trim().toLowerCase();
+    if (raw === undefined) continue;
+    if ((OTLP_PROTOCOLS as readonly string[]).includes(raw)) return raw as OtlpProtocol;
+    warnings.push(`${key} value '${raw}' is not one of ${OTLP_PROTOCOLS.join(', ')}; ignored.`);
+  }
+  return 'http/protobuf';
+}
+
+function resolveBatch(value: unknown): BatchProcessorOptions {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) {
+    throw new TracingConfigError(`batch must be an object, got ${describe(value)}.`);
+  }
+  checkKnownKeys(value, BATCH_KEYS, 'batch');
+  const batch: BatchProcessorOptions = {};
+  for (const key of BATCH_KEYS) {
+    const v = value[key];
+    if (v === undefined) continue;
+    const min = key === 'scheduledDelayMillis' ? 0 : 1;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+      throw new TracingConfigError(`batch.${key} must be an integer >= ${min}, got ${describe(v)}.`);
+    }
+    batch[key] = v;
+  }
+  if (
+    batch.maxExportBatchSize !== undefined &&
+    batch.maxQueueSize !== undefined &&
+    batch.maxExportBatchSize > batch.maxQueueSize
+  ) {
+    throw new TracingConfigError(
+      `batch.maxExportBatchSize (${batch.maxExportBatchSize}) must not exceed batch.maxQueueSize (${batch.maxQueueSize}).`,
+    );
+  }
+  return batch;
+}
+
+function resolveSampler(value: unknown, env: Env, warnings: string[]): SamplerSpec {
+  if (value !== undefined) {
+    if (isSampler(value)) return { type: 'instance', sampler: value };
+    if (isPlainObject(value) && 'ratio' in value) {
+      checkKnownKeys(value, ['ratio'], 'sampler');
+      const ratio = value.ratio;
+      if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
+        throw new TracingConfigError(`sampler.ratio must be a number from 0 to 1, got ${describe(ratio)}.`);
+      }
+      return { type: 'parentbased_traceidratio', ratio };
+    }
+    throw new TracingConfigError(
+      `sampler must be a Sampler (with shouldSample()) or { ratio: 0..1 }, got ${describe(value)}.`,
+    );
+  }
+  const name = nonEmpty(env.OTEL_TRACES_SAMPLER)?.trim().toLowerCase();
+  let type: (typeof ENV_SAMPLERS)[number] = 'parentbased_always_on';
+  if (name !== undefined) {
+    if ((ENV_SAMPLERS as readonly string[]).includes(name)) {
+      type = name as (typeof ENV_SAMPLERS)[number];
+    } else {
+      warnings.push(
+        `OTEL_TRACES_SAMPLER value '${name}' is not supported (use ${ENV_SAMPLERS.join(', ')}); using parentbased_always_on.`,
+      );
+    }
+  }
+  let ratio = 1;
+  if (type === 'traceidratio' || type === 'parentbased_traceidratio') {
+    const arg = nonEmpty(env.OTEL_TRACES_SAMPLER_ARG)?.trim();
+    if (arg !== undefined) {
+      const parsed = Number(arg);
+      if (Number.isFinite(parsed) && parsed >= 0 && parsed <= 1) {
+        ratio = parsed;
+      } else {
+        warnings.push(`OTEL_TRACES_SAMPLER_ARG value '${arg}' is not a number from 0 to 1; using 1.`);
+      }
+    }
+  }
+  return { type, ratio };
+}
+
+function resolvePropagators(
+  value: unknown,
+  env: Env,
+  warnings: string[],
+): Array<PropagatorName | TextMapPropagator> {
+  if (value !== undefined) {
+    if (!Array.isArray(value)) {
+      throw new TracingConfigError(
+        `propagators must be an array of names (${PROPAGATOR_NAMES.join(', ')}) or TextMapPropagator instances, got ${describe(value)}.`,
+      );
+    }
+    value.forEach((p: unknown, i) => {
+      if (typeof p === 'string') {
+        if (!(PROPAGATOR_NAMES as readonly string[]).includes(p)) {
+          throw new TracingConfigError(
+            `propagators[${i}] '${p}' is unknown; use one of ${PROPAGATOR_NAMES.join(', ')} or a TextMapPropagator instance.`,
+          );
+        }
+      } else if (!isPropagator(p)) {
+        throw new TracingConfigError(
+          `propagators[${i}] must be a propagator name or a TextMapPropagator (inject, extract, fields), got ${describe(p)}.`,
+        );
+      }
+    });
+    return dedupe(value as Array<PropagatorName | TextMapPropagator>);
+  }
+  const fromEnv = nonEmpty(env.OTEL_PROPAGATORS);
+  if (fromEnv === undefined) return ['tracecontext', 'baggage'];
+  const names: PropagatorName[] = [];
+  for (const raw of fromEnv.split(',')) {
+    const name = raw.trim().toLowerCase();
+    if (name === '') continue;
+    if ((PROPAGATOR_NAMES as readonly string[]).includes(name)) {
+      names.push(name as PropagatorName);
+    } else {
+      warnings.push(
+        `OTEL_PROPAGATORS value '${name}' is not supported (use ${PROPAGATOR_NAMES.join(', ')}); ignored.`,
+      );
+    }
+  }
+  if (names.includes('none')) return ['none'];
+  return names.length > 0 ? dedupe(names) : ['tracecontext', 'baggage'];
+}
+
+function resolveHttp(value: unknown): ResolvedHttpConfig {
+  const http: ResolvedHttpConfig = {
+    enabled: true,
+    ignore: [],
+    requestHeaders: [],
+    responseHeaders: [],
+    traceResponse: true,
+  };
+  if (value === undefined) return http;
+  if (!isPlainObject(value)) {
+    throw new TracingConfigError(`http must be an object, got ${describe(value)}.`);
+  }
+  checkKnownKeys(value, HTTP_KEYS, 'http');
+  for (const key of ['enabled', 'traceResponse'] as const) {
+    const v = value[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') {
+      throw new TracingConfigError(`http.${key} must be true or false, got ${describe(v)}.`);
+    }
+    http[key] = v;
+  }
+  if (value.ignore !== undefined) {
+    const rules: unknown[] = Array.isArray(value.ignore) ? value.ignore : [value.ignore];
+    rules.forEach((rule, i) => {
+      const ok =
+        (typeof rule === 'string' && rule.startsWith('/')) ||
+        rule instanceof RegExp ||
+        typeof rule === 'function';
+      if (!ok) {
+        throw new TracingConfigError(
+          `http.ignore[${i}] must be a path starting with '/' (globs allowed: /health/*, /internal/**), ` +
+            `a RegExp or a function (request) => boolean; got ${describe(rule)}.`,
+        );
+      }
+    });
+    http.ignore = rules as HttpIgnoreRule[];
+  }
+  for (const key of ['requestHeaders', 'responseHeaders'] as const) {
+    const v = value[key];
+    if (v === undefined) continue;
+    if (!Array.isArray(v) || v.some((h) => typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h))) {
+      throw new TracingConfigError(
+        `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describe(v)}.`,
+      );
+    }
+    http[key] = dedupe((v as string[]).map((h) => h.toLowerCase()));
+  }
+  return http;
+}
+
+function resolveShutdownTimeout(value: unknown): number {
+  if (value === undefined) return DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TracingConfigError(
+      `shutdownTimeoutMs must be a number of milliseconds >= 0, got ${describe(value)}.`,
+    );
+  }
+  return value;
+}
+
+function checkKnownKeys(value: object, allowed: readonly string[], label: string): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      const near = allowed.find((a) => a.toLowerCase() === key.toLowerCase());
+      throw new TracingConfigError(
+        `${label} has an unknown key '${key}'` +
+          (near ? ` (did you mean '${near}'?)` : '') +
+          `; allowed: ${allowed.join(', ')}.`,
+      );
+    }
+  }
+}
+
+function optionalString(value: unknown, label: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new TracingConfigError(`${label} must be a non-empty string, got ${describe(value)}.`);
+  }
+  return value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value !== undefined && value.trim() !== '' ? value : undefined;
+}
+
+function dedupe<T>(values: T[]): T[] {
+  return [...new Set(values)];
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isAttributeValue(value: unknown): boolean {
+  const scalar = (v: unknown) =>
+    typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+  return scalar(value) || (Array.isArray(value) && value.every((v) => v == null || scalar(v)));
+}
+
+function hasMethods(value: unknown, ...names: string[]): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function')
+  );
+}
+
+export function isSpanExporter(value: unknown): value is SpanExporter {
+  return hasMethods(value, 'export', 'shutdown');
+}
+
+export function isSpanProcessor(value: unknown): value is SpanProcessor {
+  return hasMethods(value, 'onStart', 'onEnd', 'forceFlush', 'shutdown');
+}
+
+export function isExporterProvider(value: unknown): value is ExporterProvider {
+  return isPlainObject(value) && ('useClass' in value || 'useFactory' in value);
+}
+
+function isSampler(value: unknown): value is Sampler {
+  return hasMethods(value, 'shouldSample');
+}
+
+function isPropagator(value: unknown): value is TextMapPropagator {
+  return hasMethods(value, 'inject', 'extract', 'fields');
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'Object'})`;
+  return String(value);
+}

@@ -1,0 +1,81 @@
+import {
+  Inject,
+  Module,
+  Optional,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { installHttpTracing } from './http/http-tracing.installer.js';
+import type { ResolvedTracingConfig } from './sdk/tracing-config.js';
+import type { TracingSdk } from './sdk/tracing-sdk.js';
+import { TraceService } from './services/trace.service.js';
+import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
+import {
+  ASYNC_OPTIONS_TYPE,
+  ConfigurableModuleClass,
+  OPTIONS_TYPE,
+} from './tracing.module-definition.js';
+import {
+  configProvider,
+  exporterProvider,
+  logger,
+  sdkProvider,
+  TRACING_CONFIG,
+} from './tracing.providers.js';
+
+/**
+ * Distributed tracing for a Nest application: owns the OpenTelemetry SDK
+ * (provider, exporter, sampler, propagators) for the application's lifetime,
+ * traces inbound HTTP requests, and serves `@Trace()` and `TraceService`.
+ * Global by default.
+ *
+ * @example
+ * ```ts
+ * @Module({ imports: [TracingModule.forRoot({ serviceName: 'orders' })] })
+ * export class AppModule {}
+ * ```
+ */
+@Module({
+  providers: [configProvider, exporterProvider, sdkProvider, TraceService],
+  exports: [TraceService, TRACING_SPAN_EXPORTER, TRACING_SDK],
+})
+export class TracingModule
+  extends ConfigurableModuleClass
+  implements NestModule, OnApplicationShutdown
+{
+  constructor(
+    @Inject(TRACING_SDK) private readonly sdk: TracingSdk,
+    @Inject(TRACING_CONFIG) private readonly config: ResolvedTracingConfig,
+    @Optional() private readonly adapterHost?: HttpAdapterHost,
+  ) {
+    super();
+  }
+
+  /** Options may be left out entirely: everything then comes from `OTEL_*` or defaults. */
+  static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+
+  static override forRootAsync(options: typeof ASYNC_OPTIONS_TYPE): DynamicModule {
+    return super.forRootAsync(options);
+  }
+
+  /** Runs before routes are registered: the time to hook into the HTTP adapter. */
+  configure(_consumer: MiddlewareConsumer): void {
+    const adapter = this.adapterHost?.httpAdapter;
+    if (!this.sdk.enabled || !this.config.http.enabled || adapter === undefined) return;
+    if (!installHttpTracing(adapter, this.config.http)) {
+      logger.warn(
+        `The HTTP adapter '${adapter.getType?.() ?? 'unknown'}' has no request hook; inbound HTTP requests are not traced.`,
+      );
+    }
+  }
+
+  /** After the HTTP server has closed: export what is left, then release the globals. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.sdk.shutdown();
+  }
+}

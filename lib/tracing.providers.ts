@@ -1,0 +1,125 @@
+import {
+  Inject,
+  Logger,
+  Optional,
+  type FactoryProvider,
+  type InjectionToken,
+  type OptionalFactoryDependency,
+} from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type {
+  ExporterOption,
+  ExporterProvider,
+  TracingModuleOptions,
+} from './interfaces/tracing-module-options.interface.js';
+import {
+  TracingConfigError,
+  isExporterProvider,
+  isSpanExporter,
+  resolveTracingConfig,
+  type ResolvedTracingConfig,
+} from './sdk/tracing-config.js';
+import { createExporter, TracingSdk } from './sdk/tracing-sdk.js';
+import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
+import { TRACING_MODULE_OPTIONS } from './tracing.module-definition.js';
+
+/** Internal token of the resolved, checked configuration. */
+export const TRACING_CONFIG = Symbol.for('nestjs-tracing:config');
+
+export const logger = new Logger('TracingModule');
+
+// Which providers exist never depends on the options: each one is a factory
+// that reads the options, so forRoot and forRootAsync share one code path.
+
+export const configProvider: FactoryProvider<ResolvedTracingConfig> = {
+  provide: TRACING_CONFIG,
+  useFactory: (options: TracingModuleOptions | undefined) => {
+    const config = resolveTracingConfig(options);
+    for (const warning of config.warnings) logger.warn(warning);
+    return config;
+  },
+  inject: [TRACING_MODULE_OPTIONS],
+};
+
+export const exporterProvider: FactoryProvider<SpanExporter[]> = {
+  provide: TRACING_SPAN_EXPORTER,
+  useFactory: async (config: ResolvedTracingConfig, moduleRef: ModuleRef) => {
+    if (!config.enabled || typeof config.spanProcessor === 'object') return [];
+    const exporters: SpanExporter[] = [];
+    for (const entry of config.exporters) {
+      for (const exporter of await resolveExporter(entry, config, moduleRef)) {
+        exporters.push(exporter);
+      }
+    }
+    return exporters;
+  },
+  inject: [TRACING_CONFIG, ModuleRef],
+};
+
+export const sdkProvider: FactoryProvider<TracingSdk> = {
+  provide: TRACING_SDK,
+  useFactory: async (config: ResolvedTracingConfig, exporters: SpanExporter[]) =>
+    config.enabled ? TracingSdk.start(config, exporters, logger) : TracingSdk.disabled(logger),
+  inject: [TRACING_CONFIG, TRACING_SPAN_EXPORTER],
+};
+
+async function resolveExporter(
+  entry: ExporterOption,
+  config: ResolvedTracingConfig,
+  moduleRef: ModuleRef,
+): Promise<SpanExporter[]> {
+  if (typeof entry === 'string') {
+    const exporter = await createExporter(entry, config);
+    return exporter === undefined ? [] : [exporter];
+  }
+  if (isExporterProvider(entry)) return checkResolved(await resolveProvider(entry, moduleRef));
+  return [entry];
+}
+
+/**
+ * Resolves `{ useClass }` / `{ useFactory, inject }` through Nest's own injector
+ * (ModuleRef.create), so dependencies are found, and instantiated if need be,
+ * exactly as for any provider of this module.
+ */
+async function resolveProvider(
+  provider: ExporterProvider,
+  moduleRef: ModuleRef,
+): Promise<unknown> {
+  if ('useClass' in provider) return moduleRef.create(provider.useClass);
+  const tokens = provider.inject ?? [];
+  class ExporterFactoryDependencies {
+    readonly values: unknown[];
+    constructor(...values: unknown[]) {
+      this.values = values;
+    }
+  }
+  tokens.forEach((dependency, index) => {
+    const optional = isOptionalDependency(dependency);
+    const token = optional ? dependency.token : dependency;
+    Inject(token)(ExporterFactoryDependencies, undefined, index);
+    if (optional && dependency.optional) Optional()(ExporterFactoryDependencies, undefined, index);
+  });
+  Reflect.defineMetadata('design:paramtypes', tokens.map(() => Object), ExporterFactoryDependencies);
+  const deps = await moduleRef.create(ExporterFactoryDependencies);
+  return provider.useFactory(...deps.values);
+}
+
+function isOptionalDependency(
+  dependency: InjectionToken | OptionalFactoryDependency,
+): dependency is OptionalFactoryDependency {
+  return typeof dependency === 'object' && dependency !== null && 'token' in dependency;
+}
+
+function checkResolved(value: unknown): SpanExporter[] {
+  const list = Array.isArray(value) ? value : [value];
+  list.forEach((exporter) => {
+    if (!isSpanExporter(exporter)) {
+      throw new TracingConfigError(
+        'the exporter provider (useClass / useFactory) must produce a SpanExporter ' +
+          '(an object with export() and shutdown()).',
+      );
+    }
+  });
+  return list as SpanExporter[];
+}
