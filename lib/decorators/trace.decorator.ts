@@ -169,13 +169,14 @@ export function traceMethod(
 }
 
 /**
- * Records `err` on `span` and sets its status to ERROR, without ending it.
+ * Records `err` as an exception event on `span` and, unless told not to, sets its status to
+ * ERROR; does not end the span.
  *
  * @internal
  */
-export function recordError(span: Span, err: unknown): void {
+export function recordError(span: Span, err: unknown, setStatus = true): void {
   span.recordException(asException(err));
-  span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
+  if (setStatus) span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
 }
 
 /**

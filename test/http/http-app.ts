@@ -1,0 +1,116 @@
+import {
+  Body,
+  CanActivate,
+  Controller,
+  ExecutionContext,
+  Get,
+  Header,
+  HttpCode,
+  Injectable,
+  NestInterceptor,
+  NotFoundException,
+  Param,
+  Post,
+  UseGuards,
+  UseInterceptors,
+  type CallHandler,
+} from '@nestjs/common';
+import { Module } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import { Trace, TraceService } from '../../lib/index.js';
+
+@Injectable()
+export class OrdersService {
+  @Trace()
+  async find(id: string): Promise<{ id: string }> {
+    await new Promise((r) => setTimeout(r, 1));
+    return { id };
+  }
+
+  @Trace('orders.create', { attributes: { 'orders.source': 'e2e' } })
+  create(body: unknown): { created: unknown } {
+    return { created: body };
+  }
+}
+
+/** A guard that does traced work, to prove guards run inside the SERVER span. */
+@Injectable()
+export class TracedGuard implements CanActivate {
+  constructor(private readonly tracing: TraceService) {}
+  canActivate(_context: ExecutionContext): Promise<boolean> {
+    return this.tracing.startActiveSpan('guard.check', async () => true);
+  }
+}
+
+@Injectable()
+export class TracedInterceptor implements NestInterceptor {
+  constructor(private readonly tracing: TraceService) {}
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    this.tracing.startActiveSpan('interceptor.before', () => undefined);
+    return next.handle();
+  }
+}
+
+@Controller()
+export class AppController {
+  constructor(
+    private readonly orders: OrdersService,
+    private readonly tracing: TraceService,
+  ) {}
+
+  @Get('hello')
+  hello(): string {
+    return 'hello';
+  }
+
+  @Get('health')
+  health(): string {
+    return 'ok';
+  }
+
+  @Get('orders/:id')
+  find(@Param('id') id: string) {
+    return this.orders.find(id);
+  }
+
+  @Post('orders')
+  @HttpCode(201)
+  @UseGuards(TracedGuard)
+  @UseInterceptors(TracedInterceptor)
+  create(@Body() body: unknown) {
+    return this.orders.create(body);
+  }
+
+  @Get('missing/:id')
+  missing(): never {
+    throw new NotFoundException('no such thing');
+  }
+
+  @Get('boom')
+  boom(): never {
+    throw new TypeError('kaboom');
+  }
+
+  @Get('timing')
+  @Header('Server-Timing', 'db;dur=12')
+  timing(): string {
+    return 'timed';
+  }
+
+  @Get('trace-id')
+  traceId(): { traceId: string | undefined } {
+    return { traceId: this.tracing.traceId() };
+  }
+
+  @Get('slow')
+  async slow(): Promise<string> {
+    await new Promise((r) => setTimeout(r, 300));
+    return 'slow';
+  }
+}
+
+@Module({
+  controllers: [AppController],
+  providers: [OrdersService, TracedGuard, TracedInterceptor],
+})
+export class HttpTestModule {}

@@ -1,0 +1,262 @@
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type { INestApplication } from '@nestjs/common';
+import { VersioningType } from '@nestjs/common';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { request as httpRequest } from 'node:http';
+import {
+  TestSpans,
+  TracingTestingModule,
+  expectChildOf,
+  expectParentId,
+  expectRoot,
+  expectSameTrace,
+} from '../../lib/testing/index.js';
+import { platforms, startApp } from '../support/platforms.js';
+import { HttpTestModule } from './http-app.js';
+
+const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
+const PARENT_ID = 'b7ad6b7169203331';
+const TRACEPARENT = `00-${TRACE_ID}-${PARENT_ID}-01`;
+
+describe.each(platforms)('inbound HTTP on $name', (platform) => {
+  let app: INestApplication;
+  let url: string;
+  let spans: TestSpans;
+
+  beforeAll(async () => {
+    ({ app, url } = await startApp(platform, [
+      TracingTestingModule.forRoot({
+        serviceName: 'http-e2e',
+        http: {
+          ignore: ['/health', '/internal/**'],
+          requestHeaders: ['x-request-id'],
+          responseHeaders: ['content-type'],
+        },
+      }),
+      HttpTestModule,
+    ]));
+    spans = app.get(TestSpans);
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  beforeEach(() => spans.reset());
+
+  /** Every span the request made has ended exactly once, and the SERVER span is among them. */
+  async function serverSpan(name: string): Promise<ReadableSpan> {
+    const span = await spans.waitForOne(name);
+    expect(span.kind).toBe(SpanKind.SERVER);
+    const ids = spans.all().map((s) => s.spanContext().spanId);
+    expect(new Set(ids).size).toBe(ids.length);
+    return span;
+  }
+
+  it('continues an incoming traceparent: same trace id, parent = the caller span', async () => {
+    const res = await fetch(`${url}/orders/42`, {
+      headers: { traceparent: TRACEPARENT, 'x-request-id': 'req-1', 'user-agent': 'e2e-agent' },
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: '42' });
+
+    const server = await serverSpan('GET /orders/:id');
+    expect(server.spanContext().traceId).toBe(TRACE_ID);
+    expectParentId(server, PARENT_ID);
+    expect(server.parentSpanContext?.isRemote).toBe(true);
+    expect(server.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'http.route': '/orders/:id',
+      'url.path': '/orders/42',
+      'url.scheme': 'http',
+      'http.response.status_code': 200,
+      'server.address': '127.0.0.1',
+      'client.address': expect.stringContaining('127.0.0.1'),
+      'user_agent.original': 'e2e-agent',
+      'http.request.header.x-request-id': ['req-1'],
+      'http.response.header.content-type': [expect.stringContaining('application/json')],
+    });
+    expect(typeof server.attributes['server.port']).toBe('number');
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+    expect(server.instrumentationScope.name).toBe('nestjs-tracing');
+    expect(server.resource.attributes['service.name']).toBe('http-e2e');
+
+    const find = spans.one('OrdersService.find');
+    expectChildOf(find, server);
+    expect(find.kind).toBe(SpanKind.INTERNAL);
+  });
+
+  it('carries tracestate and baggage from the caller', async () => {
+    const res = await fetch(`${url}/trace-id`, {
+      headers: { traceparent: TRACEPARENT, tracestate: 'vendor=abc', baggage: 'tenant=acme' },
+    });
+    expect(await res.json()).toEqual({ traceId: TRACE_ID });
+    const server = await serverSpan('GET /trace-id');
+    expect(server.spanContext().traceState?.get('vendor')).toBe('abc');
+  });
+
+  it.each([
+    ['missing', undefined],
+    ['garbage', 'not-a-traceparent'],
+    ['all-zero trace id', `00-${'0'.repeat(32)}-${PARENT_ID}-01`],
+    ['upper-case hex', `00-${TRACE_ID.toUpperCase()}-${PARENT_ID}-01`],
+    ['version ff', `ff-${TRACE_ID}-${PARENT_ID}-01`],
+    ['too short', `00-${TRACE_ID.slice(2)}-${PARENT_ID}-01`],
+  ])('starts a new root for a %s traceparent, and the request still succeeds', async (_label, header) => {
+    const res = await fetch(`${url}/hello`, { headers: header ? { traceparent: header } : {} });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('hello');
+    const server = await serverSpan('GET /hello');
+    expectRoot(server);
+    expect(server.spanContext().traceId).not.toBe(TRACE_ID);
+    expect(server.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('puts guards and interceptors inside the SERVER span', async () => {
+    const res = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: TRACEPARENT },
+      body: JSON.stringify({ sku: 'abc' }),
+    });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({ created: { sku: 'abc' } });
+    const server = await serverSpan('POST /orders');
+    expect(server.attributes['http.response.status_code']).toBe(201);
+    const guard = spans.one('guard.check');
+    const interceptor = spans.one('interceptor.before');
+    const create = spans.one('orders.create');
+    expectChildOf(guard, server);
+    expectChildOf(interceptor, server);
+    expectChildOf(create, server);
+    expect(create.attributes['orders.source']).toBe('e2e');
+    expectSameTrace([server, guard, interceptor, create]);
+    expect(server.spanContext().traceId).toBe(TRACE_ID);
+  });
+
+  it('records a 5xx with the exception and status ERROR', async () => {
+    const res = await fetch(`${url}/boom`);
+    expect(res.status).toBe(500);
+    const server = await serverSpan('GET /boom');
+    expect(server.status.code).toBe(SpanStatusCode.ERROR);
+    expect(server.status.message).toBe('kaboom');
+    expect(server.attributes['http.response.status_code']).toBe(500);
+    expect(server.attributes['error.type']).toBe('TypeError');
+    const event = server.events.find((e) => e.name === 'exception');
+    expect(event?.attributes).toMatchObject({
+      'exception.type': 'TypeError',
+      'exception.message': 'kaboom',
+    });
+    expect(String(event?.attributes?.['exception.stacktrace'])).toContain('kaboom');
+  });
+
+  it('does not mark a 4xx HttpException as an error', async () => {
+    const res = await fetch(`${url}/missing/7`);
+    expect(res.status).toBe(404);
+    const server = await serverSpan('GET /missing/:id');
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+    expect(server.attributes['http.response.status_code']).toBe(404);
+    expect(server.attributes['error.type']).toBeUndefined();
+    expect(server.events.filter((e) => e.name === 'exception')).toHaveLength(0);
+  });
+
+  it('names a request that matches no route by its method only', async () => {
+    const res = await fetch(`${url}/no/such/route`);
+    expect(res.status).toBe(404);
+    const server = await serverSpan('GET');
+    expect(server.attributes['http.route']).toBeUndefined();
+    expect(server.attributes['url.path']).toBe('/no/such/route');
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it('gives ignored paths no span at all', async () => {
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    expect((await fetch(`${url}/health/`)).status).toBeLessThan(500);
+    expect((await fetch(`${url}/internal/a/b`)).status).toBe(404);
+    // A traced request after them, to know the ignored ones had their chance to end.
+    await fetch(`${url}/hello`);
+    await serverSpan('GET /hello');
+    expect(spans.names()).toEqual(['GET /hello']);
+  });
+
+  it('answers with traceresponse and Server-Timing matching the exported span', async () => {
+    const res = await fetch(`${url}/hello`, { headers: { traceparent: TRACEPARENT } });
+    const server = await serverSpan('GET /hello');
+    const { traceId, spanId } = server.spanContext();
+    const expected = `00-${traceId}-${spanId}-01`;
+    expect(res.headers.get('traceresponse')).toBe(expected);
+    expect(res.headers.get('server-timing')).toBe(`traceparent;desc="${expected}"`);
+  });
+
+  it('appends to a Server-Timing header the app sets itself', async () => {
+    const res = await fetch(`${url}/timing`);
+    const server = await serverSpan('GET /timing');
+    const { traceId, spanId } = server.spanContext();
+    expect(res.headers.get('server-timing')).toBe(
+      `db;dur=12, traceparent;desc="00-${traceId}-${spanId}-01"`,
+    );
+  });
+
+  it('ends the span of an aborted request, marked as aborted', async () => {
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${url}/slow`);
+      req.on('error', () => resolve());
+      req.end();
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 50);
+    });
+    const server = await serverSpan('GET /slow');
+    expect(server.attributes['error.type']).toBe('aborted');
+    expect(server.status.code).toBe(SpanStatusCode.ERROR);
+    // The handler finishing later must not end the span a second time.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(spans.byName('GET /slow')).toHaveLength(1);
+  });
+
+  it('keeps 200 concurrent requests in their own traces', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `f${i.toString(16).padStart(31, '0')}`);
+    await Promise.all(
+      ids.map(async (traceId, i) => {
+        const res = await fetch(`${url}/orders/${i}`, {
+          headers: { traceparent: `00-${traceId}-${PARENT_ID}-01` },
+        });
+        expect(res.status).toBe(200);
+      }),
+    );
+    await spans.waitFor((all) => all.filter((s) => s.name === 'GET /orders/:id').length === 200);
+    for (const server of spans.byName('GET /orders/:id')) {
+      const id = Number(String(server.attributes['url.path']).split('/').pop());
+      expect(server.spanContext().traceId).toBe(ids[id]);
+      const children = spans.trace(ids[id] as string).filter((s) => s.name === 'OrdersService.find');
+      expect(children).toHaveLength(1);
+      expectChildOf(children[0] as ReadableSpan, server);
+    }
+  });
+});
+
+describe.each(platforms)('route names with a global prefix and versioning on $name', (platform) => {
+  let app: INestApplication;
+  let url: string;
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('names the span by the full route template', async () => {
+    ({ app, url } = await startApp(
+      platform,
+      [TracingTestingModule.forRoot(), HttpTestModule],
+      (a) => {
+        a.setGlobalPrefix('api');
+        a.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
+      },
+    ));
+    const spans = app.get(TestSpans);
+    const res = await fetch(`${url}/api/v1/orders/9`);
+    expect(res.status).toBe(200);
+    const server = await spans.waitForOne(/^GET /);
+    expect(server.name).toBe('GET /api/v1/orders/:id');
+    expect(server.attributes['http.route']).toBe('/api/v1/orders/:id');
+  });
+});
