@@ -395,9 +395,12 @@ function failSpan(span: Span, err: unknown): void {
 }
 
 function asException(err: unknown): Exception {
-  if (typeof err === 'string') return err;
-  if (typeof err === 'object' && err !== null) return err as Exception;
-  return String(err);
+  // The SDK records nothing for an object with none of these fields, so fall back to a message.
+  if (typeof err === 'object' && err !== null) {
+    const { message, name, code } = err as { message?: unknown; name?: unknown; code?: unknown };
+    if (message || name || code) return err as Exception;
+  }
+  return messageOf(err);
 }
 
 function messageOf(err: unknown): string {

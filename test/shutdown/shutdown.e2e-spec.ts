@@ -1,0 +1,119 @@
+import { Controller, Get, Injectable, Module } from '@nestjs/common';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Trace, TracingModule } from '../../lib/index.js';
+import { OtlpSink } from '../support/otlp-sink.js';
+import { platforms, startApp } from '../support/platforms.js';
+
+@Injectable()
+class WorkService {
+  @Trace()
+  async work(n: number): Promise<number> {
+    await new Promise((r) => setTimeout(r, 1));
+    return n * 2;
+  }
+}
+
+@Controller()
+class WorkController {
+  constructor(private readonly service: WorkService) {}
+  @Get('work')
+  work() {
+    return this.service.work(21);
+  }
+}
+
+@Module({ controllers: [WorkController], providers: [WorkService] })
+class WorkModule {}
+
+/** Runs `fn` with environment variables set, restoring them afterwards. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+describe.each([
+  ['http/protobuf', platforms[0]],
+  ['http/json', platforms[1]],
+] as const)('shutdown with the default batch processor, OTLP %s, on %s', (protocol, platform) => {
+  const sink = new OtlpSink();
+  let endpoint: string;
+
+  beforeAll(async () => {
+    endpoint = await sink.start();
+  });
+  afterAll(() => sink.stop());
+
+  it('exports every span of requests finished just before app.close()', async () => {
+    // The batch processor would wait 5 s; nothing reaches the sink before close.
+    const { app, url } = await withEnv(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: protocol },
+      () =>
+        startApp(platform, [
+          TracingModule.forRoot({ serviceName: `shutdown-${protocol}` }),
+          WorkModule,
+        ]),
+    );
+    const count = 50;
+    const responses = await Promise.all(
+      Array.from({ length: count }, () => fetch(`${url}/work`).then((r) => r.text())),
+    );
+    expect(responses.every((body) => body === '42')).toBe(true);
+    expect(sink.spans).toHaveLength(0);
+
+    await app.close();
+
+    const servers = sink.spans.filter((s) => s.name === 'GET /work');
+    const children = sink.spans.filter((s) => s.name === 'WorkService.work');
+    expect(servers).toHaveLength(count);
+    expect(children).toHaveLength(count);
+    expect(new Set(servers.map((s) => s.traceId)).size).toBe(count);
+    for (const child of children) {
+      const parent = servers.find((s) => s.spanId === child.parentSpanId);
+      expect(parent?.traceId).toBe(child.traceId);
+    }
+    expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(new Set([`shutdown-${protocol}`]));
+  });
+});
+
+describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
+  const sink = new OtlpSink();
+  afterAll(() => sink.stop());
+
+  it('exports the spans of every answered request before the process exits', async () => {
+    const endpoint = await sink.start();
+    const script = fileURLToPath(new URL('./fixtures/sigterm-app.mjs', import.meta.url));
+    const child = spawn(process.execPath, [script], {
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const match = /listening on (\d+)/.exec(output);
+        if (match) resolve(Number(match[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`fixture exited early with ${code}: ${output}`)));
+    });
+    const count = 30;
+    for (let i = 0; i < count; i++) {
+      expect(await (await fetch(`http://127.0.0.1:${port}/hello`)).text()).toBe('hello');
+    }
+    expect(sink.spans).toHaveLength(0);
+    child.kill('SIGTERM');
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    expect(code === 0 || signal === 'SIGTERM').toBe(true);
+    expect(sink.spans.filter((s) => s.name === 'GET /hello')).toHaveLength(count);
+    expect(sink.spans.filter((s) => s.name === 'HelloController.hello')).toHaveLength(count);
+  });
+});
