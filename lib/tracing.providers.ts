@@ -102,7 +102,7 @@ async function resolveProvider(
   });
   Reflect.defineMetadata('design:paramtypes', tokens.map(() => Object), ExporterFactoryDependencies);
   const deps = await moduleRef.create(ExporterFactoryDependencies);
-  return provider.useFactory(...deps.values);
+  return (provider.useFactory as (...args: unknown[]) => unknown)(...deps.values);
 }
 
 function isOptionalDependency(

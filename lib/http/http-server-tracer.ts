@@ -147,7 +147,7 @@ export class HttpServerTracer {
     res[HTTP_STATE] = state;
     if (this.traceResponse) {
       state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead') ? res.writeHead : undefined;
-      res.writeHead = writeHeadWithTraceHeaders as ServerResponse['writeHead'];
+      res.writeHead = writeHeadWithTraceHeaders;
     }
     res.once('close', onClose);
     return state;

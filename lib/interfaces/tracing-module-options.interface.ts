@@ -23,7 +23,7 @@ export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'ja
 export type ExporterProvider =
   | { useClass: Type<SpanExporter> }
   | {
-      useFactory: (...args: any[]) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
+      useFactory: (...args: never[]) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
       inject?: Array<InjectionToken | OptionalFactoryDependency>;
     };
 

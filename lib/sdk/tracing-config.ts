@@ -520,5 +520,6 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'Object'})`;
-  return String(value);
+  if (typeof value === 'symbol') return value.toString();
+  return `${value as string | number | boolean | bigint | undefined}`;
 }

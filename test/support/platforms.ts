@@ -1,4 +1,4 @@
-import type { INestApplication, Type } from '@nestjs/common';
+import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { Test, type TestingModuleBuilder } from '@nestjs/testing';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -14,7 +14,7 @@ export type Platform = (typeof platforms)[number];
 /** Compiles a module, creates the app on the platform, lets `setup` adjust it, and listens on port 0. */
 export async function startApp(
   platform: Platform,
-  imports: Array<Type<unknown> | import('@nestjs/common').DynamicModule>,
+  imports: Array<Type<unknown> | DynamicModule>,
   setup?: (app: INestApplication) => void,
   adjust?: (builder: TestingModuleBuilder) => TestingModuleBuilder,
 ): Promise<{ app: INestApplication; url: string }> {
