@@ -96,7 +96,10 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 const tracer = () => trace.getTracer('spec');
 
 /** Runs `fn` inside a span named `name` that is ended afterwards; returns both. */
-async function underParent<T>(name: string, fn: () => T): Promise<{ parent: Span; result: Awaited<T> }> {
+async function underParent<T>(
+  name: string,
+  fn: () => T,
+): Promise<{ parent: Span; result: Awaited<T> }> {
   return tracer().startActiveSpan(name, async (parent) => {
     try {
       return { parent, result: await fn() };
@@ -230,7 +233,7 @@ describe('@Trace() return shapes', () => {
     const thenable: PromiseLike<number> = {
       then(onFulfilled) {
         activeInThen = trace.getActiveSpan();
-        setTimeout(() => onFulfilled?.(42), 1);
+        setTimeout(() => void onFulfilled?.(42), 1);
         return this as never;
       },
     };
@@ -338,9 +341,9 @@ describe('@Trace() return shapes', () => {
       const endless = new Observable<number>((subscriber) => {
         for (let i = 0; !subscriber.closed; i++) subscriber.next(i);
       });
-      await expect(lastValueFrom(shapes.passThrough(endless).pipe(take(3), toArray()))).resolves.toEqual([
-        0, 1, 2,
-      ]);
+      await expect(
+        lastValueFrom(shapes.passThrough(endless).pipe(take(3), toArray())),
+      ).resolves.toEqual([0, 1, 2]);
       expect(named('Shapes.passThrough')).toHaveLength(2);
     });
 
@@ -624,7 +627,7 @@ describe('@Trace() context', () => {
   it('keeps 1,000 interleaved async calls in their own traces', async () => {
     const wait = async (): Promise<void> => {
       const hops = Math.floor(Math.random() * 4);
-      for (let i = 0; i < hops; i++) await null;
+      for (let i = 0; i < hops; i++) await Promise.resolve();
       if (Math.random() < 0.5) await new Promise((r) => setTimeout(r, Math.random() * 3));
     };
     class Worker {

@@ -61,7 +61,9 @@ interface CallSite {
  * When the span ends is decided by what the method returns:
  * - a Promise or any thenable: when it settles (a non-native thenable comes back as a Promise);
  * - an async generator, or a plain object that is async iterable: when iteration finishes, throws,
- *   or is left early (`break`, `return()`); each step runs inside the span;
+ *   or is left early (`break`, `return()`); each step runs inside the span. It has one consumer,
+ *   so it keeps the span of the call: like a Promise that never settles, a generator nobody
+ *   iterates leaves its span unended (and so never exported);
  * - an rxjs Observable: the span of the call ends at once, and every subscription gets a span of
  *   its own, started at subscribe as a child of the context active at the call, with the source
  *   subscribed inside it, and ended on complete, error or unsubscribe. So an Observable nobody
@@ -76,13 +78,19 @@ interface CallSite {
  *
  * @example
  * ```ts
- * @Trace('orders.create', { kind: SpanKind.INTERNAL, attributesFrom: ([dto]) => ({ 'order.sku': (dto as OrderDto).sku }) })
+ * @Trace('orders.create', {
+ *   kind: SpanKind.INTERNAL,
+ *   attributesFrom: ([dto]) => ({ 'order.sku': (dto as OrderDto).sku }),
+ * })
  * async create(dto: OrderDto): Promise<Order> { ... }
  * ```
  */
 export function Trace(name?: string, options?: TraceOptions): MethodDecorator;
 export function Trace(options: TraceOptions): MethodDecorator;
-export function Trace(nameOrOptions?: string | TraceOptions, maybeOptions?: TraceOptions): MethodDecorator {
+export function Trace(
+  nameOrOptions?: string | TraceOptions,
+  maybeOptions?: TraceOptions,
+): MethodDecorator {
   const options = typeof nameOrOptions === 'object' ? nameOrOptions : (maybeOptions ?? {});
   const name = typeof nameOrOptions === 'string' ? nameOrOptions : options.name;
   return (target, propertyKey, descriptor) => {
@@ -103,12 +111,10 @@ export function Trace(nameOrOptions?: string | TraceOptions, maybeOptions?: Trac
 }
 
 /**
- * The span name `@Trace()` gives a method by default: `ClassName.methodName`. `target` is the
- * prototype for an instance method and the class itself for a static one.
- *
- * @internal
+ * `ClassName.methodName`; `target` is the prototype for an instance method and the class itself
+ * for a static one.
  */
-export function spanNameOf(target: object, propertyKey: string | symbol): string {
+function spanNameOf(target: object, propertyKey: string | symbol): string {
   const className = typeof target === 'function' ? target.name : target.constructor.name;
   const method =
     typeof propertyKey === 'symbol' ? `[${propertyKey.description ?? ''}]` : propertyKey;
@@ -205,6 +211,8 @@ export function endWhenSettled(
         open = false;
         failSpan(span, err);
       }
+      // The caller must get the very value the thenable rejected with, Error or not.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       reject(err);
     };
     try {

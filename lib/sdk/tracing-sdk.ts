@@ -235,6 +235,7 @@ export class TracingSdk {
     private readonly owns: { trace: boolean; context: boolean; propagation: boolean },
     private readonly shutdownTimeoutMs: number,
     private readonly logger: SdkLogger,
+    private readonly processors: readonly SpanProcessor[] = [],
   ) {}
 
   /** A handle that does nothing: tracing is off. */
@@ -249,10 +250,11 @@ export class TracingSdk {
     logger: SdkLogger,
   ): Promise<TracingSdk> {
     const propagator = await createPropagator(config.propagators);
+    const spanProcessors = createSpanProcessors(config, exporters);
     const provider = new NodeTracerProvider({
       resource: createResource(config),
       sampler: createSampler(config.sampler),
-      spanProcessors: createSpanProcessors(config, exporters),
+      spanProcessors,
     });
     if (!trace.setGlobalTracerProvider(provider)) {
       if (!reportedExternalProvider) {
@@ -282,6 +284,7 @@ export class TracingSdk {
       { trace: true, context: ownsContext, propagation: ownsPropagation },
       config.shutdownTimeoutMs,
       logger,
+      spanProcessors,
     );
   }
 
@@ -304,7 +307,9 @@ export class TracingSdk {
     if (!this.enabled) return;
     try {
       // Another SDK owns its own shutdown; flushing it keeps our last spans.
-      const work = this.provider ? this.provider.shutdown() : (externalProvider()?.forceFlush() ?? Promise.resolve());
+      const work = this.provider
+        ? this.flushThenShutdown(this.provider)
+        : (externalProvider()?.forceFlush() ?? Promise.resolve());
       const finished = await withTimeout(work, this.shutdownTimeoutMs);
       if (!finished) {
         this.logger.warn(
@@ -318,6 +323,20 @@ export class TracingSdk {
       if (this.owns.trace) trace.disable();
       if (this.owns.propagation) propagation.disable();
       if (this.owns.context) context.disable();
+    }
+  }
+
+  /**
+   * SimpleSpanProcessor#shutdown (sdk-trace 2.x) does not wait for exports in
+   * flight, so each processor is flushed first. Flushing the processors one by
+   * one, not through the provider (which swallows errors), lets a failed export
+   * reach the shutdown warning.
+   */
+  private async flushThenShutdown(provider: NodeTracerProvider): Promise<void> {
+    try {
+      await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+    } finally {
+      await provider.shutdown();
     }
   }
 }

@@ -15,7 +15,7 @@ import {
   UseInterceptors,
   type CallHandler,
 } from '@nestjs/common';
-import { Module } from '@nestjs/common';
+import { Module, type MiddlewareConsumer, type NestMiddleware, type NestModule } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
 
@@ -48,6 +48,16 @@ export class TracedInterceptor implements NestInterceptor {
   intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
     this.tracing.startActiveSpan('interceptor.before', () => undefined);
     return next.handle();
+  }
+}
+
+/** A Nest middleware that does traced work, to prove middleware runs inside the SERVER span. */
+@Injectable()
+export class TracedMiddleware implements NestMiddleware {
+  constructor(private readonly tracing: TraceService) {}
+  use(_req: unknown, _res: unknown, next: () => void): void {
+    this.tracing.startActiveSpan('middleware.run', () => undefined);
+    next();
   }
 }
 
@@ -113,4 +123,8 @@ export class AppController {
   controllers: [AppController],
   providers: [OrdersService, TracedGuard, TracedInterceptor],
 })
-export class HttpTestModule {}
+export class HttpTestModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(TracedMiddleware).forRoutes(AppController);
+  }
+}

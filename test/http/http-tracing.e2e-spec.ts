@@ -112,7 +112,7 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(server.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
   });
 
-  it('puts guards and interceptors inside the SERVER span', async () => {
+  it('puts middleware, guards and interceptors inside the SERVER span', async () => {
     const res = await fetch(`${url}/orders`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', traceparent: TRACEPARENT },
@@ -122,14 +122,16 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(await res.json()).toEqual({ created: { sku: 'abc' } });
     const server = await serverSpan('POST /orders');
     expect(server.attributes['http.response.status_code']).toBe(201);
+    const middleware = spans.one('middleware.run');
     const guard = spans.one('guard.check');
     const interceptor = spans.one('interceptor.before');
+    expectChildOf(middleware, server);
     const create = spans.one('orders.create');
     expectChildOf(guard, server);
     expectChildOf(interceptor, server);
     expectChildOf(create, server);
     expect(create.attributes['orders.source']).toBe('e2e');
-    expectSameTrace([server, guard, interceptor, create]);
+    expectSameTrace([server, middleware, guard, interceptor, create]);
     expect(server.spanContext().traceId).toBe(TRACE_ID);
   });
 
@@ -175,7 +177,9 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     // A traced request after them, to know the ignored ones had their chance to end.
     await fetch(`${url}/hello`);
     await serverSpan('GET /hello');
-    expect(spans.names()).toEqual(['GET /hello']);
+    // (The app's own middleware still makes its spans; the request just has no SERVER span.)
+    expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual(['GET /hello']);
+    expect(spans.byName('middleware.run').every((s) => s.parentSpanContext === undefined || s.spanContext().traceId === spans.one('GET /hello').spanContext().traceId)).toBe(true);
   });
 
   it('answers with traceresponse and Server-Timing matching the exported span', async () => {

@@ -1,0 +1,254 @@
+import 'reflect-metadata';
+import { Test } from '@nestjs/testing';
+import {
+  context,
+  diag,
+  DiagLogLevel,
+  INVALID_SPAN_CONTEXT,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Span,
+} from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CBaggagePropagator } from '@opentelemetry/core';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { TraceService } from './trace.service.js';
+
+/** Spans started but not yet ended: every test must leave none behind. */
+class OpenSpans implements SpanProcessor {
+  readonly open = new Set<object>();
+  onStart(span: object): void {
+    this.open.add(span);
+  }
+  onEnd(span: ReadableSpan): void {
+    this.open.delete(span);
+  }
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const exporter = new InMemorySpanExporter();
+const openSpans = new OpenSpans();
+// The SDK reports a second end() of a span through diag, so any diag warning fails the test.
+const diagnostics: string[] = [];
+
+beforeAll(() => {
+  const provider = new BasicTracerProvider({
+    spanProcessors: [new SimpleSpanProcessor(exporter), openSpans],
+  });
+  const cm = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(cm);
+  trace.setGlobalTracerProvider(provider);
+  propagation.setGlobalPropagator(new W3CBaggagePropagator());
+  const keep = (message: string): void => void diagnostics.push(message);
+  diag.setLogger(
+    { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
+    DiagLogLevel.WARN,
+  );
+});
+
+afterAll(() => {
+  trace.disable();
+  context.disable();
+  propagation.disable();
+  diag.disable();
+});
+
+beforeEach(() => {
+  exporter.reset();
+  diagnostics.length = 0;
+});
+
+afterEach(() => {
+  expect(openSpans.open.size).toBe(0);
+  expect(diagnostics).toEqual([]);
+  const ids = spans().map((s) => s.spanContext().spanId);
+  expect(new Set(ids).size).toBe(ids.length);
+});
+
+const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
+const only = (): ReadableSpan => {
+  expect(spans()).toHaveLength(1);
+  return spans()[0]!;
+};
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('TraceService', () => {
+  const service = new TraceService();
+
+  it('is a Nest provider', async () => {
+    const moduleRef = await Test.createTestingModule({ providers: [TraceService] }).compile();
+    expect(moduleRef.get(TraceService)).toBeInstanceOf(TraceService);
+    await moduleRef.close();
+  });
+
+  describe('without an active span', () => {
+    it('returns undefined and does nothing', () => {
+      expect(service.activeSpan()).toBeUndefined();
+      expect(service.currentSpan()).toBeUndefined();
+      expect(service.traceId()).toBeUndefined();
+      expect(service.spanId()).toBeUndefined();
+      service.setAttributes({ a: 1 });
+      service.setAttribute('a', 1);
+      service.addEvent('event');
+      service.recordException(new Error('nowhere'));
+      expect(spans()).toEqual([]);
+    });
+
+    it('returns undefined ids for an invalid span context', () => {
+      const invalid = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+      context.with(trace.setSpan(context.active(), invalid), () => {
+        expect(service.activeSpan()).toBe(invalid);
+        expect(service.traceId()).toBeUndefined();
+        expect(service.spanId()).toBeUndefined();
+      });
+    });
+  });
+
+  describe('startActiveSpan', () => {
+    it('runs a sync function in a new active span and ends it', () => {
+      let inside: Span | undefined;
+      const result = service.startActiveSpan(
+        'sync.work',
+        (span) => {
+          inside = span;
+          expect(service.activeSpan()).toBe(span);
+          expect(service.currentSpan()).toBe(span);
+          expect(service.traceId()).toBe(span.spanContext().traceId);
+          expect(service.spanId()).toBe(span.spanContext().spanId);
+          expect(service.traceId()).toMatch(/^[0-9a-f]{32}$/);
+          expect(service.spanId()).toMatch(/^[0-9a-f]{16}$/);
+          return 42;
+        },
+        { kind: SpanKind.CLIENT, attributes: { 'work.size': 3 } },
+      );
+      expect(result).toBe(42);
+      const span = only();
+      expect(span.name).toBe('sync.work');
+      expect(span.kind).toBe(SpanKind.CLIENT);
+      expect(span.attributes).toEqual({ 'work.size': 3 });
+      expect(span.spanContext().spanId).toBe(inside?.spanContext().spanId);
+      expect(service.activeSpan()).toBeUndefined();
+    });
+
+    it('nests spans', () => {
+      service.startActiveSpan('outer', () => service.startActiveSpan('inner', () => undefined));
+      const [inner, outer] = spans();
+      expect(inner!.parentSpanContext?.spanId).toBe(outer!.spanContext().spanId);
+      expect(inner!.spanContext().traceId).toBe(outer!.spanContext().traceId);
+    });
+
+    it('records a sync throw and rethrows the same error', () => {
+      const err = new Error('sync boom');
+      expect(() =>
+        service.startActiveSpan('sync.fail', () => {
+          throw err;
+        }),
+      ).toThrow(err);
+      const span = only();
+      expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'sync boom' });
+      expect(span.events.map((e) => e.name)).toEqual(['exception']);
+    });
+
+    it('ends the span when a Promise resolves', async () => {
+      const pending = service.startActiveSpan('async.work', async (span) => {
+        await tick();
+        expect(service.activeSpan()).toBe(span);
+        return 'done';
+      });
+      expect(spans()).toHaveLength(0);
+      await expect(pending).resolves.toBe('done');
+      expect(only().status.code).toBe(SpanStatusCode.UNSET);
+    });
+
+    it('records a rejection and rejects with the same error', async () => {
+      const err = new Error('async boom');
+      await expect(
+        service.startActiveSpan('async.fail', async () => {
+          await tick();
+          throw err;
+        }),
+      ).rejects.toBe(err);
+      expect(only().status).toEqual({ code: SpanStatusCode.ERROR, message: 'async boom' });
+    });
+
+    it('ends the span when a thenable settles', async () => {
+      const thenable = {
+        then(onFulfilled: (v: string) => void) {
+          setTimeout(() => onFulfilled('later'), 1);
+        },
+      };
+      const result = service.startActiveSpan('thenable.work', () => thenable);
+      expect(spans()).toHaveLength(0);
+      await expect(result).resolves.toBe('later');
+      only();
+    });
+  });
+
+  describe('with an active span', () => {
+    it('sets attributes and adds events', () => {
+      service.startActiveSpan('annotated', () => {
+        service.setAttributes({ a: 1, b: 'two' });
+        service.setAttribute('c', true);
+        service.addEvent('cache.miss', { key: 'k' });
+      });
+      const span = only();
+      expect(span.attributes).toEqual({ a: 1, b: 'two', c: true });
+      expect(span.events.map((e) => [e.name, e.attributes])).toEqual([
+        ['cache.miss', { key: 'k' }],
+      ]);
+    });
+
+    it('records an exception and sets ERROR by default', () => {
+      service.startActiveSpan('failing', () => service.recordException(new Error('bad')));
+      const span = only();
+      expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'bad' });
+      expect(span.events[0]!.attributes?.['exception.message']).toBe('bad');
+    });
+
+    it('records an exception without ERROR when setError is false', () => {
+      service.startActiveSpan('recovered', () =>
+        service.recordException(new Error('retried'), { setError: false }),
+      );
+      const span = only();
+      expect(span.status.code).toBe(SpanStatusCode.UNSET);
+      expect(span.events[0]!.attributes?.['exception.message']).toBe('retried');
+    });
+  });
+
+  describe('baggage', () => {
+    it('returns undefined without baggage', () => {
+      expect(service.getBaggage()).toBeUndefined();
+      expect(service.getBaggage('tenant')).toBeUndefined();
+    });
+
+    it('adds entries for the duration of fn, across awaits, and merges nested calls', async () => {
+      const result = await service.withBaggage({ tenant: 't1', region: 'eu' }, async () => {
+        await tick();
+        expect(service.getBaggage('tenant')).toBe('t1');
+        expect(service.getBaggage('missing')).toBeUndefined();
+        return service.withBaggage({ region: 'us', user: 'u1' }, () => service.getBaggage());
+      });
+      expect(result).toEqual({ tenant: 't1', region: 'us', user: 'u1' });
+      expect(service.getBaggage()).toBeUndefined();
+    });
+
+    it('carries the entries to outgoing calls', () => {
+      const carrier: Record<string, string> = {};
+      service.withBaggage({ tenant: 't1' }, () => propagation.inject(context.active(), carrier));
+      expect(carrier['baggage']).toBe('tenant=t1');
+    });
+  });
+});

@@ -1,0 +1,411 @@
+import 'reflect-metadata';
+import { Global, Inject, Injectable, Module, type ModuleMetadata } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { context, propagation, trace } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import {
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+  type SpanExporter,
+} from '@opentelemetry/sdk-trace-base';
+import type { TracingModuleOptions } from './interfaces/tracing-module-options.interface.js';
+import type { TracingSdk } from './sdk/tracing-sdk.js';
+import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
+import { TracingModule } from './tracing.module.js';
+
+const SERVICE = 'orders-from-config';
+
+/** Something a global module provides, for an exporter class to depend on. */
+@Injectable()
+class SpanSink {
+  readonly spans: ReadableSpan[] = [];
+}
+
+@Global()
+@Module({ providers: [SpanSink], exports: [SpanSink] })
+class SinkModule {}
+
+/** An exporter built by Nest: it gets SpanSink injected. */
+@Injectable()
+class SinkExporter implements SpanExporter {
+  constructor(@Inject(SpanSink) readonly sink: SpanSink) {}
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.sink.spans.push(...spans);
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A forRootAsync options factory (`create()` is the module definition's method name). */
+@Injectable()
+class TracingOptionsFromConfig {
+  constructor(@Inject(ConfigService) private readonly config: ConfigService) {}
+  create(): TracingModuleOptions {
+    return {
+      serviceName: this.config.getOrThrow<string>('SERVICE_NAME'),
+      spanProcessor: 'simple',
+      exporter: 'memory',
+    };
+  }
+}
+
+@Global()
+@Module({ providers: [TracingOptionsFromConfig], exports: [TracingOptionsFromConfig] })
+class TracingOptionsModule {}
+
+const configModule = () =>
+  ConfigModule.forRoot({
+    isGlobal: true,
+    ignoreEnvFile: true,
+    load: [() => ({ SERVICE_NAME: SERVICE })],
+  });
+
+const opened: TestingModule[] = [];
+
+async function compile(imports: NonNullable<ModuleMetadata['imports']>): Promise<TestingModule> {
+  const moduleRef = await Test.createTestingModule({ imports }).compile();
+  opened.push(moduleRef);
+  return moduleRef;
+}
+
+function exportersOf(moduleRef: TestingModule): SpanExporter[] {
+  return moduleRef.get<SpanExporter[]>(TRACING_SPAN_EXPORTER);
+}
+
+/** Ends one span through the global API and waits until it is exported. */
+async function endSpan(moduleRef: TestingModule, name = 'work'): Promise<string> {
+  const span = trace.getTracer('test').startSpan(name);
+  span.end();
+  await moduleRef.get<TracingSdk>(TRACING_SDK).forceFlush();
+  return span.spanContext().spanId;
+}
+
+function memoryExporter(moduleRef: TestingModule): InMemorySpanExporter {
+  const [exporter] = exportersOf(moduleRef);
+  expect(exporter).toBeInstanceOf(InMemorySpanExporter);
+  return exporter as InMemorySpanExporter;
+}
+
+afterEach(async () => {
+  // close() runs onApplicationShutdown, which releases the globals; then reset anyway.
+  for (const moduleRef of opened.splice(0)) await moduleRef.close();
+  trace.disable();
+  context.disable();
+  propagation.disable();
+});
+
+describe('TracingModule exporter resolution', () => {
+  it("builds a shorthand exporter ('memory') and exports spans to it", async () => {
+    const moduleRef = await compile([
+      TracingModule.forRoot({ serviceName: 'orders', exporter: 'memory', spanProcessor: 'simple' }),
+    ]);
+    const exporter = memoryExporter(moduleRef);
+    expect(exportersOf(moduleRef)).toHaveLength(1);
+
+    const spanId = await endSpan(moduleRef);
+    const [span] = exporter.getFinishedSpans();
+    expect(span?.spanContext().spanId).toBe(spanId);
+    expect(span?.resource.attributes['service.name']).toBe('orders');
+  });
+
+  it("resolves 'none' to no exporter", async () => {
+    const moduleRef = await compile([TracingModule.forRoot({ exporter: 'none' })]);
+    expect(exportersOf(moduleRef)).toEqual([]);
+  });
+
+  it('uses an exporter instance as given', async () => {
+    const instance = new InMemorySpanExporter();
+    const moduleRef = await compile([
+      TracingModule.forRoot({ exporter: instance, spanProcessor: 'simple' }),
+    ]);
+    expect(exportersOf(moduleRef)).toEqual([instance]);
+    expect(exportersOf(moduleRef)[0]).toBe(instance);
+    await endSpan(moduleRef, 'to-instance');
+    expect(instance.getFinishedSpans().map((s) => s.name)).toEqual(['to-instance']);
+  });
+
+  it('builds { useClass } through Nest, injecting a provider of a global module', async () => {
+    const moduleRef = await compile([
+      TracingModule.forRoot({ exporter: { useClass: SinkExporter }, spanProcessor: 'simple' }),
+      SinkModule,
+    ]);
+    const [exporter] = exportersOf(moduleRef);
+    expect(exporter).toBeInstanceOf(SinkExporter);
+    const sink = moduleRef.get(SpanSink);
+    expect((exporter as SinkExporter).sink).toBe(sink);
+
+    const spanId = await endSpan(moduleRef);
+    expect(sink.spans.map((s) => s.spanContext().spanId)).toEqual([spanId]);
+  });
+
+  it('fails to compile when a { useClass } dependency is missing, naming the class', async () => {
+    await expect(
+      compile([TracingModule.forRoot({ exporter: { useClass: SinkExporter } })]),
+    ).rejects.toThrow(/SinkExporter/);
+  });
+
+  it('calls { useFactory, inject: [ConfigService] } with the ConfigService', async () => {
+    const received: unknown[] = [];
+    const moduleRef = await compile([
+      configModule(),
+      TracingModule.forRoot({
+        spanProcessor: 'simple',
+        exporter: {
+          useFactory: (cfg: ConfigService) => {
+            received.push(cfg, cfg.get('SERVICE_NAME'));
+            return new InMemorySpanExporter();
+          },
+          inject: [ConfigService],
+        },
+      }),
+    ]);
+    expect(received).toEqual([moduleRef.get(ConfigService), SERVICE]);
+    const exporter = memoryExporter(moduleRef);
+    await endSpan(moduleRef, 'from-factory');
+    expect(exporter.getFinishedSpans().map((s) => s.name)).toEqual(['from-factory']);
+  });
+
+  it('awaits an async factory and accepts an array from it', async () => {
+    const a = new InMemorySpanExporter();
+    const b = new InMemorySpanExporter();
+    const moduleRef = await compile([
+      TracingModule.forRoot({
+        spanProcessor: 'simple',
+        exporter: { useFactory: async () => Promise.resolve([a, b]) },
+      }),
+    ]);
+    expect(exportersOf(moduleRef)).toEqual([a, b]);
+  });
+
+  it('passes undefined for a missing optional dependency', async () => {
+    const received: unknown[] = [];
+    await compile([
+      configModule(),
+      TracingModule.forRoot({
+        exporter: {
+          useFactory: (missing: unknown, cfg: ConfigService) => {
+            received.push(missing, cfg);
+            return new InMemorySpanExporter();
+          },
+          inject: [{ token: 'NOT_PROVIDED', optional: true }, ConfigService],
+        },
+      }),
+    ]);
+    expect(received).toHaveLength(2);
+    expect(received[0]).toBeUndefined();
+    expect(received[1]).toBeInstanceOf(ConfigService);
+  });
+
+  it('fails to compile when a required factory dependency is missing, naming the token', async () => {
+    await expect(
+      compile([
+        TracingModule.forRoot({
+          exporter: {
+            useFactory: () => new InMemorySpanExporter(),
+            inject: [{ token: 'NOT_PROVIDED', optional: false }],
+          },
+        }),
+      ]),
+    ).rejects.toThrow(/NOT_PROVIDED/);
+  });
+
+  it('exports the same span to each exporter of an array', async () => {
+    const second = new InMemorySpanExporter();
+    const moduleRef = await compile([
+      TracingModule.forRoot({ exporter: ['memory', second], spanProcessor: 'simple' }),
+    ]);
+    const exporters = exportersOf(moduleRef);
+    expect(exporters).toHaveLength(2);
+    expect(exporters[0]).toBeInstanceOf(InMemorySpanExporter);
+    expect(exporters[1]).toBe(second);
+
+    const spanId = await endSpan(moduleRef);
+    for (const exporter of exporters as InMemorySpanExporter[]) {
+      expect(exporter.getFinishedSpans().map((s) => s.spanContext().spanId)).toEqual([spanId]);
+    }
+  });
+
+  it.each([
+    ['useFactory returning a plain object', { useFactory: () => ({ export: () => undefined }) }],
+    [
+      'useFactory returning an array with a non-exporter',
+      { useFactory: () => [new InMemorySpanExporter(), 42] },
+    ],
+    ['useClass that is no exporter', { useClass: SpanSink }],
+  ])('rejects a %s with a clear error', async (_label, exporter) => {
+    await expect(
+      compile([
+        SinkModule,
+        TracingModule.forRoot({ exporter: exporter as TracingModuleOptions['exporter'] }),
+      ]),
+    ).rejects.toThrow(
+      /nestjs-tracing: the exporter provider \(useClass \/ useFactory\) must produce a SpanExporter \(an object with export\(\) and shutdown\(\)\)\./,
+    );
+    expect(trace.getTracer('t').startSpan('x').isRecording()).toBe(false);
+  });
+
+  it('uses a SpanProcessor instance instead of exporters', async () => {
+    const exporter = new InMemorySpanExporter();
+    const moduleRef = await compile([
+      TracingModule.forRoot({ spanProcessor: new SimpleSpanProcessor(exporter) }),
+    ]);
+    expect(exportersOf(moduleRef)).toEqual([]);
+    await endSpan(moduleRef, 'via-processor');
+    expect(exporter.getFinishedSpans().map((s) => s.name)).toEqual(['via-processor']);
+  });
+});
+
+describe('TracingModule options', () => {
+  it.each([
+    [{ exporter: 'jaeger' }, /nestjs-tracing: exporter 'jaeger' is unknown; use one of 'otlp'/],
+    [
+      { sampler: { ratio: 2 } },
+      /nestjs-tracing: sampler\.ratio must be a number from 0 to 1, got 2/,
+    ],
+    [
+      { servicename: 'x' },
+      /options has an unknown key 'servicename' \(did you mean 'serviceName'\?\)/,
+    ],
+  ])('fails to compile with the TracingConfigError message for %p', async (options, message) => {
+    const error = await compile([TracingModule.forRoot(options as TracingModuleOptions)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).name).toBe('TracingConfigError');
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('fails forRootAsync with the TracingConfigError message too', async () => {
+    await expect(
+      compile([
+        TracingModule.forRootAsync({
+          useFactory: () => ({ shutdownTimeoutMs: -5 }),
+        }),
+      ]),
+    ).rejects.toThrow(/shutdownTimeoutMs must be a number of milliseconds >= 0, got -5/);
+  });
+
+  it('registers nothing globally when enabled is false', async () => {
+    const moduleRef = await compile([
+      TracingModule.forRoot({ enabled: false, exporter: 'memory', spanProcessor: 'simple' }),
+    ]);
+    expect(exportersOf(moduleRef)).toEqual([]);
+    const sdk = moduleRef.get<TracingSdk>(TRACING_SDK);
+    expect(sdk.enabled).toBe(false);
+    expect(sdk.provider).toBeUndefined();
+    const span = trace.getTracer('t').startSpan('off');
+    expect(span.isRecording()).toBe(false);
+    expect(span.spanContext().traceFlags).toBe(0);
+    expect(propagation.fields()).toEqual([]);
+  });
+
+  it('registers globally when enabled (the counterpart of the test above)', async () => {
+    const moduleRef = await compile([TracingModule.forRoot({ exporter: 'memory' })]);
+    expect(moduleRef.get<TracingSdk>(TRACING_SDK).provider).toBeDefined();
+    expect(trace.getTracer('t').startSpan('on').isRecording()).toBe(true);
+    expect(propagation.fields()).toEqual(['traceparent', 'tracestate', 'baggage']);
+  });
+});
+
+describe('TracingModule.forRootAsync', () => {
+  it('useFactory with inject: [ConfigService]', async () => {
+    const moduleRef = await compile([
+      configModule(),
+      TracingModule.forRootAsync({
+        inject: [ConfigService],
+        useFactory: (cfg: ConfigService) => ({
+          serviceName: cfg.getOrThrow<string>('SERVICE_NAME'),
+          spanProcessor: 'simple',
+          exporter: {
+            useFactory: (inner: ConfigService) => {
+              expect(inner).toBe(cfg);
+              return new InMemorySpanExporter();
+            },
+            inject: [ConfigService],
+          },
+        }),
+      }),
+    ]);
+    const exporter = memoryExporter(moduleRef);
+    await endSpan(moduleRef);
+    expect(exporter.getFinishedSpans()[0]?.resource.attributes['service.name']).toBe(SERVICE);
+  });
+
+  it('useClass, with ConfigModule in the imports', async () => {
+    const moduleRef = await compile([
+      TracingModule.forRootAsync({
+        imports: [
+          ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ SERVICE_NAME: SERVICE })] }),
+        ],
+        useClass: TracingOptionsFromConfig,
+      }),
+    ]);
+    const exporter = memoryExporter(moduleRef);
+    await endSpan(moduleRef);
+    expect(exporter.getFinishedSpans()[0]?.resource.attributes['service.name']).toBe(SERVICE);
+  });
+
+  it('useExisting, from a global module', async () => {
+    const moduleRef = await compile([
+      configModule(),
+      TracingOptionsModule,
+      TracingModule.forRootAsync({ useExisting: TracingOptionsFromConfig }),
+    ]);
+    const exporter = memoryExporter(moduleRef);
+    await endSpan(moduleRef);
+    expect(exporter.getFinishedSpans()[0]?.resource.attributes['service.name']).toBe(SERVICE);
+  });
+});
+
+describe('TracingModule lifecycle', () => {
+  it('flushes batched spans and releases the globals on app.close()', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TracingModule.forRoot({
+          exporter: 'memory',
+          batch: { scheduledDelayMillis: 60_000 },
+          http: { enabled: false },
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const exporter = app.get<SpanExporter[]>(TRACING_SPAN_EXPORTER)[0] as InMemorySpanExporter;
+    // Spy on export: InMemorySpanExporter#shutdown clears what it holds.
+    const exported: string[] = [];
+    const original = exporter.export.bind(exporter);
+    exporter.export = (spans, done) => {
+      exported.push(...spans.map((s) => s.name));
+      original(spans, done);
+    };
+
+    trace.getTracer('t').startSpan('last').end();
+    expect(exported).toEqual([]);
+    await app.close();
+
+    expect(exported).toEqual(['last']);
+    expect(trace.getTracer('t').startSpan('after').isRecording()).toBe(false);
+    expect(propagation.fields()).toEqual([]);
+  });
+
+  it('lets a second module start after the first closed', async () => {
+    const first = await compile([TracingModule.forRoot({ exporter: 'memory' })]);
+    await first.close();
+    opened.splice(opened.indexOf(first), 1);
+    const second = await compile([
+      TracingModule.forRoot({ exporter: 'memory', spanProcessor: 'simple' }),
+    ]);
+    expect(second.get<TracingSdk>(TRACING_SDK).provider).toBeDefined();
+    await endSpan(second, 'second');
+    expect(
+      memoryExporter(second)
+        .getFinishedSpans()
+        .map((s) => s.name),
+    ).toEqual(['second']);
+  });
+});
