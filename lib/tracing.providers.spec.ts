@@ -145,7 +145,7 @@ describe('TracingModule exporter resolution', () => {
   it('fails to compile when a { useClass } dependency is missing, naming the class', async () => {
     await expect(
       compile([TracingModule.forRoot({ exporter: { useClass: SinkExporter } })]),
-    ).rejects.toThrow(/SinkExporter/);
+    ).rejects.toThrow(/can't resolve dependencies of the SinkExporter \(\?\)/);
   });
 
   it('calls { useFactory, inject: [ConfigService] } with the ConfigService', async () => {
@@ -210,7 +210,7 @@ describe('TracingModule exporter resolution', () => {
           },
         }),
       ]),
-    ).rejects.toThrow(/NOT_PROVIDED/);
+    ).rejects.toThrow(/argument "NOT_PROVIDED" at index \[0\] is available/);
   });
 
   it('exports the same span to each exporter of an array', async () => {

@@ -82,10 +82,7 @@ async function resolveExporter(
  * (ModuleRef.create), so dependencies are found, and instantiated if need be,
  * exactly as for any provider of this module.
  */
-async function resolveProvider(
-  provider: ExporterProvider,
-  moduleRef: ModuleRef,
-): Promise<unknown> {
+async function resolveProvider(provider: ExporterProvider, moduleRef: ModuleRef): Promise<unknown> {
   if ('useClass' in provider) return moduleRef.create(provider.useClass);
   const tokens = provider.inject ?? [];
   class ExporterFactoryDependencies {
@@ -100,7 +97,11 @@ async function resolveProvider(
     Inject(token)(ExporterFactoryDependencies, undefined, index);
     if (optional && dependency.optional) Optional()(ExporterFactoryDependencies, undefined, index);
   });
-  Reflect.defineMetadata('design:paramtypes', tokens.map(() => Object), ExporterFactoryDependencies);
+  Reflect.defineMetadata(
+    'design:paramtypes',
+    tokens.map(() => Object),
+    ExporterFactoryDependencies,
+  );
   const deps = await moduleRef.create(ExporterFactoryDependencies);
   return (provider.useFactory as (...args: unknown[]) => unknown)(...deps.values);
 }

@@ -146,7 +146,9 @@ export class HttpServerTracer {
     req[HTTP_STATE] = state;
     res[HTTP_STATE] = state;
     if (this.traceResponse) {
-      state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead') ? res.writeHead : undefined;
+      state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead')
+        ? res.writeHead
+        : undefined;
       res.writeHead = writeHeadWithTraceHeaders;
     }
     res.once('close', onClose);
@@ -280,7 +282,8 @@ function addTraceHeaders(res: ServerResponse, state: HttpRequestState, args: unk
       if (key.toLowerCase() === 'server-timing') objectKey = key;
     }
   }
-  const existing = objectKey !== undefined ? headerObject?.[objectKey] : res.getHeader('server-timing');
+  const existing =
+    objectKey !== undefined ? headerObject?.[objectKey] : res.getHeader('server-timing');
   const merged =
     existing === undefined || existing === ''
       ? timing

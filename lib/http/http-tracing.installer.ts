@@ -3,7 +3,12 @@ import type { HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
 import { captureHttpExceptions } from './http-exception-capture.js';
-import { HTTP_STATE, HttpServerTracer, reenter, type HttpRequestState } from './http-server-tracer.js';
+import {
+  HTTP_STATE,
+  HttpServerTracer,
+  reenter,
+  type HttpRequestState,
+} from './http-server-tracer.js';
 
 type Done = (err?: unknown) => void;
 type RequestHook = (req: unknown, res: unknown, done: Done) => unknown;
@@ -17,7 +22,10 @@ interface FastifyLikeRequest {
   routeOptions?: { url?: string };
 }
 interface FastifyLike {
-  addHook(name: 'preHandler', hook: (req: FastifyLikeRequest, reply: unknown, done: Done) => void): void;
+  addHook(
+    name: 'preHandler',
+    hook: (req: FastifyLikeRequest, reply: unknown, done: Done) => void,
+  ): void;
 }
 
 /**
@@ -55,7 +63,9 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
   });
 
   if (type === 'express') {
-    adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) => reenter(req, next));
+    adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) =>
+      reenter(req, next),
+    );
   } else if (type === 'fastify') {
     const fastify = adapter.getInstance() as FastifyLike;
     fastify.addHook('preHandler', (request, _reply, done) => {

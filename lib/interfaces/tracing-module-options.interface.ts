@@ -5,13 +5,7 @@ import type { InjectionToken, OptionalFactoryDependency, Type } from '@nestjs/co
 
 /** Exporter shorthands understood by the `exporter` option. */
 export type ExporterName =
-  | 'otlp'
-  | 'otlp-http-json'
-  | 'otlp-grpc'
-  | 'zipkin'
-  | 'console'
-  | 'memory'
-  | 'none';
+  'otlp' | 'otlp-http-json' | 'otlp-grpc' | 'zipkin' | 'console' | 'memory' | 'none';
 
 /** Propagator shorthands understood by the `propagators` option (and `OTEL_PROPAGATORS`). */
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
@@ -23,7 +17,9 @@ export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'ja
 export type ExporterProvider =
   | { useClass: Type<SpanExporter> }
   | {
-      useFactory: (...args: never[]) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
+      useFactory: (
+        ...args: never[]
+      ) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
       inject?: Array<InjectionToken | OptionalFactoryDependency>;
     };
 

@@ -1,9 +1,4 @@
-import {
-  ROOT_CONTEXT,
-  trace,
-  type SpanContext,
-  type TextMapGetter,
-} from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { IncomingHttpHeaders } from 'node:http';
 

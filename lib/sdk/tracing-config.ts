@@ -123,13 +123,16 @@ export function resolveTracingConfig(
 ): ResolvedTracingConfig {
   const opts: TracingModuleOptions = options ?? {};
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
-    throw new TracingConfigError('options must be an object, e.g. forRoot({ serviceName: "orders" }).');
+    throw new TracingConfigError(
+      'options must be an object, e.g. forRoot({ serviceName: "orders" }).',
+    );
   }
   checkKnownKeys(opts, OPTION_KEYS, 'options');
   const warnings: string[] = [];
 
   const enabled = resolveEnabled(opts, env);
-  const serviceName = optionalString(opts.serviceName, 'serviceName') ?? nonEmpty(env.OTEL_SERVICE_NAME);
+  const serviceName =
+    optionalString(opts.serviceName, 'serviceName') ?? nonEmpty(env.OTEL_SERVICE_NAME);
   const serviceVersion = optionalString(opts.serviceVersion, 'serviceVersion');
   const resourceAttributes = resolveResourceAttributes(opts.resourceAttributes);
   const spanProcessor = resolveSpanProcessor(opts);
@@ -203,13 +206,21 @@ function resolveSpanProcessor(opts: TracingModuleOptions): 'batch' | 'simple' | 
   );
 }
 
-function resolveExporters(opts: TracingModuleOptions, env: Env, warnings: string[]): ExporterOption[] {
+function resolveExporters(
+  opts: TracingModuleOptions,
+  env: Env,
+  warnings: string[],
+): ExporterOption[] {
   if (opts.exporter !== undefined) {
     const list = Array.isArray(opts.exporter) ? opts.exporter : [opts.exporter];
     if (list.length === 0) {
-      throw new TracingConfigError("exporter must not be an empty array; use 'none' to export nothing.");
+      throw new TracingConfigError(
+        "exporter must not be an empty array; use 'none' to export nothing.",
+      );
     }
-    list.forEach((entry, i) => checkExporter(entry, Array.isArray(opts.exporter) ? `exporter[${i}]` : 'exporter'));
+    list.forEach((entry, i) =>
+      checkExporter(entry, Array.isArray(opts.exporter) ? `exporter[${i}]` : 'exporter'),
+    );
     return list;
   }
   const fromEnv = nonEmpty(env.OTEL_TRACES_EXPORTER);
@@ -244,7 +255,9 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
   if (isSpanExporter(entry)) return;
   if (isExporterProvider(entry)) {
     if ('useClass' in entry && typeof entry.useClass !== 'function') {
-      throw new TracingConfigError(`${label}.useClass must be a class, got ${describe(entry.useClass)}.`);
+      throw new TracingConfigError(
+        `${label}.useClass must be a class, got ${describe(entry.useClass)}.`,
+      );
     }
     if ('useFactory' in entry) {
       if (typeof entry.useFactory !== 'function') {
@@ -286,7 +299,9 @@ function resolveBatch(value: unknown): BatchProcessorOptions {
     if (v === undefined) continue;
     const min = key === 'scheduledDelayMillis' ? 0 : 1;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      throw new TracingConfigError(`batch.${key} must be an integer >= ${min}, got ${describe(v)}.`);
+      throw new TracingConfigError(
+        `batch.${key} must be an integer >= ${min}, got ${describe(v)}.`,
+      );
     }
     batch[key] = v;
   }
@@ -309,7 +324,9 @@ function resolveSampler(value: unknown, env: Env, warnings: string[]): SamplerSp
       checkKnownKeys(value, ['ratio'], 'sampler');
       const ratio = value.ratio;
       if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
-        throw new TracingConfigError(`sampler.ratio must be a number from 0 to 1, got ${describe(ratio)}.`);
+        throw new TracingConfigError(
+          `sampler.ratio must be a number from 0 to 1, got ${describe(ratio)}.`,
+        );
       }
       return { type: 'parentbased_traceidratio', ratio };
     }
@@ -336,7 +353,9 @@ function resolveSampler(value: unknown, env: Env, warnings: string[]): SamplerSp
       if (Number.isFinite(parsed) && parsed >= 0 && parsed <= 1) {
         ratio = parsed;
       } else {
-        warnings.push(`OTEL_TRACES_SAMPLER_ARG value '${arg}' is not a number from 0 to 1; using 1.`);
+        warnings.push(
+          `OTEL_TRACES_SAMPLER_ARG value '${arg}' is not a number from 0 to 1; using 1.`,
+        );
       }
     }
   }
@@ -427,7 +446,10 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
   for (const key of ['requestHeaders', 'responseHeaders'] as const) {
     const v = value[key];
     if (v === undefined) continue;
-    if (!Array.isArray(v) || v.some((h) => typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h))) {
+    if (
+      !Array.isArray(v) ||
+      v.some((h) => typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h))
+    ) {
       throw new TracingConfigError(
         `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describe(v)}.`,
       );
@@ -482,7 +504,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function isAttributeValue(value: unknown): boolean {
   const scalar = (v: unknown) =>
-    typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+    typeof v === 'string' ||
+    typeof v === 'boolean' ||
+    (typeof v === 'number' && Number.isFinite(v));
   return scalar(value) || (Array.isArray(value) && value.every((v) => v == null || scalar(v)));
 }
 

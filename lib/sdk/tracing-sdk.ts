@@ -156,7 +156,9 @@ export async function createPropagator(
         propagators.push(
           new mod.B3Propagator({
             injectEncoding:
-              spec === 'b3' ? mod.B3InjectEncoding.SINGLE_HEADER : mod.B3InjectEncoding.MULTI_HEADER,
+              spec === 'b3'
+                ? mod.B3InjectEncoding.SINGLE_HEADER
+                : mod.B3InjectEncoding.MULTI_HEADER,
           }),
         );
         break;
@@ -240,7 +242,13 @@ export class TracingSdk {
 
   /** A handle that does nothing: tracing is off. */
   static disabled(logger: SdkLogger): TracingSdk {
-    return new TracingSdk(undefined, false, { trace: false, context: false, propagation: false }, 0, logger);
+    return new TracingSdk(
+      undefined,
+      false,
+      { trace: false, context: false, propagation: false },
+      0,
+      logger,
+    );
   }
 
   /** Builds the provider and registers it, the context manager and the propagators globally. */
@@ -261,7 +269,7 @@ export class TracingSdk {
         reportedExternalProvider = true;
         logger.log(
           'A global OpenTelemetry tracer provider is already registered (for example by ' +
-            "@opentelemetry/sdk-node); nestjs-tracing uses it and ignores its own exporter, " +
+            '@opentelemetry/sdk-node); nestjs-tracing uses it and ignores its own exporter, ' +
             'sampler and propagator options.',
         );
       }

@@ -30,7 +30,9 @@ export function expectChildOf(child: ReadableSpan, parent: ReadableSpan): void {
 export function expectParentId(span: ReadableSpan, spanId: string): void {
   const actual = span.parentSpanContext?.spanId;
   if (actual !== spanId) {
-    throw new SpanAssertionError(`Expected ${label(span)} to have parent ${spanId}, got ${actual ?? 'none'}`);
+    throw new SpanAssertionError(
+      `Expected ${label(span)} to have parent ${spanId}, got ${actual ?? 'none'}`,
+    );
   }
 }
 
@@ -49,7 +51,9 @@ export function expectSameTrace(spans: ReadableSpan[]): string {
 /** Asserts that a span has no parent. */
 export function expectRoot(span: ReadableSpan): void {
   if (span.parentSpanContext !== undefined) {
-    throw new SpanAssertionError(`Expected ${label(span)} to be a root span, but its parent is ${span.parentSpanContext.spanId}`);
+    throw new SpanAssertionError(
+      `Expected ${label(span)} to be a root span, but its parent is ${span.parentSpanContext.spanId}`,
+    );
   }
 }
 
@@ -63,11 +67,16 @@ export function expectKind(span: ReadableSpan, kind: SpanKind): void {
 /** Asserts that the span ended with status ERROR (and, if given, that message). */
 export function expectError(span: ReadableSpan, message?: string | RegExp): void {
   if (span.status.code !== SpanStatusCode.ERROR) {
-    throw new SpanAssertionError(`Expected ${label(span)} to have status ERROR, got ${SpanStatusCode[span.status.code]}`);
+    throw new SpanAssertionError(
+      `Expected ${label(span)} to have status ERROR, got ${SpanStatusCode[span.status.code]}`,
+    );
   }
   if (message !== undefined) {
     const actual = span.status.message ?? '';
     const ok = typeof message === 'string' ? actual === message : message.test(actual);
-    if (!ok) throw new SpanAssertionError(`Expected ${label(span)} status message ${String(message)}, got '${actual}'`);
+    if (!ok)
+      throw new SpanAssertionError(
+        `Expected ${label(span)} status message ${String(message)}, got '${actual}'`,
+      );
   }
 }

@@ -50,7 +50,9 @@ export class TestSpans {
 
   /** Finished spans with this name (or whose name matches the RegExp). */
   byName(name: string | RegExp): ReadableSpan[] {
-    return this.all().filter((s) => (typeof name === 'string' ? s.name === name : name.test(s.name)));
+    return this.all().filter((s) =>
+      typeof name === 'string' ? s.name === name : name.test(s.name),
+    );
   }
 
   /** The one finished span with this name; throws if there are none or several. */
@@ -150,7 +152,11 @@ export class TestSpans {
 
   /** Waits for the one span with this name and returns it. */
   async waitForOne(name: string | RegExp, timeoutMs?: number): Promise<ReadableSpan> {
-    await this.waitFor((spans) => spans.some((s) => (typeof name === 'string' ? s.name === name : name.test(s.name))), timeoutMs);
+    await this.waitFor(
+      (spans) =>
+        spans.some((s) => (typeof name === 'string' ? s.name === name : name.test(s.name))),
+      timeoutMs,
+    );
     return this.one(name);
   }
 }

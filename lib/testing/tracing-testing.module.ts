@@ -7,7 +7,10 @@ import type { TracingModuleOptions } from '../interfaces/tracing-module-options.
 import { TestSpans } from './test-spans.js';
 
 /** Options of the testing module: the module's options, minus where spans go. */
-export type TracingTestingOptions = Omit<TracingModuleOptions, 'exporter' | 'spanProcessor' | 'enabled'>;
+export type TracingTestingOptions = Omit<
+  TracingModuleOptions,
+  'exporter' | 'spanProcessor' | 'enabled'
+>;
 
 /**
  * `TracingModule` set up for tests: spans go to memory through a simple
@@ -42,7 +45,9 @@ export class TracingTestingModule {
         {
           provide: TestSpans,
           useFactory: (exporters: SpanExporter[]) => {
-            const memory = exporters.find((e): e is InMemorySpanExporter => e instanceof InMemorySpanExporter);
+            const memory = exporters.find(
+              (e): e is InMemorySpanExporter => e instanceof InMemorySpanExporter,
+            );
             return new TestSpans(memory ?? new InMemorySpanExporter());
           },
           inject: [TRACING_SPAN_EXPORTER],

@@ -15,7 +15,12 @@ import {
   UseInterceptors,
   type CallHandler,
 } from '@nestjs/common';
-import { Module, type MiddlewareConsumer, type NestMiddleware, type NestModule } from '@nestjs/common';
+import {
+  Module,
+  type MiddlewareConsumer,
+  type NestMiddleware,
+  type NestModule,
+} from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
 

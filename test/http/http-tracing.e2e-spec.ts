@@ -102,15 +102,18 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     ['upper-case hex', `00-${TRACE_ID.toUpperCase()}-${PARENT_ID}-01`],
     ['version ff', `ff-${TRACE_ID}-${PARENT_ID}-01`],
     ['too short', `00-${TRACE_ID.slice(2)}-${PARENT_ID}-01`],
-  ])('starts a new root for a %s traceparent, and the request still succeeds', async (_label, header) => {
-    const res = await fetch(`${url}/hello`, { headers: header ? { traceparent: header } : {} });
-    expect(res.status).toBe(200);
-    expect(await res.text()).toBe('hello');
-    const server = await serverSpan('GET /hello');
-    expectRoot(server);
-    expect(server.spanContext().traceId).not.toBe(TRACE_ID);
-    expect(server.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
-  });
+  ])(
+    'starts a new root for a %s traceparent, and the request still succeeds',
+    async (_label, header) => {
+      const res = await fetch(`${url}/hello`, { headers: header ? { traceparent: header } : {} });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('hello');
+      const server = await serverSpan('GET /hello');
+      expectRoot(server);
+      expect(server.spanContext().traceId).not.toBe(TRACE_ID);
+      expect(server.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+    },
+  );
 
   it('puts middleware, guards and interceptors inside the SERVER span', async () => {
     const res = await fetch(`${url}/orders`, {
@@ -179,7 +182,15 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     await serverSpan('GET /hello');
     // (The app's own middleware still makes its spans; the request just has no SERVER span.)
     expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual(['GET /hello']);
-    expect(spans.byName('middleware.run').every((s) => s.parentSpanContext === undefined || s.spanContext().traceId === spans.one('GET /hello').spanContext().traceId)).toBe(true);
+    expect(
+      spans
+        .byName('middleware.run')
+        .every(
+          (s) =>
+            s.parentSpanContext === undefined ||
+            s.spanContext().traceId === spans.one('GET /hello').spanContext().traceId,
+        ),
+    ).toBe(true);
   });
 
   it('answers with traceresponse and Server-Timing matching the exported span', async () => {
@@ -232,7 +243,9 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     for (const server of spans.byName('GET /orders/:id')) {
       const id = Number(String(server.attributes['url.path']).split('/').pop());
       expect(server.spanContext().traceId).toBe(ids[id]);
-      const children = spans.trace(ids[id] as string).filter((s) => s.name === 'OrdersService.find');
+      const children = spans
+        .trace(ids[id] as string)
+        .filter((s) => s.name === 'OrdersService.find');
       expect(children).toHaveLength(1);
       expectChildOf(children[0] as ReadableSpan, server);
     }

@@ -13,7 +13,14 @@ const consumer = join(root, 'test-output', 'packed-consumer');
 interface Result {
   body: { text: string; traceId: string };
   traceresponse: string;
-  spans: Array<{ name: string; kind: number; traceId: string; spanId: string; parentSpanId?: string; service: string }>;
+  spans: Array<{
+    name: string;
+    kind: number;
+    traceId: string;
+    spanId: string;
+    parentSpanId?: string;
+    service: string;
+  }>;
 }
 
 describe('the packed package (npm pack), as a user installs it', () => {
@@ -25,14 +32,19 @@ describe('the packed package (npm pack), as a user installs it', () => {
       cwd: root,
       encoding: 'utf8',
     });
-    const [{ filename }] = JSON.parse(out) as Array<{ filename: string }>;
+    const [{ filename }] = JSON.parse(out) as [{ filename: string }];
     execFileSync('tar', ['-xzf', join(consumer, filename), '-C', pkgDir, '--strip-components=1']);
     cpSync(fixtures, consumer, { recursive: true });
-    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    writeFileSync(
+      join(consumer, 'package.json'),
+      JSON.stringify({ name: 'consumer', private: true }),
+    );
   }, 120_000);
 
   it('ships only the built files, with declarations', () => {
-    const files = readdirSync(join(consumer, 'node_modules', 'nestjs-tracing', 'dist'), { recursive: true }) as string[];
+    const files = readdirSync(join(consumer, 'node_modules', 'nestjs-tracing', 'dist'), {
+      recursive: true,
+    }) as string[];
     expect(files).toContain('index.js');
     expect(files).toContain('index.d.ts');
     expect(files).toContain(join('testing', 'index.js'));
@@ -51,8 +63,16 @@ describe('the packed package (npm pack), as a user installs it', () => {
     expect(result.body.traceId).toBe('0af7651916cd43dd8448eb211c80319c');
     const server = result.spans.find((s) => s.name === 'GET /hello');
     const greet = result.spans.find((s) => s.name === 'Greeter.greet');
-    expect(server).toMatchObject({ kind: SpanKind.SERVER, parentSpanId: 'b7ad6b7169203331', service: `packed-${flavour}` });
-    expect(greet).toMatchObject({ kind: SpanKind.INTERNAL, parentSpanId: server?.spanId, traceId: server?.traceId });
+    expect(server).toMatchObject({
+      kind: SpanKind.SERVER,
+      parentSpanId: 'b7ad6b7169203331',
+      service: `packed-${flavour}`,
+    });
+    expect(greet).toMatchObject({
+      kind: SpanKind.INTERNAL,
+      parentSpanId: server?.spanId,
+      traceId: server?.traceId,
+    });
     expect(result.traceresponse).toBe(`00-${server?.traceId}-${server?.spanId}-01`);
   });
 
@@ -74,9 +94,16 @@ describe('the packed package (npm pack), as a user installs it', () => {
         files: ['consumer.ts'],
       }),
     );
-    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer], {
-      encoding: 'utf8',
-    });
+    writeFileSync(
+      join(consumer, 'package.json'),
+      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+    );
+    execFileSync(
+      process.execPath,
+      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer],
+      {
+        encoding: 'utf8',
+      },
+    );
   });
 });

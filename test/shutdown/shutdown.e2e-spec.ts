@@ -81,7 +81,9 @@ describe.each([
       const parent = servers.find((s) => s.spanId === child.parentSpanId);
       expect(parent?.traceId).toBe(child.traceId);
     }
-    expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(new Set([`shutdown-${protocol}`]));
+    expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(
+      new Set([`shutdown-${protocol}`]),
+    );
   });
 });
 
@@ -103,7 +105,9 @@ describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
         const match = /listening on (\d+)/.exec(output);
         if (match) resolve(Number(match[1]));
       });
-      child.once('exit', (code) => reject(new Error(`fixture exited early with ${code}: ${output}`)));
+      child.once('exit', (code) =>
+        reject(new Error(`fixture exited early with ${code}: ${output}`)),
+      );
     });
     const count = 30;
     for (let i = 0; i < count; i++) {

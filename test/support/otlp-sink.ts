@@ -31,7 +31,9 @@ export class OtlpSink {
           const type = String(req.headers['content-type'] ?? '');
           if (type.includes('json')) this.spans.push(...decodeJson(body));
           else this.spans.push(...decodeProtobuf(body));
-          res.writeHead(200, { 'content-type': type.includes('json') ? 'application/json' : 'application/x-protobuf' });
+          res.writeHead(200, {
+            'content-type': type.includes('json') ? 'application/json' : 'application/x-protobuf',
+          });
           res.end(type.includes('json') ? '{}' : undefined);
         } catch (error) {
           res.writeHead(400);
@@ -45,7 +47,9 @@ export class OtlpSink {
   }
 
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
   }
 }
 
@@ -60,15 +64,23 @@ function decodeProtobuf(body: Buffer): ReceivedSpan[] {
     let serviceName: string | undefined;
     const scopeSpansList: Uint8Array[] = [];
     forEachField(resourceSpans, (f, r) => {
-      if (f === 1) serviceName = readServiceName(r.bytes()) ?? serviceName; // resource
-      else if (f === 2) scopeSpansList.push(r.bytes()); // scope_spans
+      if (f === 1)
+        serviceName = readServiceName(r.bytes()) ?? serviceName; // resource
+      else if (f === 2)
+        scopeSpansList.push(r.bytes()); // scope_spans
       else return false;
       return true;
     });
     for (const scopeSpans of scopeSpansList) {
       forEachField(scopeSpans, (f, r) => {
         if (f !== 2) return false; // spans
-        const span: ReceivedSpan = { traceId: '', spanId: '', parentSpanId: '', name: '', serviceName };
+        const span: ReceivedSpan = {
+          traceId: '',
+          spanId: '',
+          parentSpanId: '',
+          name: '',
+          serviceName,
+        };
         forEachField(r.bytes(), (sf, sr) => {
           if (sf === 1) span.traceId = hex(sr.bytes());
           else if (sf === 2) span.spanId = hex(sr.bytes());
