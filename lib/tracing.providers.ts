@@ -85,7 +85,7 @@ async function resolveExporter(
 async function resolveProvider(provider: ExporterProvider, moduleRef: ModuleRef): Promise<unknown> {
   if ('useClass' in provider) return moduleRef.create(provider.useClass);
   const tokens = provider.inject ?? [];
-  class ExporterFactoryDependencies {
+  class TracingExporterFactory {
     readonly values: unknown[];
     constructor(...values: unknown[]) {
       this.values = values;
@@ -94,15 +94,15 @@ async function resolveProvider(provider: ExporterProvider, moduleRef: ModuleRef)
   tokens.forEach((dependency, index) => {
     const optional = isOptionalDependency(dependency);
     const token = optional ? dependency.token : dependency;
-    Inject(token)(ExporterFactoryDependencies, undefined, index);
-    if (optional && dependency.optional) Optional()(ExporterFactoryDependencies, undefined, index);
+    Inject(token)(TracingExporterFactory, undefined, index);
+    if (optional && dependency.optional) Optional()(TracingExporterFactory, undefined, index);
   });
   Reflect.defineMetadata(
     'design:paramtypes',
     tokens.map(() => Object),
-    ExporterFactoryDependencies,
+    TracingExporterFactory,
   );
-  const deps = await moduleRef.create(ExporterFactoryDependencies);
+  const deps = await moduleRef.create(TracingExporterFactory);
   return (provider.useFactory as (...args: unknown[]) => unknown)(...deps.values);
 }
 

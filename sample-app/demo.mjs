@@ -2,6 +2,7 @@
 // small OTLP/HTTP receiver and the gateway, sends a few orders, and prints each request's trace
 // as a tree. Plain Node on purpose: it must run with nothing but the package's own dev
 // dependencies. `node sample-app/demo.mjs --help` lists the flags.
+import { Buffer } from 'node:buffer';
 import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -9,8 +10,9 @@ import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { clearTimeout, setTimeout } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { parseArgs, stripVTControlCharacters } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import protobuf from 'protobufjs/minimal.js';
 
@@ -429,7 +431,7 @@ async function startGateway(env) {
         if (tail.length > 40) tail.shift();
         if (flags.logs) say(`${dim('gateway │')} ${line}`);
         // Nest colours its logs; the port is the digits at the end of the URL.
-        const match = /listening on \S*:(\d+)$/.exec(line.replace(/\x1b\[[\d;]*m/g, ''));
+        const match = /listening on \S*:(\d+)$/.exec(stripVTControlCharacters(line));
         if (match) resolve(Number(match[1]));
       });
     }
@@ -566,8 +568,9 @@ let allGood = sent.every((r) => r.ok);
 if (external !== undefined) {
   for (const { heading, traceId } of sent) say(`▶ ${heading}  ${dim(`trace ${traceId}`)}`);
   say();
-  say(`Look these trace ids up where ${external} sends them,`);
+  say(`These traces are in the backend behind ${external}; look them up by id,`);
   say(`e.g. in Jaeger: http://localhost:16686/trace/${sent[0]?.traceId ?? '<trace id>'}`);
+  say();
 } else {
   const expected = sent.map((r) => r.traceId).filter((id) => id !== undefined);
   const deadline = Date.now() + TRACE_TIMEOUT_MS;
@@ -605,7 +608,13 @@ const printWhenComplete = (traceIds) => {
 store.on('spans', printWhenComplete);
 printWhenComplete([...store.traces.keys()]);
 
-say(bold('Watching for new traces. Send more requests, for example:'));
+say(
+  bold(
+    external === undefined
+      ? 'Watching for new traces. Send more requests, for example:'
+      : `The gateway keeps sending its spans to ${external}. Send more requests, for example:`,
+  ),
+);
 say(
   `  curl -X POST localhost:${gateway.port}/orders -H 'content-type: application/json' -d '{"sku":"book","qty":1}'`,
 );

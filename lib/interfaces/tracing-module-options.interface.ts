@@ -61,7 +61,7 @@ export interface HttpTracingOptions {
  * option always wins over the environment.
  */
 export interface TracingModuleOptions {
-  /** `service.name` of the resource. Default: `OTEL_SERVICE_NAME`, else `package.json` name, else `unknown_service:node`. */
+  /** `service.name` of the resource. Default: `OTEL_SERVICE_NAME`, else OpenTelemetry's `unknown_service:<process>`. */
   serviceName?: string;
   /** `service.version` of the resource. */
   serviceVersion?: string;

@@ -90,6 +90,13 @@ describe('resolveTracingConfig', () => {
       );
     });
 
+    it('suggests the option a typo is close to', () => {
+      expect(errorOf({ exporters: 'otlp' }).message).toMatch(
+        /unknown key 'exporters' \(did you mean 'exporter'\?\)/,
+      );
+      expect(errorOf({ serviceNmae: 'x' }).message).toMatch(/did you mean 'serviceName'/);
+    });
+
     it('lists the allowed keys without a suggestion when nothing is close', () => {
       const message = errorOf({ colour: 'red' }).message;
       expect(message).toMatch(/options has an unknown key 'colour'; allowed: serviceName,/);
@@ -407,7 +414,7 @@ describe('resolveTracingConfig', () => {
 
     it('rejects an unknown key', () => {
       expect(() => resolve({ http: { ignored: ['/health'] } })).toThrow(
-        /http has an unknown key 'ignored'; allowed: enabled, ignore, requestHeaders, responseHeaders, traceResponse\./,
+        /http has an unknown key 'ignored' \(did you mean 'ignore'\?\); allowed: enabled, ignore, requestHeaders, responseHeaders, traceResponse\./,
       );
     });
 
@@ -616,7 +623,7 @@ describe('resolveTracingConfig', () => {
         expect(config.exporters).toEqual(['console']);
         expect(config.warnings).toHaveLength(1);
         expect(config.warnings[0]).toMatch(
-          /OTEL_TRACES_EXPORTER value 'jaeger' is not supported \(use otlp, zipkin, console or none\); ignored\./,
+          /OTEL_TRACES_EXPORTER value 'jaeger' is not supported \(use otlp, otlp-http-json, otlp-grpc, zipkin, console, memory, none\); ignored\./,
         );
       });
 

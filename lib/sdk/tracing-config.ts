@@ -234,7 +234,7 @@ function resolveExporters(
       names.push(name as ExporterName);
     } else {
       warnings.push(
-        `OTEL_TRACES_EXPORTER value '${name}' is not supported (use otlp, zipkin, console or none); ignored.`,
+        `OTEL_TRACES_EXPORTER value '${name}' is not supported (use ${EXPORTER_NAMES.join(', ')}); ignored.`,
       );
     }
   }
@@ -472,7 +472,7 @@ function resolveShutdownTimeout(value: unknown): number {
 function checkKnownKeys(value: object, allowed: readonly string[], label: string): void {
   for (const key of Object.keys(value)) {
     if (!allowed.includes(key)) {
-      const near = allowed.find((a) => a.toLowerCase() === key.toLowerCase());
+      const near = allowed.find((a) => editDistance(a.toLowerCase(), key.toLowerCase()) <= 2);
       throw new TracingConfigError(
         `${label} has an unknown key '${key}'` +
           (near ? ` (did you mean '${near}'?)` : '') +
@@ -480,6 +480,24 @@ function checkKnownKeys(value: object, allowed: readonly string[], label: string
       );
     }
   }
+}
+
+/** Levenshtein distance, for "did you mean" on misspelt option names. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        substitution,
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
 }
 
 function optionalString(value: unknown, label: string): string | undefined {
