@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -71,8 +71,10 @@ const cyan = paint(36, 39);
 const say = (text = '') => console.log(text);
 const step = (text) => say(dim(`› ${text}`));
 
-/** Stops with a message; `cleanup` has whatever needs stopping so far. */
-const cleanup = { gateway: undefined, receiver: undefined };
+/** What runs so far: what `fail` and Ctrl-C have to stop. */
+const running = { gateway: undefined, receiver: undefined, stopping: false };
+
+/** Stops whatever runs and exits 1 with a message. */
 async function fail(message, details) {
   console.error(red(`✗ ${message}`));
   if (details) console.error(details);
@@ -377,16 +379,9 @@ function renderBar(span, traceStart, total, failed) {
 }
 
 function renderStatus(status) {
-  const text = `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
+  const text = `${status} ${STATUS_CODES[status] ?? ''}`.trim();
   return status >= 500 ? red(text) : status >= 400 ? yellow(text) : green(text);
 }
-const STATUS_TEXT = {
-  200: 'OK',
-  201: 'Created',
-  400: 'Bad Request',
-  404: 'Not Found',
-  500: 'Internal Server Error',
-};
 
 /** The heading of a trace nobody in this script asked for, from its HTTP SERVER span if any. */
 function headingOf(spans) {
@@ -421,7 +416,7 @@ async function startGateway(env) {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  cleanup.gateway = child;
+  running.gateway = child;
   // Kept to explain a crash; shown as they come with --logs.
   const tail = [];
   const listening = new Promise((resolve, reject) => {
@@ -458,18 +453,16 @@ async function stopGateway(child) {
 }
 
 async function stopAll() {
-  cleanup.stopping = true;
-  await stopGateway(cleanup.gateway);
-  await new Promise((resolve) => (cleanup.receiver ? cleanup.receiver.close(resolve) : resolve()));
+  running.stopping = true;
+  await stopGateway(running.gateway);
+  // The exporter keeps its connection alive, and close() alone would wait for it.
+  running.receiver?.closeAllConnections();
+  await new Promise((resolve) => (running.receiver ? running.receiver.close(resolve) : resolve()));
 }
 
 // ---------------------------------------------------------------------------------------------
 // The scripted requests
 
-const json = (body) => ({
-  body: JSON.stringify(body),
-  headers: { 'content-type': 'application/json' },
-});
 const REQUESTS = [
   { method: 'POST', path: () => '/orders', body: { sku: 'book', qty: 2 }, expect: 201 },
   { method: 'POST', path: () => '/orders', body: { sku: 'book', qty: 0 }, expect: 400 },
@@ -484,10 +477,12 @@ async function sendRequests(base) {
   let orderId;
   for (const { method, path, body, expect } of REQUESTS) {
     const url = path(orderId ?? '1');
-    const response = await fetch(`${base}${url}`, {
-      method,
-      ...(body ? json(body) : {}),
-    }).catch((error) => fail(`${method} ${url} failed: ${error.message}`));
+    const init = body
+      ? { method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
+      : { method };
+    const response = await fetch(`${base}${url}`, init).catch((error) =>
+      fail(`${method} ${url} failed: ${error.message}`),
+    );
     const reply = await response.json().catch(() => undefined);
     if (method === 'POST' && response.ok && reply?.id) orderId ??= reply.id;
     // `traceresponse: 00-<trace id>-<span id>-<flags>`, added by the module to every response.
@@ -523,7 +518,7 @@ if (external === undefined) {
   const otlpPort = Number(flags['otlp-port']);
   try {
     const receiver = await startReceiver(store, otlpPort);
-    cleanup.receiver = receiver.server;
+    running.receiver = receiver.server;
     env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
     step(`OTLP receiver on ${receiver.url}/v1/traces`);
   } catch (error) {
@@ -536,7 +531,7 @@ if (external === undefined) {
     );
   }
 } else {
-  step(`spans go to ${external} (OTEL_EXPORTER_OTLP_ENDPOINT); the built-in receiver is off`);
+  step(`spans go to ${external}, as the environment says; the built-in receiver is off`);
 }
 
 let port = process.env.PORT === undefined ? 3000 : Number(process.env.PORT);
@@ -550,11 +545,14 @@ step(`gateway on ${base}; sending ${REQUESTS.length} requests`);
 say();
 
 gateway.child.on('exit', (code, signal) => {
-  if (cleanup.stopping) return;
+  if (running.stopping) return;
   void fail(`the gateway exited (${signal ?? `code ${code}`})`, gateway.tail.join('\n'));
 });
+// `npm run demo` forwards Ctrl-C's SIGINT to a process that the terminal already sent it to:
+// one stop is enough, and a second signal must not cut the gateway's flush short.
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, async () => {
+  process.on(signal, async () => {
+    if (running.stopping) return;
     say();
     step('stopping the gateway (its last spans are flushed on the way out)');
     await stopAll();
