@@ -20,3 +20,4 @@ export { Traceable } from './decorators/traceable.decorator.js';
 export type { TraceableOptions } from './decorators/traceable.decorator.js';
 export { NoTrace } from './decorators/no-trace.decorator.js';
 export { TraceService } from './services/trace.service.js';
+export type { StartActiveSpanOptions } from './services/trace.service.js';

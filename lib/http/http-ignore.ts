@@ -43,7 +43,10 @@ function globToRegExp(glob: string): RegExp {
     const ch = glob[i] as string;
     if (ch === '*') {
       if (glob[i + 1] === '*') {
-        source += '.*';
+        // `/internal/**` covers `/internal` itself too.
+        if (source.endsWith('/') && i + 2 === glob.length)
+          source = `${source.slice(0, -1)}(?:/.*)?`;
+        else source += '.*';
         i++;
       } else {
         source += '[^/]*';

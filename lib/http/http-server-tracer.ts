@@ -27,7 +27,12 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { formatTraceparent, httpHeadersGetter } from '../propagation/http.carrier.js';
+import {
+  appendServerTiming,
+  formatTraceparent,
+  httpHeadersGetter,
+  parseHost,
+} from '../propagation/http.carrier.js';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
 import { getTracer } from '../sdk/tracer.js';
 import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
@@ -47,8 +52,12 @@ export interface HttpRequestState {
   exception: unknown;
   /** writeHead as it was before the trace headers were hooked in. */
   writeHead: ServerResponse['writeHead'] | undefined;
+  /** Add traceresponse / Server-Timing when the headers go out. */
+  traceResponse: boolean;
   /** The span name before a route was known: the method. */
   name: string;
+  /** The header object a framework passed to writeHead (Fastify does), if any. */
+  headerObject: OutgoingHttpHeaders | undefined;
   /** Response headers to record, shared by all requests of one tracer. */
   responseHeaders: ReadonlyArray<[string, string]>;
   ended: boolean;
@@ -109,17 +118,26 @@ export class HttpServerTracer {
     const headers = req.headers;
     const rawMethod = req.method ?? 'GET';
     const method = KNOWN_METHODS.has(rawMethod) ? rawMethod : '_OTHER';
-    // A malformed traceparent is dropped by the propagator: the request then
-    // simply starts a new trace.
-    const parent = propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
+    // When another instrumentation (e.g. @opentelemetry/sdk-node's HTTP one)
+    // already started a span for this request, ours becomes its child rather
+    // than its sibling. Otherwise a malformed traceparent is dropped by the
+    // propagator and the request simply starts a new trace.
+    const active = context.active();
+    const parent = isServerSpan(trace.getSpan(active))
+      ? active
+      : propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
     const attributes: Attributes = {
       [ATTR_HTTP_REQUEST_METHOD]: method,
       [ATTR_URL_PATH]: path,
       [ATTR_URL_SCHEME]: (req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http',
     };
     if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rawMethod;
-    const host = headers.host;
-    if (host !== undefined) addHost(attributes, host);
+    const host = headers.host ?? headers[':authority'];
+    if (typeof host === 'string') {
+      const { address, port } = parseHost(host);
+      attributes[ATTR_SERVER_ADDRESS] = address;
+      if (port !== undefined) attributes[ATTR_SERVER_PORT] = port;
+    }
     const client = req.socket?.remoteAddress;
     if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client;
     const agent = headers['user-agent'];
@@ -139,21 +157,29 @@ export class HttpServerTracer {
       route: undefined,
       exception: undefined,
       writeHead: undefined,
+      traceResponse: this.traceResponse,
+      headerObject: undefined,
       name,
       responseHeaders: this.responseHeaders,
       ended: false,
     };
     req[HTTP_STATE] = state;
     res[HTTP_STATE] = state;
-    if (this.traceResponse) {
+    if (this.traceResponse || this.responseHeaders.length > 0) {
       state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead')
         ? res.writeHead
         : undefined;
-      res.writeHead = writeHeadWithTraceHeaders;
+      res.writeHead = writeHeadHook;
     }
-    res.once('close', onClose);
+    // `on`, not `once`: onClose guards itself, and `once` allocates a wrapper per request.
+    res.on('close', onClose);
     return state;
   }
+}
+
+/** A SERVER span another instrumentation started for this very request. */
+function isServerSpan(span: Span | undefined): boolean {
+  return span !== undefined && (span as Span & { kind?: SpanKind }).kind === SpanKind.SERVER;
 }
 
 /** Ends the span once the response is sent or the connection dropped; shared by all requests. */
@@ -176,13 +202,15 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
     span.updateName(`${state.name} ${route}`);
   }
-  const aborted = !res.writableFinished;
+  // end() not called before the connection closed. (A response that was ended
+  // but not flushed, as with Fastify's inject(), is complete.)
+  const aborted = !res.writableEnded;
   const status = res.statusCode;
   if (!aborted || res.headersSent) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   for (const [name, key] of state.responseHeaders) {
-    const value = res.getHeader(name);
+    const value = res.getHeader(name) ?? state.headerObject?.[name];
     if (value !== undefined) {
-      span.setAttribute(key, Array.isArray(value) ? value : [String(value)]);
+      span.setAttribute(key, Array.isArray(value) ? value.map(String) : [String(value)]);
     }
   }
 
@@ -225,41 +253,26 @@ function errorMessage(exception: unknown): string | undefined {
   return typeof exception === 'string' ? exception : undefined;
 }
 
-function addHost(attributes: Attributes, host: string): void {
-  // `[::1]:3000`, `example.com:8080`, `example.com`
-  let name = host;
-  let port: string | undefined;
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    name = host.slice(1, end === -1 ? undefined : end);
-    if (end !== -1 && host[end + 1] === ':') port = host.slice(end + 2);
-  } else {
-    const colon = host.lastIndexOf(':');
-    if (colon !== -1) {
-      name = host.slice(0, colon);
-      port = host.slice(colon + 1);
-    }
-  }
-  attributes[ATTR_SERVER_ADDRESS] = name;
-  if (port !== undefined) {
-    const n = Number(port);
-    if (Number.isInteger(n) && n > 0 && n < 65536) attributes[ATTR_SERVER_PORT] = n;
-  }
-}
-
 /**
- * Adds `traceresponse` and `Server-Timing: traceparent;desc=...` just before the
- * headers go out, so a Server-Timing the app set in the meantime (with
- * setHeader, or in the header object Fastify passes) is appended to, not lost.
+ * Runs just before the headers go out: notes the header object a framework
+ * passes (Fastify does), and adds `traceresponse` and
+ * `Server-Timing: traceparent;desc=...`, appending to a Server-Timing the app
+ * set in the meantime (with setHeader, or in that header object).
  */
-function writeHeadWithTraceHeaders(this: TracedResponse, ...args: unknown[]): ServerResponse {
+function writeHeadHook(this: TracedResponse, ...args: unknown[]): ServerResponse {
   const state = this[HTTP_STATE];
   const original = state?.writeHead;
   if (original === undefined) delete (this as Partial<ServerResponse>).writeHead;
   else this.writeHead = original;
   if (state !== undefined) {
     try {
-      addTraceHeaders(this, state, args);
+      const candidate = typeof args[1] === 'string' ? args[2] : args[1];
+      const headerObject =
+        candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
+          ? (candidate as OutgoingHttpHeaders)
+          : undefined;
+      state.headerObject = headerObject;
+      if (state.traceResponse) addTraceHeaders(this, state.span, headerObject);
     } catch {
       // Never let a tracing header break a response.
     }
@@ -267,29 +280,19 @@ function writeHeadWithTraceHeaders(this: TracedResponse, ...args: unknown[]): Se
   return (this.writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
 }
 
-function addTraceHeaders(res: ServerResponse, state: HttpRequestState, args: unknown[]): void {
-  const value = formatTraceparent(state.span.spanContext());
+function addTraceHeaders(
+  res: ServerResponse,
+  span: Span,
+  headerObject: OutgoingHttpHeaders | undefined,
+): void {
+  const value = formatTraceparent(span.spanContext());
   if (value === undefined) return;
-  const timing = `traceparent;desc="${value}"`;
-  const candidate = typeof args[1] === 'string' ? args[2] : args[1];
-  const headerObject =
-    candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
-      ? (candidate as OutgoingHttpHeaders)
-      : undefined;
-  let objectKey: string | undefined;
-  if (headerObject !== undefined) {
-    for (const key of Object.keys(headerObject)) {
-      if (key.toLowerCase() === 'server-timing') objectKey = key;
-    }
+  // Fastify lower-cases the keys of its header object.
+  if (headerObject !== undefined && headerObject['server-timing'] !== undefined) {
+    headerObject['server-timing'] = appendServerTiming(headerObject['server-timing'], value);
+  } else {
+    res.setHeader('server-timing', appendServerTiming(res.getHeader('server-timing'), value));
   }
-  const existing =
-    objectKey !== undefined ? headerObject?.[objectKey] : res.getHeader('server-timing');
-  const merged =
-    existing === undefined || existing === ''
-      ? timing
-      : `${Array.isArray(existing) ? existing.join(', ') : String(existing)}, ${timing}`;
-  if (headerObject !== undefined && objectKey !== undefined) headerObject[objectKey] = merged;
-  else res.setHeader('server-timing', merged);
   res.setHeader('traceresponse', value);
 }
 

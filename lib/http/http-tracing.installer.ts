@@ -1,6 +1,7 @@
 import { context } from '@opentelemetry/api';
 import type { HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Logger } from '@nestjs/common';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
 import { captureHttpExceptions } from './http-exception-capture.js';
 import {
@@ -9,6 +10,8 @@ import {
   reenter,
   type HttpRequestState,
 } from './http-server-tracer.js';
+
+const logger = new Logger('TracingModule');
 
 type Done = (err?: unknown) => void;
 type RequestHook = (req: unknown, res: unknown, done: Done) => unknown;
@@ -39,6 +42,15 @@ interface FastifyLike {
  * - Fastify tells the route template there; Express keeps it on the request.
  * Returns false when the adapter offers no request hook.
  */
+let reported = false;
+function reportOnce(error: unknown): void {
+  if (reported) return;
+  reported = true;
+  logger.warn(
+    `Inbound HTTP tracing failed for a request, which went on untraced: ${(error as Error)?.message ?? String(error)}`,
+  );
+}
+
 export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConfig): boolean {
   const hookable = adapter as HookableAdapter;
   if (typeof hookable.setOnRequestHook !== 'function' || typeof hookable.getType !== 'function') {
@@ -53,7 +65,16 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
   hookable.setOnRequestHook(function tracingRequestHook(this: unknown, req, res, done) {
     const rawReq = ((req as { raw?: unknown }).raw ?? req) as IncomingMessage;
     const rawRes = ((res as { raw?: unknown }).raw ?? res) as ServerResponse;
-    const state = tracer.start(rawReq, rawRes);
+    let state: HttpRequestState | undefined;
+    try {
+      state = tracer.start(rawReq, rawRes);
+      // Fastify has routed the request already; keep the route even if body parsing fails.
+      if (state !== undefined && rawReq !== req)
+        state.route = (req as FastifyLikeRequest).routeOptions?.url;
+    } catch (error) {
+      // Tracing must never fail a request (e.g. an http.ignore predicate that throws).
+      reportOnce(error);
+    }
     if (previous !== undefined) {
       const run = () => previous.call(this, req, res, done);
       return state === undefined ? run() : context.with(state.context, run);
@@ -71,7 +92,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     fastify.addHook('preHandler', (request, _reply, done) => {
       const state = request.raw[HTTP_STATE];
       if (state === undefined) return done();
-      state.route = request.routeOptions?.url;
+      state.route ??= request.routeOptions?.url;
       context.with(state.context, done);
     });
   }

@@ -1,6 +1,6 @@
 import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeader } from 'node:http';
+import { traceparentFormatter } from '../sdk/tracing-sdk.js';
 
 /**
  * Reads propagation headers from Node's parsed request headers. Node lower-cases
@@ -11,7 +11,6 @@ export const httpHeadersGetter: TextMapGetter<IncomingHttpHeaders> = {
   get: (carrier, key) => carrier[key],
 };
 
-const w3c = new W3CTraceContextPropagator();
 const scratch: Record<string, string> = {};
 const setter = {
   set: (carrier: Record<string, string>, key: string, value: string) => {
@@ -26,6 +25,38 @@ const setter = {
  */
 export function formatTraceparent(spanContext: SpanContext): string | undefined {
   scratch.traceparent = '';
-  w3c.inject(trace.setSpanContext(ROOT_CONTEXT, spanContext), scratch, setter);
+  traceparentFormatter.inject(trace.setSpanContext(ROOT_CONTEXT, spanContext), scratch, setter);
   return scratch.traceparent || undefined;
+}
+
+/**
+ * Splits a `Host` (or HTTP/2 `:authority`) value into address and port:
+ * `[::1]:3000`, `example.com:8080`, `example.com`.
+ */
+export function parseHost(host: string): { address: string; port: number | undefined } {
+  let address = host;
+  let port: string | undefined;
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    address = host.slice(1, end === -1 ? undefined : end);
+    if (end !== -1 && host[end + 1] === ':') port = host.slice(end + 2);
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon !== -1) {
+      address = host.slice(0, colon);
+      port = host.slice(colon + 1);
+    }
+  }
+  const n = port === undefined ? NaN : Number(port);
+  return { address, port: Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined };
+}
+
+/** `Server-Timing` with the trace appended: `<existing>, traceparent;desc="<value>"`. */
+export function appendServerTiming(
+  existing: OutgoingHttpHeader | undefined,
+  traceparent: string,
+): string {
+  const timing = `traceparent;desc="${traceparent}"`;
+  if (existing === undefined || existing === '') return timing;
+  return `${Array.isArray(existing) ? existing.join(', ') : String(existing)}, ${timing}`;
 }

@@ -2,7 +2,9 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { execFileSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import {
   TestSpans,
   TracingTestingModule,
@@ -276,4 +278,88 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
     expect(server.name).toBe('GET /api/v1/orders/:id');
     expect(server.attributes['http.route']).toBe('/api/v1/orders/:id');
   });
+});
+
+describe.each(platforms)('edge cases on $name', (platform) => {
+  let app: INestApplication;
+  let url: string;
+  let spans: TestSpans;
+
+  beforeAll(async () => {
+    ({ app, url } = await startApp(platform, [
+      TracingTestingModule.forRoot({
+        http: {
+          traceResponse: false,
+          responseHeaders: ['content-type'],
+          ignore: [
+            '/internal/**',
+            (req) => {
+              if (req.url === '/explode') throw new Error('a buggy ignore rule');
+              return false;
+            },
+          ],
+        },
+      }),
+      HttpTestModule,
+    ]));
+    spans = app.get(TestSpans);
+  });
+  afterAll(() => app.close());
+  beforeEach(() => spans.reset());
+
+  it('records response headers, and adds no trace headers, with traceResponse off', async () => {
+    const res = await fetch(`${url}/orders/5`);
+    expect(res.headers.get('traceresponse')).toBeNull();
+    expect(res.headers.get('server-timing')).toBeNull();
+    const server = await spans.waitForOne('GET /orders/:id');
+    expect(server.attributes['http.response.header.content-type']).toEqual([
+      expect.stringContaining('application/json'),
+    ]);
+  });
+
+  it('serves the request untraced when an ignore predicate throws', async () => {
+    const res = await fetch(`${url}/explode`);
+    expect(res.status).toBe(404);
+    await fetch(`${url}/hello`);
+    await spans.waitForOne('GET /hello');
+    expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual(['GET /hello']);
+  });
+
+  it('lets `/internal/**` cover `/internal` itself', async () => {
+    await fetch(`${url}/internal`);
+    await fetch(`${url}/hello`);
+    await spans.waitForOne('GET /hello');
+    expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual(['GET /hello']);
+  });
+
+  it('traces a malformed JSON body as a 400 that is not an error', async () => {
+    const res = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: TRACEPARENT },
+      body: '{"sku":',
+    });
+    expect(res.status).toBe(400);
+    // Fastify has routed the request before parsing it; Express parses first.
+    const name = platform.name === 'fastify' ? 'POST /orders' : 'POST';
+    const server = await spans.waitForOne(name);
+    expect(server.spanContext().traceId).toBe(TRACE_ID);
+    expect(server.attributes['http.response.status_code']).toBe(400);
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  if (platform.name === 'fastify') {
+    it('does not mark a request served by inject() as aborted', () => {
+      const script = fileURLToPath(new URL('./fixtures/fastify-inject.mjs', import.meta.url));
+      const out = execFileSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 });
+      const result = JSON.parse(out.trim().split('\n').pop() as string) as {
+        statusCode: number;
+        status: number;
+        attributes: Record<string, unknown>;
+      };
+      expect(result.statusCode).toBe(200);
+      expect(result.status).toBe(SpanStatusCode.UNSET);
+      expect(result.attributes['error.type']).toBeUndefined();
+      expect(result.attributes['http.response.status_code']).toBe(200);
+    });
+  }
 });
