@@ -17,6 +17,7 @@ import {
   type Span,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import {
   AlwaysOffSampler,
   BasicTracerProvider,
@@ -26,6 +27,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { Readable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import { firstValueFrom, lastValueFrom, Observable, of, Subject, take, toArray } from 'rxjs';
 import { isTracedMethod, Trace } from './trace.decorator.js';
 
@@ -93,6 +95,7 @@ const only = (name: string): ReadableSpan => {
   return found[0]!;
 };
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const parentSpan = (): Span | undefined => trace.getActiveSpan();
 const tracer = () => trace.getTracer('spec');
 
 /** Runs `fn` inside a span named `name` that is ended afterwards; returns both. */
@@ -113,6 +116,77 @@ function expectError(span: ReadableSpan, message: string): void {
   expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message });
   const event = span.events.find((e) => e.name === 'exception');
   expect(event?.attributes?.['exception.message']).toBe(message);
+}
+
+/**
+ * A lazy thenable, as a Mongoose `Query` or a Knex builder is (`then` on the prototype): nothing
+ * runs until `then` is called, and every `then` runs the query again.
+ */
+class LazyQuery<T> implements PromiseLike<T> {
+  readonly [Symbol.toStringTag] = 'PrismaPromise';
+  // Private fields, so that a frozen query still counts.
+  #executions = 0;
+  #activeAtExecution: Span | undefined;
+  #isLean = false;
+
+  get executions(): number {
+    return this.#executions;
+  }
+
+  get activeAtExecution(): Span | undefined {
+    return this.#activeAtExecution;
+  }
+
+  get isLean(): boolean {
+    return this.#isLean;
+  }
+
+  constructor(
+    private readonly outcome: { value?: T; error?: unknown },
+    private readonly delayMs = 0,
+  ) {}
+
+  lean(): this {
+    this.#isLean = true;
+    return this;
+  }
+
+  then<R1 = T, R2 = never>(
+    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    this.#executions++;
+    this.#activeAtExecution = trace.getActiveSpan();
+    tracer().startSpan('query.inside').end();
+    const start = performance.now();
+    return new Promise<T>((resolve, reject) => {
+      // Timers may fire a little early on the loop clock: wait for the full delay by this one.
+      const settle = (): void => {
+        if (performance.now() - start < this.delayMs) return void setTimeout(settle, 1);
+        // A query may reject with anything; the tests check it comes back unchanged.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        if ('error' in this.outcome) reject(this.outcome.error);
+        else resolve(this.outcome.value as T);
+      };
+      setTimeout(settle, this.delayMs);
+    }).then(onFulfilled, onRejected);
+  }
+}
+
+/** A lazy thenable like a Prisma `PrismaPromise`: a plain object with an own, enumerable `then`. */
+function prismaLike<T>(value: T): PromiseLike<T> & { executions: number } {
+  const query = {
+    executions: 0,
+    then<R1 = T, R2 = never>(
+      onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+      onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+    ): Promise<R1 | R2> {
+      query.executions++;
+      return Promise.resolve(value).then(onFulfilled, onRejected);
+    },
+    [Symbol.toStringTag]: 'PrismaPromise',
+  };
+  return query;
 }
 
 const sym = Symbol('symbolic');
@@ -238,9 +312,10 @@ describe('@Trace() return shapes', () => {
       },
     };
     const result = shapes.passThrough(thenable);
-    expect(result).toBeInstanceOf(Promise);
+    expect(result).toBe(thenable);
     expect(spans()).toHaveLength(0);
-    await expect(result).resolves.toBe(42);
+    // `await` calls then() once (jest's `resolves` would await what this then() returns, again).
+    expect(await result).toBe(42);
     const span = only('Shapes.passThrough');
     expect(activeInThen?.spanContext().spanId).toBe(span.spanContext().spanId);
   });
@@ -263,7 +338,8 @@ describe('@Trace() return shapes', () => {
         onRejected(new Error('late'));
       },
     };
-    await expect(shapes.passThrough(twice)).resolves.toBe(1);
+    // The thenable's callbacks are the caller's: `await` is what ignores the extra calls.
+    await expect(Promise.resolve(shapes.passThrough(twice))).resolves.toBe(1);
     expect(only('Shapes.passThrough').status.code).toBe(SpanStatusCode.UNSET);
 
     exporter.reset();
@@ -272,8 +348,125 @@ describe('@Trace() return shapes', () => {
         throw err;
       },
     };
-    await expect(shapes.passThrough(throwing)).rejects.toBe(err);
+    await expect(Promise.resolve(shapes.passThrough(throwing))).rejects.toBe(err);
     expectError(only('Shapes.passThrough'), 'thenable boom');
+  });
+
+  describe('lazy thenable (not a native Promise)', () => {
+    it('returns the same object, unrun, and ends the span once when it is awaited', async () => {
+      const query = new LazyQuery({ value: 'rows' }, 20);
+      const { parent, result } = await underParent('parent', async () => {
+        const returned = shapes.passThrough(query);
+        expect(returned).toBe(query);
+        expect(Object.getPrototypeOf(returned)).toBe(LazyQuery.prototype);
+        expect(Object.prototype.toString.call(returned)).toBe('[object PrismaPromise]');
+        expect(returned.lean()).toBe(query);
+        expect(query.isLean).toBe(true);
+        await tick();
+        expect(query.executions).toBe(0);
+        expect(named('Shapes.passThrough')).toHaveLength(0);
+
+        const rows = await returned;
+        // The caller's context is back after the await.
+        expect(trace.getActiveSpan()).toBe(parentSpan());
+        return rows;
+      });
+      expect(result).toBe('rows');
+      expect(query.executions).toBe(1);
+      const span = only('Shapes.passThrough');
+      expect(span.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+      expect(span.status.code).toBe(SpanStatusCode.UNSET);
+      expect(hrTimeToMilliseconds(span.duration)).toBeGreaterThanOrEqual(20);
+      // The query ran inside the span: what it starts is the span's child.
+      expect(query.activeAtExecution?.spanContext().spanId).toBe(span.spanContext().spanId);
+      expect(only('query.inside').parentSpanContext?.spanId).toBe(span.spanContext().spanId);
+
+      // Restored: the hook is gone, and awaiting again runs the query again without a new span.
+      expect(Object.hasOwn(query, 'then')).toBe(false);
+      await expect(query).resolves.toBe('rows');
+      expect(query.executions).toBe(2);
+      expect(named('Shapes.passThrough')).toHaveLength(1);
+    });
+
+    it('runs then() callbacks in the caller context, and passes a missing callback on', async () => {
+      const { parent, result } = await underParent('parent', () =>
+        shapes
+          .passThrough(new LazyQuery({ value: 1 }))
+          .then(undefined, () => 0)
+          .then((n) => [n, trace.getActiveSpan()] as const),
+      );
+      expect(result).toEqual([1, parent]);
+      only('Shapes.passThrough');
+    });
+
+    it('records a rejection and rejects with the same error', async () => {
+      const err = new Error('query boom');
+      const query = new LazyQuery<string>({ error: err }, 5);
+      const returned = shapes.passThrough(query);
+      expect(returned).toBe(query);
+      expect(query.executions).toBe(0);
+      await expect(returned).rejects.toBe(err);
+      expect(query.executions).toBe(1);
+      const span = only('Shapes.passThrough');
+      expectError(span, 'query boom');
+      expect(span.events.filter((e) => e.name === 'exception')).toHaveLength(1);
+
+      exporter.reset();
+      const plain = new LazyQuery<string>({ error: 'not an Error' });
+      await expect(shapes.passThrough(plain)).rejects.toBe('not an Error');
+      expectError(only('Shapes.passThrough'), 'not an Error');
+    });
+
+    it('never runs, nor exports a span for, a thenable nobody awaits', async () => {
+      const query = new LazyQuery({ value: 'rows' });
+      shapes.passThrough(query);
+      await tick();
+      await tick();
+      expect(query.executions).toBe(0);
+      expect(named('Shapes.passThrough')).toHaveLength(0);
+      // Its span stays open (and is dropped with the object): the one span this test leaves open.
+      const open = [...openSpans.open] as ReadableSpan[];
+      expect(open.map((s) => s.name)).toEqual(['Shapes.passThrough']);
+      openSpans.open.clear();
+    });
+
+    it('hooks an own then() (a PrismaPromise) and puts it back as it was', async () => {
+      const query = prismaLike('row');
+      const then = query.then;
+      const keys = Object.keys(query);
+      const returned = shapes.passThrough(query);
+      expect(returned).toBe(query);
+      expect(Object.keys(returned)).toEqual(keys);
+      expect(Object.prototype.toString.call(returned)).toBe('[object PrismaPromise]');
+      expect(query.executions).toBe(0);
+      await expect(returned).resolves.toBe('row');
+      expect(query.executions).toBe(1);
+      expect(query.then).toBe(then);
+      expect(Object.getOwnPropertyDescriptor(query, 'then')).toEqual({
+        value: then,
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      });
+      only('Shapes.passThrough');
+    });
+
+    it('ends the span at return when then() cannot be hooked', async () => {
+      const frozen = Object.freeze(new LazyQuery({ value: 'rows' }));
+      expect(shapes.passThrough(frozen)).toBe(frozen);
+      expect(frozen.executions).toBe(0);
+      only('Shapes.passThrough');
+      await expect(frozen).resolves.toBe('rows');
+      expect(frozen.executions).toBe(1);
+      expect(named('Shapes.passThrough')).toHaveLength(1);
+
+      exporter.reset();
+      const fixed = prismaLike('row');
+      Object.defineProperty(fixed, 'then', { configurable: false });
+      expect(shapes.passThrough(fixed)).toBe(fixed);
+      expect(fixed.executions).toBe(0);
+      only('Shapes.passThrough');
+    });
   });
 
   describe('Observable', () => {

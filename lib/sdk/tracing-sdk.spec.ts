@@ -622,13 +622,12 @@ describe('TracingSdk', () => {
     }
   });
 
-  it('defers to a provider registered first, logs that once, and leaves its globals alone', async () => {
+  it('defers to a foreign provider registered first, logs that once, and leaves its globals alone', async () => {
     const ownerExporter = new KeepingExporter();
-    const owner = await TracingSdk.start(
-      config({ batch: { scheduledDelayMillis: 60_000 } }),
-      [ownerExporter],
-      makeLogger(),
-    );
+    const owner = new NodeTracerProvider({
+      spanProcessors: [new SimpleSpanProcessor(ownerExporter)],
+    });
+    trace.setGlobalTracerProvider(owner);
     const logger = makeLogger();
     const ignoredExporter = new KeepingExporter();
     try {
@@ -646,20 +645,58 @@ describe('TracingSdk', () => {
       expect(logger.log.mock.calls[0]?.[0]).toMatch(
         /A global OpenTelemetry tracer provider is already registered .* uses it and ignores its own exporter, sampler and propagator options\./,
       );
-      expect(getDelegate()).toBe(owner.provider);
-      expect(propagation.fields()).toEqual(['traceparent', 'tracestate', 'baggage']);
+      expect(getDelegate()).toBe(owner);
 
       // The late SDK's shutdown flushes the provider in charge and unregisters nothing.
       trace.getTracer('t').startSpan('via-owner').end();
       await late.shutdown();
+      await later.shutdown();
       expect(ownerExporter.getFinishedSpans().map((s) => s.name)).toEqual(['via-owner']);
       expect(ignoredExporter.getFinishedSpans()).toHaveLength(0);
-      expect(getDelegate()).toBe(owner.provider);
+      expect(getDelegate()).toBe(owner);
       expect(trace.getTracer('t').startSpan('y').isRecording()).toBe(true);
       expect(logger.warn).not.toHaveBeenCalled();
     } finally {
       await owner.shutdown();
+      trace.disable();
     }
+  });
+
+  it('lets a second module of this package share the provider, and releases it with the last one', async () => {
+    const firstExporter = new KeepingExporter();
+    const secondExporter = new KeepingExporter();
+    const logger = makeLogger();
+    const first = await TracingSdk.start(
+      config({ spanProcessor: 'simple' }),
+      [firstExporter],
+      logger,
+    );
+    const second = await TracingSdk.start(
+      config({ spanProcessor: 'simple' }),
+      [secondExporter],
+      logger,
+    );
+    expect(second.provider).toBe(first.provider);
+    expect(getDelegate()).toBe(first.provider);
+    expect(logger.log.mock.calls[0]?.[0]).toMatch(
+      /Another TracingModule already runs in this process/,
+    );
+
+    trace.getTracer('t').startSpan('both').end();
+    expect(firstExporter.getFinishedSpans().map((s) => s.name)).toEqual(['both']);
+    expect(secondExporter.getFinishedSpans().map((s) => s.name)).toEqual(['both']);
+
+    // The first one stops: the second keeps tracing, through the same provider.
+    await first.shutdown();
+    expect(firstExporter.shutdowns).toBe(1);
+    expect(getDelegate()).toBe(second.provider);
+    trace.getTracer('t').startSpan('second-only').end();
+    expect(secondExporter.getFinishedSpans().map((s) => s.name)).toEqual(['both', 'second-only']);
+
+    // The last one out releases the globals.
+    await second.shutdown();
+    expect(secondExporter.shutdowns).toBe(1);
+    expect(trace.getTracer('t').startSpan('after').isRecording()).toBe(false);
   });
 
   it.each(['simple', 'batch'] as const)(

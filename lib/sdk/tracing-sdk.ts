@@ -2,6 +2,7 @@ import {
   context,
   propagation,
   trace,
+  type Context,
   type TextMapPropagator,
   type TracerProvider,
 } from '@opentelemetry/api';
@@ -29,6 +30,7 @@ import {
   ParentBasedSampler,
   SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
+  type ReadableSpan,
   type Sampler,
   type SpanExporter,
   type SpanProcessor,
@@ -227,37 +229,86 @@ export function createSpanProcessors(
 }
 
 let reportedExternalProvider = false;
+let reportedSharedProvider = false;
 
 /**
- * The running SDK of one module instance: the provider it built and the
- * globals it registered, or, when another SDK was registered first, a handle
- * that flushes that one on shutdown.
+ * Hands every span to a list of processors that modules add and remove while
+ * the provider lives: several Nest apps in one process (a gateway and a service
+ * in one e2e test, two testing modules) then share the one global provider, and
+ * each module's exporters see every span.
+ */
+class SharedSpanProcessor implements SpanProcessor {
+  processors: SpanProcessor[] = [];
+
+  onStart(span: Parameters<SpanProcessor['onStart']>[0], parentContext: Context): void {
+    for (const processor of this.processors) processor.onStart(span, parentContext);
+  }
+
+  onEnd(span: ReadableSpan): void {
+    for (const processor of this.processors) processor.onEnd(span);
+  }
+
+  async forceFlush(): Promise<void> {
+    await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all(this.processors.map((processor) => processor.shutdown()));
+  }
+}
+
+/** The provider this package registered globally, shared by the modules running in this process. */
+interface SharedSdk {
+  provider: NodeTracerProvider;
+  processor: SharedSpanProcessor;
+  users: number;
+  owns: { context: boolean; propagation: boolean };
+}
+
+// On globalThis under Symbol.for, so that two copies of the package agree.
+const SHARED = Symbol.for('nestjs-tracing:shared-sdk');
+type WithShared = typeof globalThis & { [SHARED]?: SharedSdk };
+
+function sharedSdk(): SharedSdk | undefined {
+  const shared = (globalThis as WithShared)[SHARED];
+  // Someone may have reset the API since (trace.disable() in a test): then it is gone.
+  return shared !== undefined && globalDelegate() === shared.provider ? shared : undefined;
+}
+
+function globalDelegate(): unknown {
+  const global = trace.getTracerProvider() as TracerProvider & { getDelegate?: () => unknown };
+  return typeof global.getDelegate === 'function' ? global.getDelegate() : global;
+}
+
+/**
+ * The running SDK of one module instance: its span processors, attached to the
+ * provider this package registered globally (built by the first module to
+ * start, released by the last to stop), or, when another SDK registered its
+ * provider first, a handle that flushes that one on shutdown.
  */
 export class TracingSdk {
   private shutdownPromise: Promise<void> | undefined;
 
   private constructor(
-    /** Our provider; undefined when disabled or when another provider is in charge. */
+    /** The provider in use when it is this package's; undefined when disabled or another SDK is in charge. */
     readonly provider: NodeTracerProvider | undefined,
     readonly enabled: boolean,
-    private readonly owns: { trace: boolean; context: boolean; propagation: boolean },
     private readonly shutdownTimeoutMs: number,
     private readonly logger: SdkLogger,
     private readonly processors: readonly SpanProcessor[] = [],
+    private readonly shared?: SharedSdk,
   ) {}
 
   /** A handle that does nothing: tracing is off. */
   static disabled(logger: SdkLogger): TracingSdk {
-    return new TracingSdk(
-      undefined,
-      false,
-      { trace: false, context: false, propagation: false },
-      0,
-      logger,
-    );
+    return new TracingSdk(undefined, false, 0, logger);
   }
 
-  /** Builds the provider and registers it, the context manager and the propagators globally. */
+  /**
+   * Builds the provider and registers it, the context manager and the
+   * propagators globally; or, when this package already did so in this
+   * process, adds this module's processors to that provider.
+   */
   static async start(
     config: ResolvedTracingConfig,
     exporters: SpanExporter[],
@@ -265,10 +316,33 @@ export class TracingSdk {
   ): Promise<TracingSdk> {
     const propagator = await createPropagator(config.propagators);
     const spanProcessors = createSpanProcessors(config, exporters);
+    const existing = sharedSdk();
+    if (existing !== undefined) {
+      if (!reportedSharedProvider) {
+        reportedSharedProvider = true;
+        logger.log(
+          'Another TracingModule already runs in this process: this one adds its exporters to ' +
+            "that module's tracer provider, and shares its resource, sampler and propagators.",
+        );
+      }
+      existing.processor.processors.push(...spanProcessors);
+      existing.users++;
+      return new TracingSdk(
+        existing.provider,
+        true,
+        config.shutdownTimeoutMs,
+        logger,
+        spanProcessors,
+        existing,
+      );
+    }
+
+    const processor = new SharedSpanProcessor();
+    processor.processors.push(...spanProcessors);
     const provider = new NodeTracerProvider({
       resource: createResource(config),
       sampler: createSampler(config.sampler),
-      spanProcessors,
+      spanProcessors: [processor],
     });
     if (!trace.setGlobalTracerProvider(provider)) {
       if (!reportedExternalProvider) {
@@ -280,37 +354,35 @@ export class TracingSdk {
         );
       }
       await provider.shutdown();
-      return new TracingSdk(
-        undefined,
-        true,
-        { trace: false, context: false, propagation: false },
-        config.shutdownTimeoutMs,
-        logger,
-      );
+      return new TracingSdk(undefined, true, config.shutdownTimeoutMs, logger);
     }
     const contextManager = new AsyncLocalStorageContextManager().enable();
     const ownsContext = context.setGlobalContextManager(contextManager);
     if (!ownsContext) contextManager.disable();
     const ownsPropagation = propagation.setGlobalPropagator(propagator);
-    return new TracingSdk(
+    const shared: SharedSdk = {
       provider,
-      true,
-      { trace: true, context: ownsContext, propagation: ownsPropagation },
-      config.shutdownTimeoutMs,
-      logger,
-      spanProcessors,
-    );
+      processor,
+      users: 1,
+      owns: { context: ownsContext, propagation: ownsPropagation },
+    };
+    (globalThis as WithShared)[SHARED] = shared;
+    return new TracingSdk(provider, true, config.shutdownTimeoutMs, logger, spanProcessors, shared);
   }
 
   /** Exports every finished span now. */
   async forceFlush(): Promise<void> {
-    const target = this.provider ?? externalProvider();
-    await target?.forceFlush();
+    if (this.shared !== undefined) {
+      await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+    } else if (this.enabled) {
+      await externalProvider()?.forceFlush();
+    }
   }
 
   /**
-   * Flushes and shuts the provider down within the shutdown timeout, then
-   * unregisters the globals this instance registered. Safe to call twice.
+   * Flushes and shuts this module's processors down within the shutdown
+   * timeout; the last module to stop also shuts the provider down and
+   * unregisters the globals. Safe to call twice.
    */
   shutdown(): Promise<void> {
     this.shutdownPromise ??= this.doShutdown();
@@ -319,11 +391,13 @@ export class TracingSdk {
 
   private async doShutdown(): Promise<void> {
     if (!this.enabled) return;
+    const shared = this.shared;
     try {
       // Another SDK owns its own shutdown; flushing it keeps our last spans.
-      const work = this.provider
-        ? this.flushThenShutdown(this.provider)
-        : (externalProvider()?.forceFlush() ?? Promise.resolve());
+      const work =
+        shared !== undefined
+          ? this.flushThenShutdown()
+          : (externalProvider()?.forceFlush() ?? Promise.resolve());
       const finished = await withTimeout(work, this.shutdownTimeoutMs);
       if (!finished) {
         this.logger.warn(
@@ -334,30 +408,44 @@ export class TracingSdk {
     } catch (error) {
       this.logger.warn(`Span export failed during shutdown: ${(error as Error).message}`);
     } finally {
-      if (this.owns.trace) trace.disable();
-      if (this.owns.propagation) propagation.disable();
-      if (this.owns.context) context.disable();
+      if (shared !== undefined) {
+        shared.processor.processors = shared.processor.processors.filter(
+          (processor) => !this.processors.includes(processor),
+        );
+        shared.users--;
+        if (shared.users === 0) this.release(shared);
+      }
     }
+  }
+
+  /** The last module out shuts the provider down and unregisters what it registered. */
+  private release(shared: SharedSdk): void {
+    const global = globalThis as WithShared;
+    if (global[SHARED] === shared) delete global[SHARED];
+    // Its processors are all gone by now, so nothing is left to export.
+    void shared.provider.shutdown().catch(() => undefined);
+    if (globalDelegate() === shared.provider) trace.disable();
+    if (shared.owns.propagation) propagation.disable();
+    if (shared.owns.context) context.disable();
   }
 
   /**
    * SimpleSpanProcessor#shutdown (sdk-trace 2.x) does not wait for exports in
-   * flight, so each processor is flushed first. Flushing the processors one by
-   * one, not through the provider (which swallows errors), lets a failed export
-   * reach the shutdown warning.
+   * flight, so each processor is flushed first. Flushing them one by one, not
+   * through the provider (which swallows errors), lets a failed export reach
+   * the shutdown warning.
    */
-  private async flushThenShutdown(provider: NodeTracerProvider): Promise<void> {
+  private async flushThenShutdown(): Promise<void> {
     try {
       await Promise.all(this.processors.map((processor) => processor.forceFlush()));
     } finally {
-      await provider.shutdown();
+      await Promise.all(this.processors.map((processor) => processor.shutdown()));
     }
   }
 }
 
 function externalProvider(): { forceFlush(): Promise<void> } | undefined {
-  const global = trace.getTracerProvider() as TracerProvider & { getDelegate?: () => unknown };
-  const delegate = typeof global.getDelegate === 'function' ? global.getDelegate() : global;
+  const delegate = globalDelegate();
   const flush = (delegate as { forceFlush?: unknown } | undefined)?.forceFlush;
   return typeof flush === 'function' ? (delegate as { forceFlush(): Promise<void> }) : undefined;
 }

@@ -12,7 +12,7 @@ import {
   type Span,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CBaggagePropagator } from '@opentelemetry/core';
+import { hrTimeToMilliseconds, W3CBaggagePropagator } from '@opentelemetry/core';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -20,6 +20,7 @@ import {
   type ReadableSpan,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
+import { performance } from 'node:perf_hooks';
 import { TraceService } from './trace.service.js';
 
 /** Spans started but not yet ended: every test must leave none behind. */
@@ -84,6 +85,61 @@ const only = (): ReadableSpan => {
   return spans()[0]!;
 };
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const named = (name: string): ReadableSpan[] => spans().filter((s) => s.name === name);
+
+/**
+ * A lazy thenable, as a Prisma `PrismaPromise`, a Mongoose `Query` or a Knex builder is: nothing
+ * runs until `then` is called, and every `then` runs the query again.
+ */
+class LazyQuery<T> implements PromiseLike<T> {
+  readonly [Symbol.toStringTag] = 'PrismaPromise';
+  // Private fields, so that a frozen query still counts.
+  #executions = 0;
+  #activeAtExecution: Span | undefined;
+  #isLean = false;
+
+  constructor(
+    private readonly outcome: { value?: T; error?: unknown },
+    private readonly delayMs = 0,
+  ) {}
+
+  get executions(): number {
+    return this.#executions;
+  }
+
+  get activeAtExecution(): Span | undefined {
+    return this.#activeAtExecution;
+  }
+
+  get isLean(): boolean {
+    return this.#isLean;
+  }
+
+  lean(): this {
+    this.#isLean = true;
+    return this;
+  }
+
+  then<R1 = T, R2 = never>(
+    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    this.#executions++;
+    this.#activeAtExecution = trace.getActiveSpan();
+    const start = performance.now();
+    return new Promise<T>((resolve, reject) => {
+      // Timers may fire a little early on the loop clock: wait for the full delay by this one.
+      const settle = (): void => {
+        if (performance.now() - start < this.delayMs) return void setTimeout(settle, 1);
+        // A query may reject with anything; the tests check it comes back unchanged.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        if ('error' in this.outcome) reject(this.outcome.error);
+        else resolve(this.outcome.value as T);
+      };
+      setTimeout(settle, this.delayMs);
+    }).then(onFulfilled, onRejected);
+  }
+}
 
 describe('TraceService', () => {
   const service = new TraceService();
@@ -191,9 +247,79 @@ describe('TraceService', () => {
         },
       };
       const result = service.startActiveSpan('thenable.work', () => thenable);
+      expect(result).toBe(thenable);
       expect(spans()).toHaveLength(0);
-      await expect(result).resolves.toBe('later');
+      expect(await result).toBe('later');
       only();
+    });
+
+    describe('returning a lazy thenable (not a native Promise)', () => {
+      it('returns the same object, unrun, and ends the span once when awaited', async () => {
+        const query = new LazyQuery({ value: 'rows' }, 20);
+        const result = await service.startActiveSpan('parent', async (parent) => {
+          const returned = service.startActiveSpan('db.query', () => query);
+          expect(returned).toBe(query);
+          expect(Object.getPrototypeOf(returned)).toBe(LazyQuery.prototype);
+          expect(Object.prototype.toString.call(returned)).toBe('[object PrismaPromise]');
+          expect(returned.lean()).toBe(query);
+          expect(query.isLean).toBe(true);
+          await tick();
+          expect(query.executions).toBe(0);
+          expect(named('db.query')).toHaveLength(0);
+          const rows = await returned;
+          expect(service.activeSpan()).toBe(parent);
+          return { parent, rows };
+        });
+        expect(result.rows).toBe('rows');
+        expect(query.executions).toBe(1);
+        const span = named('db.query')[0]!;
+        expect(named('db.query')).toHaveLength(1);
+        expect(span.parentSpanContext?.spanId).toBe(result.parent.spanContext().spanId);
+        expect(span.status.code).toBe(SpanStatusCode.UNSET);
+        expect(hrTimeToMilliseconds(span.duration)).toBeGreaterThanOrEqual(20);
+        expect(query.activeAtExecution?.spanContext().spanId).toBe(span.spanContext().spanId);
+
+        expect(Object.hasOwn(query, 'then')).toBe(false);
+        await expect(query).resolves.toBe('rows');
+        expect(query.executions).toBe(2);
+        expect(named('db.query')).toHaveLength(1);
+      });
+
+      it('records a rejection and rejects with the same error', async () => {
+        const err = new Error('query boom');
+        const query = new LazyQuery<string>({ error: err }, 5);
+        const returned = service.startActiveSpan('db.query', () => query);
+        expect(returned).toBe(query);
+        expect(query.executions).toBe(0);
+        await expect(returned).rejects.toBe(err);
+        expect(query.executions).toBe(1);
+        const span = only();
+        expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'query boom' });
+        expect(span.events.map((e) => e.name)).toEqual(['exception']);
+      });
+
+      it('never runs, nor exports a span for, a thenable nobody awaits', async () => {
+        const query = new LazyQuery({ value: 'rows' });
+        service.startActiveSpan('db.query', () => query);
+        await tick();
+        await tick();
+        expect(query.executions).toBe(0);
+        expect(spans()).toHaveLength(0);
+        // Its span stays open (and is dropped with the object): the one span this test leaves.
+        const open = [...openSpans.open] as ReadableSpan[];
+        expect(open.map((s) => s.name)).toEqual(['db.query']);
+        openSpans.open.clear();
+      });
+
+      it('ends the span at return when then() cannot be hooked (frozen)', async () => {
+        const frozen = Object.freeze(new LazyQuery({ value: 'rows' }));
+        expect(service.startActiveSpan('db.query', () => frozen)).toBe(frozen);
+        expect(frozen.executions).toBe(0);
+        only();
+        await expect(frozen).resolves.toBe('rows');
+        expect(frozen.executions).toBe(1);
+        expect(spans()).toHaveLength(1);
+      });
     });
   });
 

@@ -363,3 +363,37 @@ describe.each(platforms)('edge cases on $name', (platform) => {
     });
   }
 });
+
+describe('two apps in one process', () => {
+  it('both trace while both run, and the second keeps tracing after the first closes', async () => {
+    const a = await startApp(platforms[0], [
+      TracingTestingModule.forRoot({ serviceName: 'a' }),
+      HttpTestModule,
+    ]);
+    const b = await startApp(platforms[1], [
+      TracingTestingModule.forRoot({ serviceName: 'b' }),
+      HttpTestModule,
+    ]);
+    try {
+      const spansA = a.app.get(TestSpans);
+      const spansB = b.app.get(TestSpans);
+      await fetch(`${a.url}/orders/1`, { headers: { traceparent: TRACEPARENT } });
+      await fetch(`${b.url}/orders/2`);
+      // Each testing module's exporter sees every span of the process.
+      for (const spans of [spansA, spansB]) {
+        await spans.waitFor((all) => all.filter((s) => s.name === 'GET /orders/:id').length === 2);
+      }
+      await a.app.close();
+
+      spansB.reset();
+      const res = await fetch(`${b.url}/orders/3`, { headers: { traceparent: TRACEPARENT } });
+      expect(res.headers.get('traceresponse')).toMatch(new RegExp(`^00-${TRACE_ID}-`));
+      const server = await spansB.waitForOne('GET /orders/:id');
+      expect(server.spanContext().traceId).toBe(TRACE_ID);
+      expectChildOf(spansB.one('OrdersService.find'), server);
+    } finally {
+      await a.app.close();
+      await b.app.close();
+    }
+  });
+});
