@@ -41,6 +41,16 @@ export type TracedFunction = (this: unknown, ...args: unknown[]) => unknown;
 // and never trace one call twice.
 const ORIGINAL_METHOD = Symbol.for('nestjs-tracing:original-method');
 
+/**
+ * Calls `fn` with `self` and `args`. Handed to `context.with` as a module-level function with no
+ * `thisArg`, so that the context manager does not `bind` a fresh function on every call.
+ *
+ * @internal
+ */
+export function invoke(fn: (...args: never[]) => unknown, self: unknown, args: unknown[]): unknown {
+  return Reflect.apply(fn, self, args);
+}
+
 interface Wrapper extends TracedFunction {
   readonly [ORIGINAL_METHOD]: TracedFunction;
 }
@@ -59,7 +69,15 @@ interface CallSite {
  * their metadata is kept on the method.
  *
  * When the span ends is decided by what the method returns:
- * - a Promise or any thenable: when it settles (a non-native thenable comes back as a Promise);
+ * - a native Promise: when it settles (the caller gets the Promise chained on it);
+ * - a thenable that is not a native Promise (a Prisma `PrismaPromise`, a Mongoose `Query`, a Knex
+ *   builder) is returned as it is: same object, prototype, methods and `Symbol.toStringTag`, and
+ *   its `then` is not called by the wrapper, so a lazy query still runs only when awaited. Its
+ *   span ends when it settles after being awaited (the first `then()` call runs inside the span),
+ *   and is never exported if nobody awaits it. Work started some other way (`exec()`, `catch()`,
+ *   `finally()` where they bypass `then`, or a Prisma `$transaction([...])`) leaves the span
+ *   unended. A thenable whose `then` cannot be hooked (frozen, sealed, or a non-configurable own
+ *   `then`) is returned as it is too, with its span ended at return;
  * - an async generator, or a plain object that is async iterable: when iteration finishes, throws,
  *   or is left early (`break`, `return()`); each step runs inside the span. It has one consumer,
  *   so it keeps the span of the call: like a Promise that never settles, a generator nobody
@@ -152,13 +170,13 @@ export function traceMethod(
     if (!span.isRecording()) {
       // Nothing to record and nothing to end: still make the span active so that children keep
       // its sampling decision, but hand the caller's result back untouched.
-      return context.with(active, original, this, ...args);
+      return context.with(active, invoke, undefined, original, this, args);
     }
     const extra =
       site.attributesFrom === undefined ? undefined : attributesOf(site.attributesFrom, args, span);
     let result: unknown;
     try {
-      result = context.with(active, original, this, ...args);
+      result = context.with(active, invoke, undefined, original, this, args);
     } catch (err) {
       failSpan(span, err);
       throw err;
@@ -186,41 +204,126 @@ export function recordError(span: Span, err: unknown, setStatus = true): void {
 }
 
 /**
- * Ends `span` when `thenable` settles and returns a Promise of the same outcome. `then` is called
- * inside the span's context, because a lazy thenable (a query builder, for one) only starts its
- * work there. Guarded against thenables that call back twice.
+ * Ends `span` when `thenable` settles, and returns what the caller gets in its place.
+ *
+ * - A native Promise: the Promise chained on it, which settles the same way.
+ * - Any other thenable: `thenable` itself, untouched but for a one-shot own `then` that restores
+ *   the original on its first call and makes that call inside the span's context (a lazy thenable,
+ *   a query builder for one, only starts its work there) with callbacks that end the span exactly
+ *   once. The wrapper itself never calls `then`, so a thenable nobody awaits never runs and its
+ *   span is never ended nor exported. When `then` cannot be hooked, the span ends at once.
  *
  * @internal
  */
-export function endWhenSettled(
-  thenable: PromiseLike<unknown>,
+export function endWhenSettled<T extends PromiseLike<unknown>>(
+  thenable: T,
   span: Span,
   active: Context,
-): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let open = true;
-    const onFulfilled = (value: unknown): void => {
-      if (open) {
-        open = false;
-        span.end();
-      }
-      resolve(value);
-    };
-    const onRejected = (err: unknown): void => {
-      if (open) {
-        open = false;
-        failSpan(span, err);
-      }
-      // The caller must get the very value the thenable rejected with, Error or not.
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-      reject(err);
-    };
-    try {
-      context.with(active, () => thenable.then(onFulfilled, onRejected));
-    } catch (err) {
-      onRejected(err);
+): T {
+  if (thenable instanceof Promise) return endWithPromise(thenable, span) as unknown as T;
+  if (!hookThen(thenable, span, active)) span.end();
+  return thenable;
+}
+
+/** The fast path: one `then`, no `await`, no extra Promise. */
+function endWithPromise(promise: Promise<unknown>, span: Span): Promise<unknown> {
+  return promise.then(
+    (value: unknown) => {
+      span.end();
+      return value;
+    },
+    (err: unknown) => {
+      failSpan(span, err);
+      throw err;
+    },
+  );
+}
+
+type ThenMethod = (
+  this: unknown,
+  onFulfilled?: ((value: unknown) => unknown) | null,
+  onRejected?: ((reason: unknown) => unknown) | null,
+) => unknown;
+
+/**
+ * Installs a one-shot own `then` on `thenable` (see `endWhenSettled`); false, with nothing
+ * changed, when it cannot: the object is not extensible, its own `then` is not configurable, or a
+ * Proxy refuses the change.
+ */
+function hookThen(thenable: PromiseLike<unknown>, span: Span, active: Context): boolean {
+  const original = thenable.then as ThenMethod;
+  // `then` is read once, here: a getter is not run again at the first call.
+  const own = Object.getOwnPropertyDescriptor(thenable, 'then');
+  if (own === undefined ? !Object.isExtensible(thenable) : own.configurable !== true) return false;
+
+  let hooked = true;
+  const hook = function (this: unknown, ...args: unknown[]): unknown {
+    if (!hooked) return Reflect.apply(original, this, args);
+    hooked = false;
+    // Put the object back as it was before anything else can observe it: later calls reach the
+    // original `then` directly.
+    if (own === undefined) Reflect.deleteProperty(thenable, 'then');
+    else Reflect.defineProperty(thenable, 'then', own);
+    return thenInSpan(original, this, args[0], args[1], span, active);
+  };
+  Object.defineProperty(hook, 'name', { value: 'then', configurable: true });
+  Object.defineProperty(hook, 'length', { value: original.length, configurable: true });
+  try {
+    return Reflect.defineProperty(thenable, 'then', {
+      value: hook,
+      writable: true,
+      enumerable: own?.enumerable ?? false,
+      configurable: true,
+    });
+  } catch {
+    // A Proxy whose defineProperty trap throws.
+    return false;
+  }
+}
+
+/**
+ * The first `then` of a hooked thenable: the original, called inside the span's context with
+ * callbacks that end the span once (however often a faulty thenable calls them) and then behave
+ * like the caller's, run in the caller's context; a missing callback passes the outcome on, as
+ * with a Promise.
+ */
+function thenInSpan(
+  original: ThenMethod,
+  self: unknown,
+  onFulfilled: unknown,
+  onRejected: unknown,
+  span: Span,
+  active: Context,
+): unknown {
+  const caller = context.active();
+  let open = true;
+  const fulfilled = (value: unknown): unknown => {
+    if (open) {
+      open = false;
+      span.end();
     }
-  });
+    if (typeof onFulfilled !== 'function') return value;
+    return context.with(caller, onFulfilled as (value: unknown) => unknown, undefined, value);
+  };
+  const rejected = (err: unknown): unknown => {
+    if (open) {
+      open = false;
+      failSpan(span, err);
+    }
+    // The caller must get the very value the thenable rejected with, Error or not.
+    if (typeof onRejected !== 'function') throw err;
+    return context.with(caller, onRejected as (reason: unknown) => unknown, undefined, err);
+  };
+  try {
+    return context.with(active, invoke, undefined, original, self, [fulfilled, rejected]);
+  } catch (err) {
+    // A `then` that throws: `await` turns that into a rejection, so the span records it as one.
+    if (open) {
+      open = false;
+      failSpan(span, err);
+    }
+    throw err;
+  }
 }
 
 function spanOptionsOf(options: TraceOptions): SpanOptions {
@@ -255,24 +358,14 @@ function endWithResult(
   extra: Attributes | undefined,
 ): unknown {
   // The common case first, and without `await`: one `then` is all a native Promise needs.
-  if (result instanceof Promise) {
-    return result.then(
-      (value: unknown) => {
-        span.end();
-        return value;
-      },
-      (err: unknown) => {
-        failSpan(span, err);
-        throw err;
-      },
-    );
-  }
+  if (result instanceof Promise) return endWithPromise(result, span);
   if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
     span.end();
     return result;
   }
   if (typeof (result as Partial<PromiseLike<unknown>>).then === 'function') {
-    return endWhenSettled(result as PromiseLike<unknown>, span, active);
+    if (!hookThen(result as PromiseLike<unknown>, span, active)) span.end();
+    return result;
   }
   if (isObservable(result) && !(result instanceof Subject)) {
     span.end();
@@ -377,7 +470,14 @@ class TracedAsyncIterator implements AsyncIterableIterator<unknown> {
         this.#end();
         return { done: true, value: args[0] };
       }
-      const result = await context.with(this.#active, fn, iterator, ...args);
+      const result = (await context.with(
+        this.#active,
+        invoke,
+        undefined,
+        fn,
+        iterator,
+        args,
+      )) as IteratorResult<unknown>;
       if (result.done === true || method === 'return') this.#end();
       return result;
     } catch (err) {

@@ -68,9 +68,12 @@ export class TraceService {
 
   /**
    * Runs `fn` inside a new span, a child of the active one (or the root of a new trace), and ends
-   * the span when `fn` returns or, if it returns a Promise or thenable, when that settles (a
-   * thenable comes back as a Promise). An error is recorded, sets the status to ERROR, and is
-   * rethrown as the very same object.
+   * the span when `fn` returns or, if it returns a Promise, when that settles. A thenable that is
+   * not a native Promise (a Prisma `PrismaPromise`, a Mongoose `Query`, a Knex builder) is returned
+   * as it is, not run: its span ends when it settles after being awaited (its first `then()` runs
+   * inside the span), and is never exported if nobody awaits it; one whose `then` cannot be hooked
+   * (a frozen object) has its span ended at return. An error is recorded, sets the status to
+   * ERROR, and is rethrown as the very same object.
    *
    * @example
    * ```ts
@@ -92,7 +95,7 @@ export class TraceService {
       span.end();
       throw err;
     }
-    if (isThenable(result)) return endWhenSettled(result, span, active) as T;
+    if (isThenable(result)) return endWhenSettled(result, span, active);
     span.end();
     return result;
   }
@@ -152,7 +155,7 @@ export class TraceService {
   }
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
+function isThenable<T>(value: T): value is T & PromiseLike<unknown> {
   return (
     typeof value === 'object' &&
     value !== null &&
