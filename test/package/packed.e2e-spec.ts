@@ -76,34 +76,41 @@ describe('the packed package (npm pack), as a user installs it', () => {
     expect(result.traceresponse).toBe(`00-${server?.traceId}-${server?.spanId}-01`);
   });
 
-  it('type-checks a TypeScript consumer against the packed declarations (ESM, nodenext)', () => {
-    writeFileSync(
-      join(consumer, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          module: 'nodenext',
-          moduleResolution: 'nodenext',
-          target: 'es2022',
-          strict: true,
-          experimentalDecorators: true,
-          emitDecoratorMetadata: true,
-          noEmit: true,
-          skipLibCheck: true,
-          types: [],
+  it.each([
+    ['an ES module, nodenext', 'module', 'nodenext', 'nodenext'],
+    ['CommonJS, nodenext', 'commonjs', 'nodenext', 'nodenext'],
+    ['CommonJS, classic node10 resolution', 'commonjs', 'commonjs', 'node10'],
+  ])(
+    'type-checks a TypeScript consumer against the packed declarations (%s)',
+    (_label, type, module, moduleResolution) => {
+      writeFileSync(
+        join(consumer, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            module,
+            moduleResolution,
+            target: 'es2022',
+            strict: true,
+            experimentalDecorators: true,
+            emitDecoratorMetadata: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: [],
+          },
+          files: ['consumer.ts'],
+        }),
+      );
+      writeFileSync(
+        join(consumer, 'package.json'),
+        JSON.stringify({ name: 'consumer', private: true, type }),
+      );
+      execFileSync(
+        process.execPath,
+        [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer],
+        {
+          encoding: 'utf8',
         },
-        files: ['consumer.ts'],
-      }),
-    );
-    writeFileSync(
-      join(consumer, 'package.json'),
-      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
-    );
-    execFileSync(
-      process.execPath,
-      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer],
-      {
-        encoding: 'utf8',
-      },
-    );
-  });
+      );
+    },
+  );
 });
