@@ -223,23 +223,8 @@ function resolveExporters(
     );
     return list;
   }
-  const fromEnv = nonEmpty(env.OTEL_TRACES_EXPORTER);
-  if (fromEnv === undefined) return ['otlp'];
-  const names: ExporterOption[] = [];
-  for (const raw of fromEnv.split(',')) {
-    const name = raw.trim().toLowerCase();
-    if (name === '') continue;
-    // 'otlp' here means OTLP in whatever protocol OTEL_EXPORTER_OTLP_PROTOCOL says.
-    if ((EXPORTER_NAMES as readonly string[]).includes(name)) {
-      names.push(name as ExporterName);
-    } else {
-      warnings.push(
-        `OTEL_TRACES_EXPORTER value '${name}' is not supported (use ${EXPORTER_NAMES.join(', ')}); ignored.`,
-      );
-    }
-  }
-  if (names.includes('none')) return ['none'];
-  return names.length > 0 ? names : ['otlp'];
+  // 'otlp' here means OTLP in whatever protocol OTEL_EXPORTER_OTLP_PROTOCOL says.
+  return envList<ExporterName>(env, 'OTEL_TRACES_EXPORTER', EXPORTER_NAMES, ['otlp'], warnings);
 }
 
 function checkExporter(entry: unknown, label: string): asserts entry is ExporterOption {
@@ -388,22 +373,43 @@ function resolvePropagators(
     });
     return dedupe(value as Array<PropagatorName | TextMapPropagator>);
   }
-  const fromEnv = nonEmpty(env.OTEL_PROPAGATORS);
-  if (fromEnv === undefined) return ['tracecontext', 'baggage'];
-  const names: PropagatorName[] = [];
+  return envList<PropagatorName>(
+    env,
+    'OTEL_PROPAGATORS',
+    PROPAGATOR_NAMES,
+    ['tracecontext', 'baggage'],
+    warnings,
+  );
+}
+
+/**
+ * A comma-separated list of names from the environment: unknown names are
+ * ignored with a warning, `none` wins over everything, an empty result means
+ * the default.
+ */
+function envList<T extends string>(
+  env: Env,
+  key: string,
+  allowed: readonly T[],
+  fallback: T[],
+  warnings: string[],
+): T[] {
+  const fromEnv = nonEmpty(env[key]);
+  if (fromEnv === undefined) return fallback;
+  const names: T[] = [];
   for (const raw of fromEnv.split(',')) {
     const name = raw.trim().toLowerCase();
     if (name === '') continue;
-    if ((PROPAGATOR_NAMES as readonly string[]).includes(name)) {
-      names.push(name as PropagatorName);
+    if ((allowed as readonly string[]).includes(name)) {
+      names.push(name as T);
     } else {
       warnings.push(
-        `OTEL_PROPAGATORS value '${name}' is not supported (use ${PROPAGATOR_NAMES.join(', ')}); ignored.`,
+        `${key} value '${name}' is not supported (use ${allowed.join(', ')}); ignored.`,
       );
     }
   }
-  if (names.includes('none')) return ['none'];
-  return names.length > 0 ? dedupe(names) : ['tracecontext', 'baggage'];
+  if ((names as string[]).includes('none')) return ['none' as T];
+  return names.length > 0 ? dedupe(names) : fallback;
 }
 
 function resolveHttp(value: unknown): ResolvedHttpConfig {
