@@ -1,4 +1,5 @@
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { TracingModule } from '../../lib/index.js';
 import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -394,6 +395,41 @@ describe('two apps in one process', () => {
     } finally {
       await a.app.close();
       await b.app.close();
+    }
+  });
+});
+
+describe.each(platforms)('switched off on $name', (platform) => {
+  it('http.enabled: false traces no request, while @Trace still works', async () => {
+    const { app, url } = await startApp(platform, [
+      TracingTestingModule.forRoot({ http: { enabled: false } }),
+      HttpTestModule,
+    ]);
+    try {
+      const spans = app.get(TestSpans);
+      const res = await fetch(`${url}/orders/1`, { headers: { traceparent: TRACEPARENT } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('traceresponse')).toBeNull();
+      const find = await spans.waitForOne('OrdersService.find');
+      expectRoot(find);
+      expect(spans.byKind(SpanKind.SERVER)).toHaveLength(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('enabled: false serves requests untouched and registers nothing', async () => {
+    const { app, url } = await startApp(platform, [
+      TracingModule.forRoot({ enabled: false }),
+      HttpTestModule,
+    ]);
+    try {
+      const res = await fetch(`${url}/trace-id`, { headers: { traceparent: TRACEPARENT } });
+      expect(await res.json()).toEqual({});
+      expect(res.headers.get('traceresponse')).toBeNull();
+      expect(trace.getTracer('probe').startSpan('probe').isRecording()).toBe(false);
+    } finally {
+      await app.close();
     }
   });
 });
