@@ -6,17 +6,7 @@ import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitte
 import { EVENT_LISTENER_METADATA } from '@nestjs/event-emitter';
 import { MessagePattern } from '@nestjs/microservices';
 import { PATTERN_METADATA } from '@nestjs/microservices/constants.js';
-import {
-  context,
-  diag,
-  DiagLogLevel,
-  propagation,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Span,
-} from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import {
   AlwaysOffSampler,
@@ -24,68 +14,17 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
   type ReadableSpan,
-  type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { Readable } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import { firstValueFrom, lastValueFrom, Observable, of, Subject, take, toArray } from 'rxjs';
 import { isTracedMethod, Trace } from './trace.decorator.js';
+import {
+  expectUnrunLazyQuery,
+  LazyQuery as BaseLazyQuery,
+  useOtelHarness,
+} from '../../test/support/otel-harness.js';
 
-/** Spans started but not yet ended: every test must leave none behind. */
-class OpenSpans implements SpanProcessor {
-  readonly open = new Set<object>();
-  onStart(span: object): void {
-    this.open.add(span);
-  }
-  onEnd(span: ReadableSpan): void {
-    this.open.delete(span);
-  }
-  forceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  shutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-const exporter = new InMemorySpanExporter();
-const openSpans = new OpenSpans();
-// The SDK reports a second end() of a span through diag, so any diag warning fails the test.
-const diagnostics: string[] = [];
-let provider: BasicTracerProvider;
-
-beforeAll(() => {
-  provider = new BasicTracerProvider({
-    spanProcessors: [new SimpleSpanProcessor(exporter), openSpans],
-  });
-  const cm = new AsyncLocalStorageContextManager().enable();
-  context.setGlobalContextManager(cm);
-  trace.setGlobalTracerProvider(provider);
-  const keep = (message: string): void => void diagnostics.push(message);
-  diag.setLogger(
-    { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-    DiagLogLevel.WARN,
-  );
-});
-
-afterAll(() => {
-  trace.disable();
-  context.disable();
-  propagation.disable();
-  diag.disable();
-});
-
-beforeEach(() => {
-  exporter.reset();
-  diagnostics.length = 0;
-});
-
-afterEach(() => {
-  expect(openSpans.open.size).toBe(0);
-  expect(diagnostics).toEqual([]);
-  const ids = spans().map((s) => s.spanContext().spanId);
-  expect(new Set(ids).size).toBe(ids.length);
-});
+const { exporter, openSpans, provider } = useOtelHarness();
 
 const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
 const named = (name: string): ReadableSpan[] => spans().filter((s) => s.name === name);
@@ -118,58 +57,10 @@ function expectError(span: ReadableSpan, message: string): void {
   expect(event?.attributes?.['exception.message']).toBe(message);
 }
 
-/**
- * A lazy thenable, as a Mongoose `Query` or a Knex builder is (`then` on the prototype): nothing
- * runs until `then` is called, and every `then` runs the query again.
- */
-class LazyQuery<T> implements PromiseLike<T> {
-  readonly [Symbol.toStringTag] = 'PrismaPromise';
-  // Private fields, so that a frozen query still counts.
-  #executions = 0;
-  #activeAtExecution: Span | undefined;
-  #isLean = false;
-
-  get executions(): number {
-    return this.#executions;
-  }
-
-  get activeAtExecution(): Span | undefined {
-    return this.#activeAtExecution;
-  }
-
-  get isLean(): boolean {
-    return this.#isLean;
-  }
-
-  constructor(
-    private readonly outcome: { value?: T; error?: unknown },
-    private readonly delayMs = 0,
-  ) {}
-
-  lean(): this {
-    this.#isLean = true;
-    return this;
-  }
-
-  then<R1 = T, R2 = never>(
-    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
-    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
-  ): Promise<R1 | R2> {
-    this.#executions++;
-    this.#activeAtExecution = trace.getActiveSpan();
+/** The shared `LazyQuery`, whose every execution also starts (and ends) a span of its own. */
+class LazyQuery<T> extends BaseLazyQuery<T> {
+  protected override onExecute(): void {
     tracer().startSpan('query.inside').end();
-    const start = performance.now();
-    return new Promise<T>((resolve, reject) => {
-      // Timers may fire a little early on the loop clock: wait for the full delay by this one.
-      const settle = (): void => {
-        if (performance.now() - start < this.delayMs) return void setTimeout(settle, 1);
-        // A query may reject with anything; the tests check it comes back unchanged.
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-        if ('error' in this.outcome) reject(this.outcome.error);
-        else resolve(this.outcome.value as T);
-      };
-      setTimeout(settle, this.delayMs);
-    }).then(onFulfilled, onRejected);
   }
 }
 
@@ -357,13 +248,7 @@ describe('@Trace() return shapes', () => {
       const query = new LazyQuery({ value: 'rows' }, 20);
       const { parent, result } = await underParent('parent', async () => {
         const returned = shapes.passThrough(query);
-        expect(returned).toBe(query);
-        expect(Object.getPrototypeOf(returned)).toBe(LazyQuery.prototype);
-        expect(Object.prototype.toString.call(returned)).toBe('[object PrismaPromise]');
-        expect(returned.lean()).toBe(query);
-        expect(query.isLean).toBe(true);
-        await tick();
-        expect(query.executions).toBe(0);
+        await expectUnrunLazyQuery(returned, query, LazyQuery.prototype);
         expect(named('Shapes.passThrough')).toHaveLength(0);
 
         const rows = await returned;
@@ -782,7 +667,7 @@ describe('@Trace() context', () => {
       expect(spans()).toHaveLength(0);
     } finally {
       trace.disable();
-      trace.setGlobalTracerProvider(provider);
+      trace.setGlobalTracerProvider(provider());
     }
     await calls.inner();
     only('Calls.inner');
@@ -813,7 +698,7 @@ describe('@Trace() context', () => {
       expect(spans()).toHaveLength(0);
     } finally {
       trace.disable();
-      trace.setGlobalTracerProvider(provider);
+      trace.setGlobalTracerProvider(provider());
     }
   });
 

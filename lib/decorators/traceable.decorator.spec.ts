@@ -2,74 +2,15 @@ import 'reflect-metadata';
 import { Get, Injectable, SetMetadata } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { Test } from '@nestjs/testing';
-import { context, diag, DiagLogLevel, propagation, SpanKind, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { SpanKind } from '@opentelemetry/api';
+import { type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { NO_TRACE_METADATA } from './decorators.constants.js';
 import { NoTrace } from './no-trace.decorator.js';
 import { isTracedMethod, Trace } from './trace.decorator.js';
 import { Traceable } from './traceable.decorator.js';
+import { useOtelHarness } from '../../test/support/otel-harness.js';
 
-/** Spans started but not yet ended: every test must leave none behind. */
-class OpenSpans implements SpanProcessor {
-  readonly open = new Set<object>();
-  onStart(span: object): void {
-    this.open.add(span);
-  }
-  onEnd(span: ReadableSpan): void {
-    this.open.delete(span);
-  }
-  forceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  shutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-const exporter = new InMemorySpanExporter();
-const openSpans = new OpenSpans();
-// The SDK reports a second end() of a span through diag, so any diag warning fails the test.
-const diagnostics: string[] = [];
-
-beforeAll(() => {
-  const provider = new BasicTracerProvider({
-    spanProcessors: [new SimpleSpanProcessor(exporter), openSpans],
-  });
-  const cm = new AsyncLocalStorageContextManager().enable();
-  context.setGlobalContextManager(cm);
-  trace.setGlobalTracerProvider(provider);
-  const keep = (message: string): void => void diagnostics.push(message);
-  diag.setLogger(
-    { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-    DiagLogLevel.WARN,
-  );
-});
-
-afterAll(() => {
-  trace.disable();
-  context.disable();
-  propagation.disable();
-  diag.disable();
-});
-
-beforeEach(() => {
-  exporter.reset();
-  diagnostics.length = 0;
-});
-
-afterEach(() => {
-  expect(openSpans.open.size).toBe(0);
-  expect(diagnostics).toEqual([]);
-  const ids = spans().map((s) => s.spanContext().spanId);
-  expect(new Set(ids).size).toBe(ids.length);
-});
+const { exporter } = useOtelHarness();
 
 const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
 const names = (): string[] => spans().map((s) => s.name);

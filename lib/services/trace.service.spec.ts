@@ -2,8 +2,6 @@ import 'reflect-metadata';
 import { Test } from '@nestjs/testing';
 import {
   context,
-  diag,
-  DiagLogLevel,
   INVALID_SPAN_CONTEXT,
   propagation,
   SpanKind,
@@ -11,73 +9,16 @@ import {
   trace,
   type Span,
 } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { hrTimeToMilliseconds, W3CBaggagePropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { performance } from 'node:perf_hooks';
+import { type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { TraceService } from './trace.service.js';
+import {
+  expectUnrunLazyQuery,
+  LazyQuery,
+  useOtelHarness,
+} from '../../test/support/otel-harness.js';
 
-/** Spans started but not yet ended: every test must leave none behind. */
-class OpenSpans implements SpanProcessor {
-  readonly open = new Set<object>();
-  onStart(span: object): void {
-    this.open.add(span);
-  }
-  onEnd(span: ReadableSpan): void {
-    this.open.delete(span);
-  }
-  forceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  shutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-const exporter = new InMemorySpanExporter();
-const openSpans = new OpenSpans();
-// The SDK reports a second end() of a span through diag, so any diag warning fails the test.
-const diagnostics: string[] = [];
-
-beforeAll(() => {
-  const provider = new BasicTracerProvider({
-    spanProcessors: [new SimpleSpanProcessor(exporter), openSpans],
-  });
-  const cm = new AsyncLocalStorageContextManager().enable();
-  context.setGlobalContextManager(cm);
-  trace.setGlobalTracerProvider(provider);
-  propagation.setGlobalPropagator(new W3CBaggagePropagator());
-  const keep = (message: string): void => void diagnostics.push(message);
-  diag.setLogger(
-    { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-    DiagLogLevel.WARN,
-  );
-});
-
-afterAll(() => {
-  trace.disable();
-  context.disable();
-  propagation.disable();
-  diag.disable();
-});
-
-beforeEach(() => {
-  exporter.reset();
-  diagnostics.length = 0;
-});
-
-afterEach(() => {
-  expect(openSpans.open.size).toBe(0);
-  expect(diagnostics).toEqual([]);
-  const ids = spans().map((s) => s.spanContext().spanId);
-  expect(new Set(ids).size).toBe(ids.length);
-});
+const { exporter, openSpans } = useOtelHarness({ propagator: new W3CBaggagePropagator() });
 
 const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
 const only = (): ReadableSpan => {
@@ -86,60 +27,6 @@ const only = (): ReadableSpan => {
 };
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const named = (name: string): ReadableSpan[] => spans().filter((s) => s.name === name);
-
-/**
- * A lazy thenable, as a Prisma `PrismaPromise`, a Mongoose `Query` or a Knex builder is: nothing
- * runs until `then` is called, and every `then` runs the query again.
- */
-class LazyQuery<T> implements PromiseLike<T> {
-  readonly [Symbol.toStringTag] = 'PrismaPromise';
-  // Private fields, so that a frozen query still counts.
-  #executions = 0;
-  #activeAtExecution: Span | undefined;
-  #isLean = false;
-
-  constructor(
-    private readonly outcome: { value?: T; error?: unknown },
-    private readonly delayMs = 0,
-  ) {}
-
-  get executions(): number {
-    return this.#executions;
-  }
-
-  get activeAtExecution(): Span | undefined {
-    return this.#activeAtExecution;
-  }
-
-  get isLean(): boolean {
-    return this.#isLean;
-  }
-
-  lean(): this {
-    this.#isLean = true;
-    return this;
-  }
-
-  then<R1 = T, R2 = never>(
-    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
-    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
-  ): Promise<R1 | R2> {
-    this.#executions++;
-    this.#activeAtExecution = trace.getActiveSpan();
-    const start = performance.now();
-    return new Promise<T>((resolve, reject) => {
-      // Timers may fire a little early on the loop clock: wait for the full delay by this one.
-      const settle = (): void => {
-        if (performance.now() - start < this.delayMs) return void setTimeout(settle, 1);
-        // A query may reject with anything; the tests check it comes back unchanged.
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-        if ('error' in this.outcome) reject(this.outcome.error);
-        else resolve(this.outcome.value as T);
-      };
-      setTimeout(settle, this.delayMs);
-    }).then(onFulfilled, onRejected);
-  }
-}
 
 describe('TraceService', () => {
   const service = new TraceService();
@@ -258,13 +145,7 @@ describe('TraceService', () => {
         const query = new LazyQuery({ value: 'rows' }, 20);
         const result = await service.startActiveSpan('parent', async (parent) => {
           const returned = service.startActiveSpan('db.query', () => query);
-          expect(returned).toBe(query);
-          expect(Object.getPrototypeOf(returned)).toBe(LazyQuery.prototype);
-          expect(Object.prototype.toString.call(returned)).toBe('[object PrismaPromise]');
-          expect(returned.lean()).toBe(query);
-          expect(query.isLean).toBe(true);
-          await tick();
-          expect(query.executions).toBe(0);
+          await expectUnrunLazyQuery(returned, query, LazyQuery.prototype);
           expect(named('db.query')).toHaveLength(0);
           const rows = await returned;
           expect(service.activeSpan()).toBe(parent);
