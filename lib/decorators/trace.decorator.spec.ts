@@ -757,8 +757,24 @@ describe('@Trace() context', () => {
   });
 });
 
+/** Built the way @nestjs/swagger's method decorators are: metadata on descriptor.value. */
+function ApiOperation(options: { summary: string }): MethodDecorator {
+  return (_target, _key, descriptor) => {
+    Reflect.defineMetadata('swagger/apiOperation', options, descriptor.value as object);
+    return descriptor;
+  };
+}
+
 describe('@Trace() with other decorators', () => {
   class Stacked {
+    @Trace()
+    @ApiOperation({ summary: 'above' })
+    docAbove(): void {}
+
+    @ApiOperation({ summary: 'below' })
+    @Trace()
+    docBelow(): void {}
+
     @Trace()
     @Get('above')
     getAbove(): string {
@@ -804,6 +820,14 @@ describe('@Trace() with other decorators', () => {
     expect(isTracedMethod(method)).toBe(true);
     expect(Reflect.getMetadata(PATH_METADATA, method)).toBe(path);
     expect(Reflect.getMetadata(METHOD_METADATA, method)).toBe(RequestMethod.GET);
+  });
+
+  it.each([
+    ['above', proto.docAbove],
+    ['below', proto.docBelow],
+  ])('keeps Swagger-style @ApiOperation metadata with @Trace %s it', (summary, method) => {
+    expect(isTracedMethod(method)).toBe(true);
+    expect(Reflect.getMetadata('swagger/apiOperation', method)).toEqual({ summary });
   });
 
   it.each([
