@@ -433,3 +433,31 @@ describe.each(platforms)('switched off on $name', (platform) => {
     }
   });
 });
+
+describe.each(platforms)("the app's own request hook on $name", (platform) => {
+  it('keeps running, inside the SERVER span', async () => {
+    const seen: Array<string | undefined> = [];
+    const { app, url } = await startApp(
+      platform,
+      [TracingTestingModule.forRoot(), HttpTestModule],
+      (a) => {
+        const adapter = a.getHttpAdapter() as unknown as {
+          setOnRequestHook(hook: (req: unknown, res: unknown, done: () => void) => void): void;
+        };
+        adapter.setOnRequestHook((_req, _res, done) => {
+          seen.push(trace.getActiveSpan()?.spanContext().spanId);
+          done();
+        });
+      },
+    );
+    try {
+      const spans = app.get(TestSpans);
+      const res = await fetch(`${url}/hello`);
+      expect(res.status).toBe(200);
+      const server = await spans.waitForOne('GET /hello');
+      expect(seen).toEqual([server.spanContext().spanId]);
+    } finally {
+      await app.close();
+    }
+  });
+});
