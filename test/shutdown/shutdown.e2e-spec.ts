@@ -87,6 +87,31 @@ describe.each([
   });
 });
 
+describe('OTEL_* environment at a real OTLP endpoint', () => {
+  const sink = new OtlpSink();
+  afterAll(() => sink.stop());
+
+  it('sends the configured headers, service name and resource attributes', async () => {
+    const endpoint = await sink.start();
+    const { app, url } = await withEnv(
+      {
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${endpoint}/v1/traces`,
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=secret-1,x-tenant=acme',
+        OTEL_SERVICE_NAME: 'from-env',
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=e2e',
+        OTEL_TRACES_SAMPLER: 'always_on',
+      },
+      () => startApp(platforms[0], [TracingModule.forRoot(), WorkModule]),
+    );
+    expect(await (await fetch(`${url}/work`)).text()).toBe('42');
+    await app.close();
+    expect(sink.spans.map((s) => s.name).sort()).toEqual(['GET /work', 'WorkService.work']);
+    expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(new Set(['from-env']));
+    expect(sink.headers[0]).toMatchObject({ 'x-api-key': 'secret-1', 'x-tenant': 'acme' });
+    expect(sink.headers[0]?.['content-type']).toBe('application/x-protobuf');
+  });
+});
+
 describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
   const sink = new OtlpSink();
   afterAll(() => sink.stop());

@@ -17,6 +17,8 @@ export interface ReceivedSpan {
  */
 export class OtlpSink {
   readonly spans: ReceivedSpan[] = [];
+  /** Headers of every export request, e.g. to see OTEL_EXPORTER_OTLP_HEADERS arrive. */
+  readonly headers: Array<Record<string, string | string[] | undefined>> = [];
   requests = 0;
   private server: Server | undefined;
 
@@ -27,6 +29,7 @@ export class OtlpSink {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         this.requests++;
+        this.headers.push(req.headers);
         try {
           const type = String(req.headers['content-type'] ?? '');
           if (type.includes('json')) this.spans.push(...decodeJson(body));
