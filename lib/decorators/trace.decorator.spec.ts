@@ -945,3 +945,48 @@ describe('@Trace() idempotence', () => {
     expect(spans().map((s) => s.name)).toEqual(['first.applied']);
   });
 });
+
+describe('a method declared to return an Observable', () => {
+  class Streams {
+    @Trace()
+    numbers(): Observable<number> {
+      return of(1, 2, 3);
+    }
+
+    @Trace()
+    broken(): Observable<number> {
+      throw new RangeError('cannot build');
+    }
+
+    @Trace()
+    lying(): Observable<number> {
+      return Promise.resolve(7) as unknown as Observable<number>;
+    }
+  }
+  const streams = new Streams();
+
+  it('gets no call span: one span per subscription, each a child of the caller', async () => {
+    const { parent, result } = await underParent('caller', () => streams.numbers());
+    expect(named('Streams.numbers')).toHaveLength(0);
+    expect(await lastValueFrom(result.pipe(toArray()))).toEqual([1, 2, 3]);
+    expect(await firstValueFrom(result)).toBe(1);
+    const spans = named('Streams.numbers');
+    expect(spans).toHaveLength(2);
+    for (const span of spans) {
+      expect(span.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+      expect(span.spanContext().traceId).toBe(parent.spanContext().traceId);
+    }
+  });
+
+  it('records an error thrown while building the Observable on one span', () => {
+    expect(() => streams.broken()).toThrow(RangeError);
+    const [span] = named('Streams.broken');
+    expect(named('Streams.broken')).toHaveLength(1);
+    expectError(span as ReadableSpan, 'cannot build');
+  });
+
+  it('traces what it returns instead, the ordinary way', async () => {
+    await expect(streams.lying() as unknown as Promise<number>).resolves.toBe(7);
+    expect(named('Streams.lying')).toHaveLength(1);
+  });
+});
