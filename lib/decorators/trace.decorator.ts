@@ -63,21 +63,6 @@ interface CallSite {
 }
 
 /**
- * Whether TypeScript declared the method to return an rxjs Observable (not a Subject), from the
- * `design:returntype` metadata `emitDecoratorMetadata` writes before any decorator runs.
- */
-export function declaresObservable(target: object, propertyKey: string | symbol): boolean {
-  if (typeof Reflect.getMetadata !== 'function') return false;
-  const declared: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
-  if (typeof declared !== 'function') return false;
-  const proto: unknown = declared.prototype;
-  return (
-    (declared === Observable || proto instanceof Observable) &&
-    !(declared === Subject || proto instanceof Subject)
-  );
-}
-
-/**
  * Traces a method: each call runs inside a new span named `ClassName.methodName` (or `name`), a
  * child of the span active at the call. Works on any class, Nest provider or not, on instance and
  * static methods, and in any order with `@Get`, `@MessagePattern`, `@OnEvent` or `@SetMetadata`:
@@ -97,13 +82,12 @@ export function declaresObservable(target: object, propertyKey: string | symbol)
  *   or is left early (`break`, `return()`); each step runs inside the span. It has one consumer,
  *   so it keeps the span of the call: like a Promise that never settles, a generator nobody
  *   iterates leaves its span unended (and so never exported);
- * - an rxjs Observable: the span of the call ends at once, and every subscription gets a span of
- *   its own, started at subscribe as a child of the context active at the call, with the source
- *   subscribed inside it, and ended on complete, error or unsubscribe. So an Observable nobody
- *   subscribes to leaves no span open, and two subscriptions give two spans. When TypeScript
- *   declares the method to return an Observable (`emitDecoratorMetadata`), the call, which only
- *   builds it, gets no span of its own: only the subscriptions do. Subjects are returned
- *   untouched (callers need their `next()`), and their span ends at return;
+ * - an rxjs Observable: the first subscription continues the span of the call, and every later
+ *   one gets a span of its own, a child of the context active at the call; the source is
+ *   subscribed inside the span, which ends on complete, error or unsubscribe. So the usual single
+ *   subscription (Nest's own, `lastValueFrom`) gives one span, two subscriptions give two, and
+ *   an Observable nobody subscribes to is never exported, like an unawaited lazy thenable.
+ *   Subjects are returned untouched (callers need their `next()`), and their span ends at return;
  * - anything else, including other async iterables such as streams and cursors (returned as they
  *   are, since a wrapper would hide their API): at return.
  *
@@ -141,7 +125,6 @@ export function Trace(
       method as TracedFunction,
       name ?? spanNameOf(target, propertyKey),
       options,
-      declaresObservable(target, propertyKey),
     ) as typeof descriptor.value;
   };
 }
@@ -172,7 +155,6 @@ export function traceMethod(
   original: TracedFunction,
   spanName: string,
   options: TraceOptions,
-  returnsObservable = false,
 ): TracedFunction {
   const site: CallSite = {
     name: spanName,
@@ -181,35 +163,27 @@ export function traceMethod(
   };
 
   // A plain function, not an arrow: `this` is the instance (or class) the method is called on.
-  const wrapper = (
-    returnsObservable
-      ? function (this: unknown, ...args: unknown[]): unknown {
-          return callObservableMethod(original, this, args, site);
-        }
-      : function (this: unknown, ...args: unknown[]): unknown {
-          const parent = context.active();
-          // The tracer is looked up per call: the provider may be registered after decoration.
-          const span = getTracer().startSpan(site.name, site.options, parent);
-          const active = trace.setSpan(parent, span);
-          if (!span.isRecording()) {
-            // Nothing to record and nothing to end: still make the span active so that children keep
-            // its sampling decision, but hand the caller's result back untouched.
-            return context.with(active, invoke, undefined, original, this, args);
-          }
-          const extra =
-            site.attributesFrom === undefined
-              ? undefined
-              : attributesOf(site.attributesFrom, args, span);
-          let result: unknown;
-          try {
-            result = context.with(active, invoke, undefined, original, this, args);
-          } catch (err) {
-            failSpan(span, err);
-            throw err;
-          }
-          return endWithResult(result, span, active, parent, site, extra);
-        }
-  ) as Wrapper;
+  const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+    const parent = context.active();
+    // The tracer is looked up per call: the provider may be registered after decoration.
+    const span = getTracer().startSpan(site.name, site.options, parent);
+    const active = trace.setSpan(parent, span);
+    if (!span.isRecording()) {
+      // Nothing to record and nothing to end: still make the span active so that children keep
+      // its sampling decision, but hand the caller's result back untouched.
+      return context.with(active, invoke, undefined, original, this, args);
+    }
+    const extra =
+      site.attributesFrom === undefined ? undefined : attributesOf(site.attributesFrom, args, span);
+    let result: unknown;
+    try {
+      result = context.with(active, invoke, undefined, original, this, args);
+    } catch (err) {
+      failSpan(span, err);
+      throw err;
+    }
+    return endWithResult(result, span, active, parent, site, extra);
+  } as Wrapper;
 
   // Nest and its tools list handlers by `name`, and `length` is part of a method's contract.
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
@@ -395,8 +369,7 @@ function endWithResult(
     return result;
   }
   if (isObservable(result) && !(result instanceof Subject)) {
-    span.end();
-    return traceSubscriptions(result, site, parent, extra);
+    return traceSubscriptions(result, site, parent, extra, span);
   }
   if (isWrappableAsyncIterable(result)) {
     return new TracedAsyncIterator(result, span, active);
@@ -406,60 +379,33 @@ function endWithResult(
 }
 
 /**
- * A method declared to return an Observable: its call only builds the Observable, so it gets no
- * span of its own, and every subscription gets one, as a child of the context active at the
- * call. Should it throw while building, or return something else after all, one span records
- * that call.
+ * A span per subscription: an Observable may be subscribed to many times, or never. The first
+ * subscription takes over the span of the call, so one call subscribed once is one span.
  */
-function callObservableMethod(
-  original: TracedFunction,
-  self: unknown,
-  args: unknown[],
-  site: CallSite,
-): unknown {
-  const parent = context.active();
-  let result: unknown;
-  try {
-    result = original.apply(self, args);
-  } catch (err) {
-    const span = getTracer().startSpan(site.name, site.options, parent);
-    failSpan(span, err);
-    throw err;
-  }
-  if (isObservable(result) && !(result instanceof Subject)) {
-    let extra: Attributes | undefined;
-    if (site.attributesFrom !== undefined) {
-      try {
-        extra = site.attributesFrom(args);
-      } catch {
-        // A bug in an attribute callback must never break the traced call.
-      }
-    }
-    return traceSubscriptions(result, site, parent, extra);
-  }
-  // Declared as an Observable but not one: trace the result the ordinary way, from now.
-  const span = getTracer().startSpan(site.name, site.options, parent);
-  return endWithResult(result, span, trace.setSpan(parent, span), parent, site, undefined);
-}
-
-/** A span per subscription: an Observable may be subscribed to many times, or never. */
 function traceSubscriptions(
   source: Observable<unknown>,
   site: CallSite,
   parent: Context,
   extra: Attributes | undefined,
+  callSpan: Span,
 ): Observable<unknown> {
+  let unclaimed: Span | undefined = callSpan;
   return new Observable<unknown>((subscriber) => {
-    const span = getTracer().startSpan(site.name, site.options, parent);
-    if (extra !== undefined) span.setAttributes(extra);
+    let span = unclaimed;
+    unclaimed = undefined;
+    if (span === undefined) {
+      span = getTracer().startSpan(site.name, site.options, parent);
+      if (extra !== undefined) span.setAttributes(extra);
+    }
+    const current = span;
     // finalize runs exactly once, whichever of complete, error or unsubscribe comes first.
     const traced = source.pipe(
-      tap({ error: (err: unknown) => recordError(span, err) }),
-      finalize(() => span.end()),
+      tap({ error: (err: unknown) => recordError(current, err) }),
+      finalize(() => current.end()),
     );
     // Passing the subscriber itself chains the subscriptions, so that an unsubscribe downstream
     // during a synchronous emission reaches the source at once.
-    return context.with(trace.setSpan(parent, span), () => traced.subscribe(subscriber));
+    return context.with(trace.setSpan(parent, current), () => traced.subscribe(subscriber));
   });
 }
 

@@ -2,7 +2,6 @@ import type { SpanKind } from '@opentelemetry/api';
 import { isNoTrace } from './no-trace.decorator.js';
 import {
   isTracedMethod,
-  declaresObservable,
   traceMethod,
   type TracedFunction,
   type TraceOptions,
@@ -48,7 +47,6 @@ export function Traceable(options: TraceableOptions = {}): ClassDecorator {
         method as TracedFunction,
         prefix ? `${prefix}.${key}` : key,
         traceOptions,
-        declaresObservable(prototype, key),
       );
       Object.defineProperty(prototype, key, descriptor);
     }

@@ -21,7 +21,7 @@ import {
   type NestMiddleware,
   type NestModule,
 } from '@nestjs/common';
-import type { Observable } from 'rxjs';
+import { delay, of, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
 
 @Injectable()
@@ -115,6 +115,12 @@ export class AppController {
   @Get('trace-id')
   traceId(): { traceId: string | undefined } {
     return { traceId: this.tracing.traceId() };
+  }
+
+  @Get('observable')
+  @Trace()
+  observable(): Observable<{ values: number[] }> {
+    return of({ values: [1, 2] }).pipe(delay(5));
   }
 
   @Get('slow')

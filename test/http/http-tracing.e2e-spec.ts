@@ -89,6 +89,14 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(find.kind).toBe(SpanKind.INTERNAL);
   });
 
+  it('traces a handler that returns an Observable with one span, for the subscription Nest makes', async () => {
+    const res = await fetch(`${url}/observable`);
+    expect(await res.json()).toEqual({ values: [1, 2] });
+    const server = await serverSpan('GET /observable');
+    expect(spans.byName('AppController.observable')).toHaveLength(1);
+    expectChildOf(spans.one('AppController.observable'), server);
+  });
+
   it('carries tracestate and baggage from the caller', async () => {
     const res = await fetch(`${url}/trace-id`, {
       headers: { traceparent: TRACEPARENT, tracestate: 'vendor=abc', baggage: 'tenant=acme' },
