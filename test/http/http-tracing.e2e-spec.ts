@@ -1,5 +1,6 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { TracingModule } from '../../lib/index.js';
+import { Module } from '@nestjs/common';
+import { TRACING_MODULE_OPTIONS, TracingModule } from '../../lib/index.js';
 import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -464,6 +465,34 @@ describe.each(platforms)("the app's own request hook on $name", (platform) => {
       expect(res.status).toBe(200);
       const server = await spans.waitForOne('GET /hello');
       expect(seen).toEqual([server.spanContext().spanId]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('testing an app module that already imports TracingModule.forRoot()', () => {
+  it('overrides the options with TRACING_MODULE_OPTIONS and reads spans with TestSpans.from()', async () => {
+    @Module({
+      imports: [
+        TracingModule.forRoot({ serviceName: 'real-app', exporter: 'otlp' }),
+        HttpTestModule,
+      ],
+    })
+    class RealAppModule {}
+
+    const { app, url } = await startApp(platforms[0], [RealAppModule], undefined, (builder) =>
+      builder
+        .overrideProvider(TRACING_MODULE_OPTIONS)
+        .useValue({ serviceName: 'real-app', exporter: 'memory', spanProcessor: 'simple' }),
+    );
+    try {
+      const spans = TestSpans.from(app);
+      await fetch(`${url}/orders/4`, { headers: { traceparent: TRACEPARENT } });
+      const server = await spans.waitForOne('GET /orders/:id');
+      expect(server.spanContext().traceId).toBe(TRACE_ID);
+      expect(server.resource.attributes['service.name']).toBe('real-app');
+      expectChildOf(spans.one('OrdersService.find'), server);
     } finally {
       await app.close();
     }
