@@ -11,6 +11,8 @@ import {
   NotFoundException,
   Param,
   Post,
+  Res,
+  type PipeTransform,
   UseGuards,
   UseInterceptors,
   type CallHandler,
@@ -53,6 +55,15 @@ export class TracedInterceptor implements NestInterceptor {
   intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
     this.tracing.startActiveSpan('interceptor.before', () => undefined);
     return next.handle();
+  }
+}
+
+/** A pipe that does traced work, to prove pipes run inside the SERVER span. */
+@Injectable()
+export class TracedPipe implements PipeTransform {
+  constructor(private readonly tracing: TraceService) {}
+  transform(value: unknown): unknown {
+    return this.tracing.startActiveSpan('pipe.transform', () => value);
   }
 }
 
@@ -113,8 +124,21 @@ export class AppController {
   }
 
   @Get('trace-id')
-  traceId(): { traceId: string | undefined } {
-    return { traceId: this.tracing.traceId() };
+  traceId(): { traceId: string | undefined; tenant: string | undefined } {
+    return { traceId: this.tracing.traceId(), tenant: this.tracing.getBaggage('tenant') };
+  }
+
+  /** A 5xx the handler writes itself: no exception reaches Nest. */
+  @Get('unavailable')
+  unavailable(@Res() res: { status(code: number): { send(): void } }): void {
+    res.status(503).send();
+  }
+
+  /** Echoes a body through a pipe that does traced work, so pipes are seen inside the span. */
+  @Post('echo')
+  @HttpCode(200)
+  echo(@Body(TracedPipe) body: unknown): unknown {
+    return body;
   }
 
   @Get('observable')
@@ -125,14 +149,14 @@ export class AppController {
 
   @Get('slow')
   async slow(): Promise<string> {
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 1000));
     return 'slow';
   }
 }
 
 @Module({
   controllers: [AppController],
-  providers: [OrdersService, TracedGuard, TracedInterceptor],
+  providers: [OrdersService, TracedGuard, TracedInterceptor, TracedPipe],
 })
 export class HttpTestModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

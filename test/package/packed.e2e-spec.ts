@@ -28,10 +28,16 @@ describe('the packed package (npm pack), as a user installs it', () => {
     rmSync(consumer, { recursive: true, force: true });
     const pkgDir = join(consumer, 'node_modules', 'nestjs-tracing');
     mkdirSync(pkgDir, { recursive: true });
-    const out = execFileSync('npm', ['pack', '--pack-destination', consumer, '--json'], {
-      cwd: root,
-      encoding: 'utf8',
-    });
+    // dist/ was built before the e2e run; --ignore-scripts keeps prepack from rebuilding it
+    // under the suites that run from it.
+    const out = execFileSync(
+      'npm',
+      ['pack', '--ignore-scripts', '--pack-destination', consumer, '--json'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
     const [{ filename }] = JSON.parse(out) as [{ filename: string }];
     execFileSync('tar', ['-xzf', join(consumer, filename), '-C', pkgDir, '--strip-components=1']);
     cpSync(fixtures, consumer, { recursive: true });

@@ -99,7 +99,6 @@ describe('OTEL_* environment at a real OTLP endpoint', () => {
         OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=secret-1,x-tenant=acme',
         OTEL_SERVICE_NAME: 'from-env',
         OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=e2e',
-        OTEL_TRACES_SAMPLER: 'always_on',
       },
       () => startApp(platforms[0], [TracingModule.forRoot(), WorkModule]),
     );
@@ -107,6 +106,9 @@ describe('OTEL_* environment at a real OTLP endpoint', () => {
     await app.close();
     expect(sink.spans.map((s) => s.name).sort()).toEqual(['GET /work', 'WorkService.work']);
     expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(new Set(['from-env']));
+    for (const span of sink.spans) {
+      expect(span.resource['deployment.environment.name']).toBe('e2e');
+    }
     expect(sink.headers[0]).toMatchObject({ 'x-api-key': 'secret-1', 'x-tenant': 'acme' });
     expect(sink.headers[0]?.['content-type']).toBe('application/x-protobuf');
   });

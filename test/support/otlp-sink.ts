@@ -8,6 +8,8 @@ export interface ReceivedSpan {
   parentSpanId: string;
   name: string;
   serviceName: string | undefined;
+  /** The resource's string attributes. */
+  resource: Record<string, string>;
 }
 
 /**
@@ -64,13 +66,11 @@ function decodeProtobuf(body: Buffer): ReceivedSpan[] {
   forEachField(body, (field, reader) => {
     if (field !== 1) return false;
     const resourceSpans = reader.bytes();
-    let serviceName: string | undefined;
+    let resource: Record<string, string> = {};
     const scopeSpansList: Uint8Array[] = [];
     forEachField(resourceSpans, (f, r) => {
-      if (f === 1)
-        serviceName = readServiceName(r.bytes()) ?? serviceName; // resource
-      else if (f === 2)
-        scopeSpansList.push(r.bytes()); // scope_spans
+      if (f === 1) resource = readStringAttributes(r.bytes());
+      else if (f === 2) scopeSpansList.push(r.bytes());
       else return false;
       return true;
     });
@@ -82,7 +82,8 @@ function decodeProtobuf(body: Buffer): ReceivedSpan[] {
           spanId: '',
           parentSpanId: '',
           name: '',
-          serviceName,
+          serviceName: resource['service.name'],
+          resource,
         };
         forEachField(r.bytes(), (sf, sr) => {
           if (sf === 1) span.traceId = hex(sr.bytes());
@@ -102,8 +103,8 @@ function decodeProtobuf(body: Buffer): ReceivedSpan[] {
 }
 
 /** Resource.attributes = 1 (KeyValue: key = 1, value = 2 → AnyValue.string_value = 1). */
-function readServiceName(resource: Uint8Array): string | undefined {
-  let name: string | undefined;
+function readStringAttributes(resource: Uint8Array): Record<string, string> {
+  const attributes: Record<string, string> = {};
   forEachField(resource, (f, r) => {
     if (f !== 1) return false;
     let key = '';
@@ -119,10 +120,10 @@ function readServiceName(resource: Uint8Array): string | undefined {
       } else return false;
       return true;
     });
-    if (key === 'service.name') name = value;
+    if (value !== undefined) attributes[key] = value;
     return true;
   });
-  return name;
+  return attributes;
 }
 
 /** Calls `visit` per field; a visitor returning false leaves the field to be skipped. */
@@ -150,8 +151,11 @@ function decodeJson(body: Buffer): ReceivedSpan[] {
   const parsed = JSON.parse(body.toString('utf8')) as JsonRequest;
   const out: ReceivedSpan[] = [];
   for (const rs of parsed.resourceSpans ?? []) {
-    const serviceName = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value
-      .stringValue;
+    const resource: Record<string, string> = {};
+    for (const a of rs.resource?.attributes ?? []) {
+      if (a.value.stringValue !== undefined) resource[a.key] = a.value.stringValue;
+    }
+    const serviceName = resource['service.name'];
     for (const ss of rs.scopeSpans ?? []) {
       for (const s of ss.spans ?? []) {
         out.push({
@@ -160,6 +164,7 @@ function decodeJson(body: Buffer): ReceivedSpan[] {
           parentSpanId: s.parentSpanId ?? '',
           name: s.name,
           serviceName,
+          resource,
         });
       }
     }
