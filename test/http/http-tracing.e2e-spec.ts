@@ -13,7 +13,7 @@ import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import {
   TestSpans,
@@ -578,6 +578,40 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
       const server = await spans.waitForOne('GET /orders/:id');
       expectChildOf(spans.one('OrdersService.find'), server);
       expect(server.spanContext().traceId).toBe(TRACE_ID);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe.each(platforms)('under another HTTP instrumentation on $name', (platform) => {
+  it("makes the request's span a child of the SERVER span the other one started", async () => {
+    const { app, url } = await startApp(platform, [TracingTestingModule.forRoot(), HttpTestModule]);
+    try {
+      // What @opentelemetry/instrumentation-http does: wrap the server's 'request' listeners
+      // and run them inside a SERVER span of its own.
+      const server = app.getHttpServer() as Server;
+      const listeners = server.listeners('request') as Array<(...args: unknown[]) => void>;
+      server.removeAllListeners('request');
+      const other = trace.getTracer('other-instrumentation');
+      server.on('request', (...args: unknown[]) => {
+        const span = other.startSpan('GET', { kind: SpanKind.SERVER });
+        (args[1] as ServerResponse).on('close', () => span.end());
+        context.with(trace.setSpan(ROOT_CONTEXT, span), () => {
+          for (const listener of listeners) listener.apply(server, args);
+        });
+      });
+      const spans = app.get(TestSpans);
+      await fetch(`${url}/orders/3`, { headers: { traceparent: TRACEPARENT } });
+      const ours = await spans.waitForOne('GET /orders/:id');
+      await spans.waitFor((all) =>
+        all.some((s) => s.instrumentationScope.name === 'other-instrumentation'),
+      );
+      const theirs = spans
+        .all()
+        .find((s) => s.instrumentationScope.name === 'other-instrumentation');
+      expectChildOf(ours, theirs as ReadableSpan);
+      expectChildOf(spans.one('OrdersService.find'), ours);
     } finally {
       await app.close();
     }
