@@ -394,18 +394,23 @@ describe('TracingModule lifecycle', () => {
   });
 
   it('lets a second module start after the first closed', async () => {
-    const first = await compile([TracingModule.forRoot({ exporter: 'memory' })]);
+    const first = await compile([
+      TracingModule.forRoot({ serviceName: 'first', exporter: 'memory' }),
+    ]);
+    const firstProvider = first.get<TracingSdk>(TRACING_SDK).provider;
     await first.close();
     opened.splice(opened.indexOf(first), 1);
     const second = await compile([
-      TracingModule.forRoot({ exporter: 'memory', spanProcessor: 'simple' }),
+      TracingModule.forRoot({ serviceName: 'second', exporter: 'memory', spanProcessor: 'simple' }),
     ]);
-    expect(second.get<TracingSdk>(TRACING_SDK).provider).toBeDefined();
+    const secondProvider = second.get<TracingSdk>(TRACING_SDK).provider;
+    expect(secondProvider).toBeDefined();
     await endSpan(second, 'second');
-    expect(
-      memoryExporter(second)
-        .getFinishedSpans()
-        .map((s) => s.name),
-    ).toEqual(['second']);
+    const exported = memoryExporter(second).getFinishedSpans();
+    expect(exported.map((s) => s.name)).toEqual(['second']);
+    // Had the first module kept the globals, the second would have joined its provider, resource
+    // and all: the span would carry service.name 'first'.
+    expect(exported[0]?.resource.attributes['service.name']).toBe('second');
+    expect(secondProvider === firstProvider).toBe(false);
   });
 });

@@ -7,7 +7,8 @@ export type IgnoreMatcher = (path: string, request: IncomingMessage) => boolean;
 /**
  * Compiles the `http.ignore` rules once, so a request costs one Set lookup (plus
  * one RegExp test per pattern rule). Exact paths match with or without a
- * trailing slash; in globs `*` is one path segment and `**` any number.
+ * trailing slash; in globs `*` is one non-empty path segment (or part of one) and `**`
+ * any number of segments, none included.
  */
 export function compileIgnoreRules(rules: HttpIgnoreRule[]): IgnoreMatcher | undefined {
   if (rules.length === 0) return undefined;
@@ -49,7 +50,7 @@ function globToRegExp(glob: string): RegExp {
         else source += '.*';
         i++;
       } else {
-        source += '[^/]*';
+        source += '[^/]+';
       }
     } else {
       source += ch.replace(/[.+?^${}()|[\]\\]/g, '\\$&');

@@ -151,11 +151,6 @@ describe('createExporter', () => {
     expect(exporter).toBeInstanceOf(type);
   });
 
-  it('keeps the three OTLP classes apart (they share a class name)', () => {
-    expect(OTLPProtoTraceExporter).not.toBe(OTLPJsonTraceExporter);
-    expect(OTLPProtoTraceExporter).not.toBe(OTLPGrpcTraceExporter);
-  });
-
   it("builds 'otlp-http-json' and 'otlp-grpc' whatever the protocol setting", async () => {
     expect(await make('otlp-http-json', 'grpc')).toBeInstanceOf(OTLPJsonTraceExporter);
     expect(await make('otlp-grpc', 'http/protobuf')).toBeInstanceOf(OTLPGrpcTraceExporter);

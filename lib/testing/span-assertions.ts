@@ -1,5 +1,6 @@
 import { SpanStatusCode, type SpanKind } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { nameMatches } from './test-spans.js';
 
 /** Thrown by the span assertions; test runners print its message. */
 export class SpanAssertionError extends Error {
@@ -73,7 +74,7 @@ export function expectError(span: ReadableSpan, message?: string | RegExp): void
   }
   if (message !== undefined) {
     const actual = span.status.message ?? '';
-    const ok = typeof message === 'string' ? actual === message : message.test(actual);
+    const ok = nameMatches(actual, message);
     if (!ok)
       throw new SpanAssertionError(
         `Expected ${label(span)} status message ${String(message)}, got '${actual}'`,

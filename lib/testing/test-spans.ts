@@ -2,6 +2,13 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { TRACING_SPAN_EXPORTER } from '../tracing.constants.js';
 
+/** Whether a span name matches; resets `lastIndex` so a global-flag RegExp works every time. */
+export function nameMatches(name: string, pattern: string | RegExp): boolean {
+  if (typeof pattern === 'string') return name === pattern;
+  pattern.lastIndex = 0;
+  return pattern.test(name);
+}
+
 /** A span with its children, as `TestSpans#tree()` builds them. */
 export interface SpanNode {
   span: ReadableSpan;
@@ -50,9 +57,7 @@ export class TestSpans {
 
   /** Finished spans with this name (or whose name matches the RegExp). */
   byName(name: string | RegExp): ReadableSpan[] {
-    return this.all().filter((s) =>
-      typeof name === 'string' ? s.name === name : name.test(s.name),
-    );
+    return this.all().filter((s) => nameMatches(s.name, name));
   }
 
   /** The one finished span with this name; throws if there are none or several. */
@@ -152,11 +157,7 @@ export class TestSpans {
 
   /** Waits for the one span with this name and returns it. */
   async waitForOne(name: string | RegExp, timeoutMs?: number): Promise<ReadableSpan> {
-    await this.waitFor(
-      (spans) =>
-        spans.some((s) => (typeof name === 'string' ? s.name === name : name.test(s.name))),
-      timeoutMs,
-    );
+    await this.waitFor((spans) => spans.some((s) => nameMatches(s.name, name)), timeoutMs);
     return this.one(name);
   }
 }

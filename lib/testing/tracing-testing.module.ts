@@ -14,7 +14,9 @@ export type TracingTestingOptions = Omit<
 
 /**
  * `TracingModule` set up for tests: spans go to memory through a simple
- * (synchronous) processor, 100% sampled, and `TestSpans` is injectable. Each
+ * (synchronous) processor, 100% sampled, and `TestSpans` is injectable. It
+ * traces even when `OTEL_SDK_DISABLED=true` (often set in CI to keep real
+ * exports off). Each
  * compiled testing module has its own exporter, and closing the app releases
  * OpenTelemetry's globals for the next one.
  *
@@ -39,6 +41,8 @@ export class TracingTestingModule {
           ...options,
           exporter: 'memory',
           spanProcessor: 'simple',
+          // Tests trace even where CI sets OTEL_SDK_DISABLED to keep real exports off.
+          enabled: true,
         }),
       ],
       providers: [
