@@ -43,7 +43,7 @@ export const HTTP_STATE = Symbol('nestjs-tracing.http');
 /** The tracing state of one request. */
 export interface HttpRequestState {
   span: Span;
-  /** The context with the SERVER span active; re-entered after body parsing. */
+  /** The context with the SERVER span active; re-entered just before the route runs. */
   context: Context;
   request: IncomingMessage;
   /** Route template, when the framework found a route. */

@@ -31,17 +31,6 @@ interface FastifyLike {
   ): void;
 }
 
-/**
- * Wires inbound HTTP tracing into a Nest HTTP adapter (Express or Fastify):
- * - the adapter's request hook (the first thing to see a request, before body
- *   parsing and middleware) starts the SERVER span and runs the rest of the
- *   request inside it;
- * - after body parsing (which resumes from socket events, outside the span's
- *   async context) the span is made active again, so guards, pipes,
- *   interceptors and the handler all run inside it;
- * - Fastify tells the route template there; Express keeps it on the request.
- * Returns false when the adapter offers no request hook.
- */
 let reported = false;
 function reportOnce(error: unknown): void {
   if (reported) return;
@@ -51,6 +40,20 @@ function reportOnce(error: unknown): void {
   );
 }
 
+/**
+ * Wires inbound HTTP tracing into a Nest HTTP adapter (Express or Fastify):
+ * - the adapter's request hook (the first thing to see a request, before body
+ *   parsing and middleware) starts the SERVER span and runs the rest of the
+ *   request inside it;
+ * - just before the route runs (after Express's `app.use` middleware, at
+ *   Fastify's preHandler) the span is made active again: body-parser and
+ *   Fastify keep the async context themselves, but an app's own parser or
+ *   hook that resumes from an event emitted elsewhere would otherwise run
+ *   guards, pipes, interceptors and the handler outside the span;
+ * - Fastify knows the route template at onRequest; Express keeps it on the
+ *   request.
+ * Returns false when the adapter offers no request hook.
+ */
 export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConfig): boolean {
   const hookable = adapter as HookableAdapter;
   if (typeof hookable.setOnRequestHook !== 'function' || typeof hookable.getType !== 'function') {
