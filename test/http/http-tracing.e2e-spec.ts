@@ -152,6 +152,20 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     },
   );
 
+  it("honours a caller's not-sampled decision: nothing exported, the trace still answered", async () => {
+    const res = await fetch(`${url}/trace-id`, {
+      headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-00` },
+    });
+    expect((await res.json()) as unknown).toMatchObject({ traceId: TRACE_ID });
+    expect(res.headers.get('traceresponse')).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`),
+    );
+    // A sampled request after it, to know the first one had its chance to export.
+    await fetch(`${url}/hello`);
+    await spans.waitForOne('GET /hello');
+    expect(spans.trace(TRACE_ID)).toHaveLength(0);
+  });
+
   it('puts middleware, guards and interceptors inside the SERVER span', async () => {
     const res = await fetch(`${url}/orders`, {
       method: 'POST',
