@@ -156,7 +156,7 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     const res = await fetch(`${url}/trace-id`, {
       headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-00` },
     });
-    expect((await res.json()) as unknown).toMatchObject({ traceId: TRACE_ID });
+    expect(await res.json()).toMatchObject({ traceId: TRACE_ID });
     expect(res.headers.get('traceresponse')).toMatch(
       new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`),
     );
