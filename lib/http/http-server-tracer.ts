@@ -200,7 +200,7 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   const route = state.route ?? expressRoute(req);
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
-    span.updateName(`${state.name} ${route}`);
+    span.updateName(spanName(state.name, route));
   }
   // end() not called before the connection closed. (A response that was ended
   // but not flushed, as with Fastify's inject(), is complete.)
@@ -234,6 +234,16 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
     });
   }
   span.end();
+}
+
+// Route templates are few and fixed, so each `{METHOD} {route}` name is built once.
+const spanNames = new Map<string, Map<string, string>>();
+function spanName(method: string, route: string): string {
+  let byRoute = spanNames.get(method);
+  if (byRoute === undefined) spanNames.set(method, (byRoute = new Map<string, string>()));
+  let name = byRoute.get(route);
+  if (name === undefined) byRoute.set(route, (name = `${method} ${route}`));
+  return name;
 }
 
 /** Express keeps the matched route on the request; mounted routers add a base URL. */
