@@ -2,19 +2,14 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  TraceFlags,
   context,
   propagation,
   trace,
   type Context,
   type SpanStatus,
 } from '@opentelemetry/api';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { localTracer, remoteContext } from '../../test/support/local-tracer.js';
 import {
   SpanAssertionError,
   expectChildOf,
@@ -25,22 +20,11 @@ import {
   expectSameTrace,
 } from './span-assertions.js';
 
-// A provider of the spec's own, not registered globally: parents are passed as explicit contexts.
-const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = provider.getTracer('assertions');
+const { exporter, provider, tracer } = localTracer('assertions');
 
 const REMOTE_TRACE = 'ab'.repeat(16);
 const REMOTE_SPAN = 'cd'.repeat(8);
-
-function remote(traceId: string, spanId: string): Context {
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId,
-    spanId,
-    traceFlags: TraceFlags.SAMPLED,
-    isRemote: true,
-  });
-}
+const remote = remoteContext;
 
 /** Starts and ends a span, and returns what the exporter received. */
 function span(

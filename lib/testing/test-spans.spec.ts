@@ -4,37 +4,24 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  TraceFlags,
   context,
   propagation,
   trace,
   type HrTime,
   type Span,
-  type SpanContext,
 } from '@opentelemetry/api';
-import {
-  BasicTracerProvider,
-  ConsoleSpanExporter,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { ConsoleSpanExporter, InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { localTracer, remoteContext } from '../../test/support/local-tracer.js';
 import { TRACING_SPAN_EXPORTER } from '../tracing.constants.js';
 import { TestSpans, type SpanNode } from './test-spans.js';
 import { TracingTestingModule } from './tracing-testing.module.js';
 
-// A provider of the spec's own, never registered globally: spans are parented through explicit
-// contexts, so the TracingTestingModule tests below find the OpenTelemetry globals free.
-const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = provider.getTracer('fixture');
+// Spans are parented through explicit contexts, so the TracingTestingModule tests below find the
+// OpenTelemetry globals free.
+const { exporter, provider, tracer } = localTracer('fixture');
 const spans = new TestSpans(exporter);
-
-const REMOTE: SpanContext = {
-  traceId: 'ab'.repeat(16),
-  spanId: 'cd'.repeat(8),
-  traceFlags: TraceFlags.SAMPLED,
-  isRemote: true,
-};
+const REMOTE_TRACE = 'ab'.repeat(16);
+const REMOTE_SPAN = 'cd'.repeat(8);
 
 function start(name: string, startTime: HrTime, parent?: Span, kind = SpanKind.INTERNAL): Span {
   const ctx = parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
@@ -64,7 +51,7 @@ function buildFixture() {
   const remote = tracer.startSpan(
     'remote-child',
     { kind: SpanKind.SERVER, startTime: [102, 0] },
-    trace.setSpanContext(ROOT_CONTEXT, REMOTE),
+    remoteContext(REMOTE_TRACE, REMOTE_SPAN),
   );
   remote.end();
   return {
@@ -184,13 +171,13 @@ describe('TestSpans lookups', () => {
       'GET /orders',
     ]);
     expect(spans.trace(fx.traceB).map((s) => s.name)).toEqual(['job.step', 'job']);
-    expect(spans.trace(REMOTE.traceId).map((s) => s.name)).toEqual(['remote-child']);
+    expect(spans.trace(REMOTE_TRACE).map((s) => s.name)).toEqual(['remote-child']);
     expect(spans.trace('0'.repeat(32))).toEqual([]);
   });
 
   it('traceIds() lists each trace once, in order of first ended span', () => {
     expect(fx.traceA).not.toBe(fx.traceB);
-    expect(spans.traceIds()).toEqual([fx.traceA, fx.traceB, REMOTE.traceId]);
+    expect(spans.traceIds()).toEqual([fx.traceA, fx.traceB, REMOTE_TRACE]);
     exporter.reset();
     expect(spans.traceIds()).toEqual([]);
   });
@@ -220,11 +207,11 @@ describe('TestSpans lookups', () => {
   });
 
   it('tree() makes a span with a remote parent a root', () => {
-    const [node, ...rest] = spans.tree(REMOTE.traceId);
+    const [node, ...rest] = spans.tree(REMOTE_TRACE);
     expect(rest).toEqual([]);
     expect(node?.span.name).toBe('remote-child');
     expect(node?.children).toEqual([]);
-    expect(node?.span.parentSpanContext?.spanId).toBe(REMOTE.spanId);
+    expect(node?.span.parentSpanContext?.spanId).toBe(REMOTE_SPAN);
   });
 
   it('tree() makes a span whose parent has not ended a root, and nests it once the parent ends', () => {

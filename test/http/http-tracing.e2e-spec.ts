@@ -23,7 +23,7 @@ import {
   expectRoot,
   expectSameTrace,
 } from '../../lib/testing/index.js';
-import { platforms, startApp } from '../support/platforms.js';
+import { platforms, startApp, useTracedApp } from '../support/platforms.js';
 import { HttpTestModule } from './http-app.js';
 
 // The SDK reports misuse (a second end(), an operation on an ended span, a bad attribute)
@@ -47,30 +47,20 @@ const PARENT_ID = 'b7ad6b7169203331';
 const TRACEPARENT = `00-${TRACE_ID}-${PARENT_ID}-01`;
 
 describe.each(platforms)('inbound HTTP on $name', (platform) => {
-  let app: INestApplication;
+  const ctx = useTracedApp(platform, [
+    TracingTestingModule.forRoot({
+      serviceName: 'http-e2e',
+      http: {
+        ignore: ['/health', '/internal/**'],
+        requestHeaders: ['x-request-id'],
+        responseHeaders: ['content-type'],
+      },
+    }),
+    HttpTestModule,
+  ]);
   let url: string;
   let spans: TestSpans;
-
-  beforeAll(async () => {
-    ({ app, url } = await startApp(platform, [
-      TracingTestingModule.forRoot({
-        serviceName: 'http-e2e',
-        http: {
-          ignore: ['/health', '/internal/**'],
-          requestHeaders: ['x-request-id'],
-          responseHeaders: ['content-type'],
-        },
-      }),
-      HttpTestModule,
-    ]));
-    spans = app.get(TestSpans);
-  });
-
-  afterAll(async () => {
-    await app.close();
-  });
-
-  beforeEach(() => spans.reset());
+  beforeEach(() => ({ url, spans } = ctx));
 
   /** Every span the request made has ended exactly once, and the SERVER span is among them. */
   async function serverSpan(name: string): Promise<ReadableSpan> {
@@ -353,31 +343,25 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
 });
 
 describe.each(platforms)('edge cases on $name', (platform) => {
-  let app: INestApplication;
+  const ctx = useTracedApp(platform, [
+    TracingTestingModule.forRoot({
+      http: {
+        traceResponse: false,
+        responseHeaders: ['content-type'],
+        ignore: [
+          '/internal/**',
+          (req) => {
+            if (req.url === '/explode') throw new Error('a buggy ignore rule');
+            return false;
+          },
+        ],
+      },
+    }),
+    HttpTestModule,
+  ]);
   let url: string;
   let spans: TestSpans;
-
-  beforeAll(async () => {
-    ({ app, url } = await startApp(platform, [
-      TracingTestingModule.forRoot({
-        http: {
-          traceResponse: false,
-          responseHeaders: ['content-type'],
-          ignore: [
-            '/internal/**',
-            (req) => {
-              if (req.url === '/explode') throw new Error('a buggy ignore rule');
-              return false;
-            },
-          ],
-        },
-      }),
-      HttpTestModule,
-    ]));
-    spans = app.get(TestSpans);
-  });
-  afterAll(() => app.close());
-  beforeEach(() => spans.reset());
+  beforeEach(() => ({ url, spans } = ctx));
 
   it('records response headers, and adds no trace headers, with traceResponse off', async () => {
     const res = await fetch(`${url}/orders/5`);

@@ -1,0 +1,31 @@
+import { ROOT_CONTEXT, TraceFlags, trace, type Context } from '@opentelemetry/api';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+
+/**
+ * A tracer of a spec's own, never registered globally, exporting synchronously to memory: spans
+ * are parented through explicit contexts, so the OpenTelemetry globals stay free for the code
+ * under test.
+ */
+export function localTracer(name: string): {
+  exporter: InMemorySpanExporter;
+  provider: BasicTracerProvider;
+  tracer: ReturnType<BasicTracerProvider['getTracer']>;
+} {
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  return { exporter, provider, tracer: provider.getTracer(name) };
+}
+
+/** A context whose parent is a sampled span of another process. */
+export function remoteContext(traceId: string, spanId: string): Context {
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId,
+    spanId,
+    traceFlags: TraceFlags.SAMPLED,
+    isRemote: true,
+  });
+}
