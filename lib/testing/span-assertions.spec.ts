@@ -2,8 +2,6 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  context,
-  propagation,
   trace,
   type Context,
   type SpanStatus,
@@ -20,7 +18,7 @@ import {
   expectSameTrace,
 } from './span-assertions.js';
 
-const { exporter, provider, tracer } = localTracer('assertions');
+const { exporter, tracer } = localTracer('assertions');
 
 const REMOTE_TRACE = 'ab'.repeat(16);
 const REMOTE_SPAN = 'cd'.repeat(8);
@@ -81,13 +79,6 @@ beforeAll(() => {
     parent: remote(REMOTE_TRACE, REMOTE_SPAN),
     kind: SpanKind.SERVER,
   });
-});
-
-afterAll(async () => {
-  await provider.shutdown();
-  trace.disable();
-  context.disable();
-  propagation.disable();
 });
 
 it('the fixture spans form the expected trees', () => {

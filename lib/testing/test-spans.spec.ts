@@ -4,8 +4,6 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  context,
-  propagation,
   trace,
   type HrTime,
   type Span,
@@ -18,7 +16,7 @@ import { TracingTestingModule } from './tracing-testing.module.js';
 
 // Spans are parented through explicit contexts, so the TracingTestingModule tests below find the
 // OpenTelemetry globals free.
-const { exporter, provider, tracer } = localTracer('fixture');
+const { exporter, tracer } = localTracer('fixture');
 const spans = new TestSpans(exporter);
 const REMOTE_TRACE = 'ab'.repeat(16);
 const REMOTE_SPAN = 'cd'.repeat(8);
@@ -77,13 +75,6 @@ const END_ORDER = [
 type Shape = [string, Shape[]];
 const shape = (nodes: SpanNode[]): Shape[] =>
   nodes.map((n) => [n.span.name, shape(n.children)] as Shape);
-
-afterAll(async () => {
-  await provider.shutdown();
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
 
 describe('TestSpans lookups', () => {
   let fx: ReturnType<typeof buildFixture>;

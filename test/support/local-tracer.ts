@@ -1,4 +1,12 @@
-import { ROOT_CONTEXT, TraceFlags, trace, type Context } from '@opentelemetry/api';
+import { afterAll } from '@jest/globals';
+import {
+  ROOT_CONTEXT,
+  TraceFlags,
+  context,
+  propagation,
+  trace,
+  type Context,
+} from '@opentelemetry/api';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -8,7 +16,8 @@ import {
 /**
  * A tracer of a spec's own, never registered globally, exporting synchronously to memory: spans
  * are parented through explicit contexts, so the OpenTelemetry globals stay free for the code
- * under test.
+ * under test. After the suite it shuts the provider down and resets the globals the code under
+ * test may have registered.
  */
 export function localTracer(name: string): {
   exporter: InMemorySpanExporter;
@@ -17,6 +26,12 @@ export function localTracer(name: string): {
 } {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  afterAll(async () => {
+    await provider.shutdown();
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  });
   return { exporter, provider, tracer: provider.getTracer(name) };
 }
 
