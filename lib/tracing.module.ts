@@ -23,13 +23,17 @@ import {
   exporterProvider,
   logger,
   sdkProvider,
+  transportsProvider,
   TRACING_CONFIG,
+  TRACING_TRANSPORTS,
+  type TransportTracing,
 } from './tracing.providers.js';
 
 /**
  * Distributed tracing for a Nest application: owns the OpenTelemetry SDK
  * (provider, exporter, sampler, propagators) for the application's lifetime,
- * traces inbound HTTP requests, and serves `@Trace()` and `TraceService`.
+ * traces inbound HTTP requests, messages over every Nest microservice transport in both
+ * directions, and outbound HTTP calls, and serves `@Trace()` and `TraceService`.
  * Global by default.
  *
  * @example
@@ -39,7 +43,7 @@ import {
  * ```
  */
 @Module({
-  providers: [configProvider, exporterProvider, sdkProvider, TraceService],
+  providers: [configProvider, exporterProvider, sdkProvider, transportsProvider, TraceService],
   exports: [TraceService, TRACING_SPAN_EXPORTER, TRACING_SDK],
 })
 export class TracingModule
@@ -49,6 +53,7 @@ export class TracingModule
   constructor(
     @Inject(TRACING_SDK) private readonly sdk: TracingSdk,
     @Inject(TRACING_CONFIG) private readonly config: ResolvedTracingConfig,
+    @Inject(TRACING_TRANSPORTS) private readonly transports: TransportTracing,
     @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {
     super();
@@ -74,8 +79,9 @@ export class TracingModule
     }
   }
 
-  /** After the HTTP server has closed: export what is left, then release the globals. */
+  /** After the HTTP server and microservices have closed: export what is left, then release the globals. */
   async onApplicationShutdown(): Promise<void> {
+    this.transports.stop();
     await this.sdk.shutdown();
   }
 }

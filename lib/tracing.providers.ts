@@ -6,7 +6,7 @@ import {
   type InjectionToken,
   type OptionalFactoryDependency,
 } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { ModuleRef, ModulesContainer } from '@nestjs/core';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type {
   ExporterOption,
@@ -20,12 +20,21 @@ import {
   resolveTracingConfig,
   type ResolvedTracingConfig,
 } from './sdk/tracing-config.js';
+import { startHttpClientTracing } from './client/http-client-tracing.js';
+import { startMicroservicesTracing } from './microservices/microservices-tracing.installer.js';
 import { createExporter, TracingSdk } from './sdk/tracing-sdk.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
 import { TRACING_MODULE_OPTIONS } from './tracing.module-definition.js';
 
 /** Internal token of the resolved, checked configuration. */
 export const TRACING_CONFIG = Symbol.for('nestjs-tracing:config');
+/** Internal token of the transport tracing (microservices, outbound HTTP) of one module. */
+export const TRACING_TRANSPORTS = Symbol.for('nestjs-tracing:transports');
+
+/** What the transports provider started; `stop()` undoes it, once. */
+export interface TransportTracing {
+  stop(): void;
+}
 
 export const logger = new Logger('TracingModule');
 
@@ -124,3 +133,18 @@ function checkResolved(value: unknown): SpanExporter[] {
   });
   return list as SpanExporter[];
 }
+
+export const transportsProvider: FactoryProvider<TransportTracing> = {
+  provide: TRACING_TRANSPORTS,
+  // TRACING_SDK is injected so that the provider is registered before any transport is traced.
+  useFactory: async (config: ResolvedTracingConfig, sdk: TracingSdk, modules: ModulesContainer) => {
+    const stops: Array<() => void> = [];
+    if (sdk.enabled && config.microservices.enabled) {
+      const microservices = await startMicroservicesTracing(modules);
+      stops.push(() => microservices.stop());
+    }
+    if (sdk.enabled && config.httpClient.enabled) stops.push(await startHttpClientTracing());
+    return { stop: () => stops.splice(0).forEach((stop) => stop()) };
+  },
+  inject: [TRACING_CONFIG, TRACING_SDK, ModulesContainer],
+};

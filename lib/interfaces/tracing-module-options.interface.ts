@@ -55,6 +55,26 @@ export interface HttpTracingOptions {
   traceResponse?: boolean;
 }
 
+/** Options of tracing over Nest's microservice transports (both directions). */
+export interface MicroservicesTracingOptions {
+  /**
+   * Trace messages that Nest microservice servers process (gRPC, RabbitMQ, NATS, MQTT, Redis,
+   * TCP, Kafka) and that `ClientProxy` clients and gRPC stubs send, carrying the context in each
+   * transport's headers. Default true; without `@nestjs/microservices` installed there is
+   * nothing to trace.
+   */
+  enabled?: boolean;
+}
+
+/** Options of outbound HTTP tracing (`fetch`, and Node's http/https as used by `@nestjs/axios`). */
+export interface HttpClientTracingOptions {
+  /**
+   * Give outbound HTTP requests a CLIENT span and a `traceparent` header. Default true; left to
+   * the other instrumentation when one already traces that client.
+   */
+  enabled?: boolean;
+}
+
 /**
  * Options of `TracingModule.forRoot()` / `forRootAsync()`. Every option is
  * optional; `OTEL_*` environment variables fill what is not set, and an explicit
@@ -79,6 +99,10 @@ export interface TracingModuleOptions {
   propagators?: Array<PropagatorName | TextMapPropagator>;
   /** Inbound HTTP tracing. */
   http?: HttpTracingOptions;
+  /** Tracing over Nest's microservice transports, inbound and outbound. */
+  microservices?: MicroservicesTracingOptions;
+  /** Outbound HTTP tracing. */
+  httpClient?: HttpClientTracingOptions;
   /** `false` turns tracing off: nothing is registered, decorators cost a no-op span. Default `!OTEL_SDK_DISABLED`. */
   enabled?: boolean;
   /** Time allowed to flush spans on application shutdown, in ms. Default 5000. */

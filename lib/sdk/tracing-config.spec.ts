@@ -58,6 +58,8 @@ describe('resolveTracingConfig', () => {
           responseHeaders: [],
           traceResponse: true,
         },
+        microservices: { enabled: true },
+        httpClient: { enabled: true },
         shutdownTimeoutMs: 5000,
         warnings: [],
       });
@@ -446,6 +448,29 @@ describe('resolveTracingConfig', () => {
     ])('rejects %s = %p', (key, value) => {
       expect(() => resolve({ http: { [key]: value } })).toThrow(
         new RegExp(`http\\.${key} must be an array of header names, e\\.g\\. \\['x-request-id'\\]`),
+      );
+    });
+  });
+
+  describe.each(['microservices', 'httpClient'] as const)('%s', (key) => {
+    it('is on by default and can be turned off', () => {
+      expect(resolve({})[key]).toEqual({ enabled: true });
+      expect(resolve({ [key]: {} })[key]).toEqual({ enabled: true });
+      expect(resolve({ [key]: { enabled: false } })[key]).toEqual({ enabled: false });
+    });
+
+    it.each([[false], ['off'], [[]]])('rejects %p in place of the object', (value) => {
+      expect(() => resolve({ [key]: value })).toThrow(
+        new RegExp(`${key} must be an object such as \\{ enabled: false \\}`),
+      );
+    });
+
+    it('rejects a non-boolean enabled and unknown keys, with a suggestion', () => {
+      expect(() => resolve({ [key]: { enabled: 'no' } })).toThrow(
+        new RegExp(`${key}\\.enabled must be true or false, got 'no'`),
+      );
+      expect(() => resolve({ [key]: { enable: false } })).toThrow(
+        new RegExp(`${key} has an unknown key 'enable' \\(did you mean 'enabled'\\?\\)`),
       );
     });
   });

@@ -40,6 +40,8 @@ export interface ResolvedTracingConfig {
   sampler: SamplerSpec;
   propagators: Array<PropagatorName | TextMapPropagator>;
   http: ResolvedHttpConfig;
+  microservices: { enabled: boolean };
+  httpClient: { enabled: boolean };
   shutdownTimeoutMs: number;
   /** Environment values that were ignored, to be logged once. */
   warnings: string[];
@@ -88,6 +90,8 @@ const OPTION_KEYS: ReadonlyArray<keyof TracingModuleOptions> = [
   'sampler',
   'propagators',
   'http',
+  'microservices',
+  'httpClient',
   'enabled',
   'shutdownTimeoutMs',
 ];
@@ -142,6 +146,8 @@ export function resolveTracingConfig(
   const sampler = resolveSampler(opts.sampler, env, warnings);
   const propagators = resolvePropagators(opts.propagators, env, warnings);
   const http = resolveHttp(opts.http);
+  const microservices = resolveSwitch(opts.microservices, 'microservices');
+  const httpClient = resolveSwitch(opts.httpClient, 'httpClient');
   const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
 
   return {
@@ -156,6 +162,8 @@ export function resolveTracingConfig(
     sampler,
     propagators,
     http,
+    microservices,
+    httpClient,
     shutdownTimeoutMs,
     warnings,
   };
@@ -463,6 +471,23 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
     http[key] = dedupe((v as string[]).map((h) => h.toLowerCase()));
   }
   return http;
+}
+
+/** An option group whose only key is `enabled` (default true). */
+function resolveSwitch(value: unknown, label: string): { enabled: boolean } {
+  if (value === undefined) return { enabled: true };
+  if (!isPlainObject(value)) {
+    throw new TracingConfigError(
+      `${label} must be an object such as { enabled: false }, got ${describe(value)}.`,
+    );
+  }
+  checkKnownKeys(value, ['enabled'], label);
+  if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
+    throw new TracingConfigError(
+      `${label}.enabled must be true or false, got ${describe(value.enabled)}.`,
+    );
+  }
+  return { enabled: value.enabled ?? true };
 }
 
 function resolveShutdownTimeout(value: unknown): number {

@@ -1,0 +1,504 @@
+import {
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+} from '@opentelemetry/semantic-conventions';
+import { Logger } from '@nestjs/common';
+import { Observable, type Subscriber } from 'rxjs';
+import { recordSetter, type HeaderRecord } from '../propagation/header-values.js';
+import { KAFKA_SYSTEM, kafkaSetter } from '../propagation/kafka.carrier.js';
+import { MQTT_SYSTEM, mqttSetter } from '../propagation/mqtt.carrier.js';
+import { NATS_SYSTEM, natsSetter, type NatsHeadersLike } from '../propagation/nats.carrier.js';
+import { REDIS_SYSTEM, redisSetter } from '../propagation/redis.carrier.js';
+import { RMQ_SYSTEM, rmqSetter } from '../propagation/rmq.carrier.js';
+import {
+  ATTR_MESSAGING_BATCH_MESSAGE_COUNT,
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_MESSAGING_OPERATION_TYPE,
+  ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+  ATTR_MESSAGING_SYSTEM,
+  MESSAGING_OPERATION_TYPE_VALUE_SEND,
+} from '../propagation/semconv.js';
+import { TCP_SYSTEM, tcpSetter } from '../propagation/tcp.carrier.js';
+import { getTracer } from '../sdk/tracer.js';
+import type { MicroservicesPackage } from '../microservices/microservices-package.js';
+import { errorMessage, errorTypeOf } from '../microservices/rpc-errors.js';
+import { clientTracingActive } from './client-tracing.state.js';
+
+const logger = new Logger('TracingModule');
+const PATCHED = Symbol.for('nestjs-tracing.client-proxy');
+
+/** A client as the tracer sees it: Nest's `ClientProxy` with its protected members. */
+interface TracedClient {
+  normalizePattern(pattern: unknown): string;
+  onDispatchHook?: (packet: { metadata?: HeaderRecord }) => void;
+  serializer?: { serialize(packet: unknown, options?: unknown): unknown };
+  mergePacketOptions?: (options: unknown) => unknown;
+  options?: { protocolVersion?: unknown; host?: unknown; port?: unknown };
+  queue?: unknown;
+  host?: unknown;
+  port?: unknown;
+}
+
+type Injection = 'metadata' | 'nats' | 'rmq' | 'kafka' | 'mqtt';
+
+/** What is fixed for one client: how its context travels and the attributes every span gets. */
+interface ClientProfile {
+  system: string;
+  injection: Injection;
+  attributes: Attributes;
+  /** RabbitMQ sends every pattern to one queue. */
+  queue: string | undefined;
+}
+
+type Method = (this: unknown, ...args: unknown[]) => unknown;
+
+/**
+ * Traces every `ClientProxy` however it was created (`ClientsModule.register`/`registerAsync`,
+ * `ClientProxyFactory.create`, `@Client()`, `new ClientTCP()`): `send` gets a CLIENT span that
+ * ends with the reply, `emit` (and Kafka's `emitBatch`) a PRODUCER span that ends when the broker
+ * took the message, each a child of the active span and named `send <pattern>`. The context
+ * travels in each transport's own carrier, installed on a client the first time it sends:
+ * - TCP, Redis and custom transports: `packet.metadata`, through Nest's dispatch hook;
+ * - NATS: the message headers; RabbitMQ: the AMQP headers; Kafka: the record headers, each added
+ *   to what the client's serializer produced, next to the headers the application set;
+ * - MQTT 5: the user properties of an `MqttRecord`.
+ *
+ * Nest offers no hook that sees a client being created, nor one that is told when a reply
+ * arrives, so `send`, `emit` and `emitBatch` are wrapped on the prototypes, once per process;
+ * the wrappers pass calls through untouched while no TracingModule is running.
+ */
+export function traceClientProxies(pkg: MicroservicesPackage): void {
+  const { ClientProxy, ClientKafka } = pkg.ms;
+  const tracer = new ClientProxyTracer(pkg);
+  wrapMethod(
+    ClientProxy.prototype,
+    'send',
+    (original) =>
+      function send(this: unknown, pattern: unknown, data: unknown) {
+        return tracer.send(this as TracedClient, original, pattern, data);
+      },
+  );
+  wrapMethod(
+    ClientProxy.prototype,
+    'emit',
+    (original) =>
+      function emit(this: unknown, pattern: unknown, data: unknown) {
+        return tracer.emit(this as TracedClient, original, [pattern, data], undefined);
+      },
+  );
+  wrapMethod(
+    ClientKafka.prototype,
+    'emitBatch',
+    (original) =>
+      function emitBatch(this: unknown, pattern: unknown, data: unknown) {
+        const messages = (data as { messages?: unknown } | null)?.messages;
+        const count = Array.isArray(messages) ? messages.length : undefined;
+        return tracer.emit(this as TracedClient, original, [pattern, data], count);
+      },
+  );
+}
+
+function wrapMethod(target: object, name: string, wrap: (original: Method) => Method): void {
+  const holder = target as Record<string | symbol, unknown>;
+  const marks = (holder[PATCHED] as Set<string> | undefined) ?? new Set<string>();
+  if (marks.has(name) || typeof holder[name] !== 'function') return;
+  marks.add(name);
+  if (holder[PATCHED] === undefined) Object.defineProperty(target, PATCHED, { value: marks });
+  const original = holder[name] as Method;
+  const wrapper = wrap(original);
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  holder[name] = wrapper;
+}
+
+class ClientProxyTracer {
+  private readonly profiles = new WeakMap<object, ClientProfile>();
+  private warnedMqttVersion = false;
+  private warnedMqttSerializer = false;
+
+  constructor(private readonly pkg: MicroservicesPackage) {}
+
+  send(client: TracedClient, original: Method, pattern: unknown, data: unknown): unknown {
+    if (!clientTracingActive() || client instanceof this.pkg.ms.ClientGrpcProxy) {
+      return original.call(client, pattern, data);
+    }
+    const profile = this.profileOf(client);
+    const source = original.call(client, pattern, data) as Observable<unknown>;
+    const name = spanName(client, pattern);
+    const attributes = destinationAttributes(profile, client, pattern);
+    return new Observable<unknown>((subscriber) => {
+      const parent = context.active();
+      const span = getTracer().startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
+      return followReply(source, span, trace.setSpan(parent, span), parent, subscriber);
+    });
+  }
+
+  emit(
+    client: TracedClient,
+    original: Method,
+    args: unknown[],
+    batchCount: number | undefined,
+  ): unknown {
+    if (!clientTracingActive() || client instanceof this.pkg.ms.ClientGrpcProxy) {
+      return original.apply(client, args);
+    }
+    const profile = this.profileOf(client);
+    const attributes = destinationAttributes(profile, client, args[0]);
+    if (batchCount !== undefined) attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
+    const parent = context.active();
+    const span = getTracer().startSpan(
+      spanName(client, args[0]),
+      { kind: SpanKind.PRODUCER, attributes },
+      parent,
+    );
+    let result: Observable<unknown>;
+    try {
+      // emit() publishes eagerly: everything it starts runs in the span's context.
+      result = context.with(trace.setSpan(parent, span), () =>
+        original.apply(client, args),
+      ) as Observable<unknown>;
+    } catch (error) {
+      fail(span, error);
+      throw error;
+    }
+    result.subscribe({ error: (error: unknown) => fail(span, error), complete: () => span.end() });
+    return result;
+  }
+
+  /** How this client's context travels; installs the carrier on first use. */
+  private profileOf(client: TracedClient): ClientProfile {
+    let profile = this.profiles.get(client);
+    if (profile !== undefined) {
+      // An application may replace its dispatch hook or serializer later: chain it again.
+      this.install(client, profile);
+      return profile;
+    }
+    profile = this.describe(client);
+    this.profiles.set(client, profile);
+    this.install(client, profile);
+    return profile;
+  }
+
+  private describe(client: TracedClient): ClientProfile {
+    const ms = this.pkg.ms;
+    const attributes: Attributes = {
+      [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_SEND,
+      [ATTR_MESSAGING_OPERATION_TYPE]: MESSAGING_OPERATION_TYPE_VALUE_SEND,
+    };
+    let system: string;
+    let injection: Injection = 'metadata';
+    let queue: string | undefined;
+    if (client instanceof ms.ClientTCP) {
+      system = TCP_SYSTEM;
+      if (typeof client.host === 'string') attributes[ATTR_SERVER_ADDRESS] = client.host;
+      if (typeof client.port === 'number') attributes[ATTR_SERVER_PORT] = client.port;
+    } else if (client instanceof ms.ClientRedis) {
+      system = REDIS_SYSTEM;
+    } else if (client instanceof ms.ClientNats) {
+      system = NATS_SYSTEM;
+      injection = 'nats';
+    } else if (client instanceof ms.ClientRMQ) {
+      system = RMQ_SYSTEM;
+      injection = 'rmq';
+      queue = typeof client.queue === 'string' ? client.queue : undefined;
+    } else if (client instanceof ms.ClientKafka) {
+      system = KAFKA_SYSTEM;
+      injection = 'kafka';
+    } else if (client instanceof ms.ClientMqtt) {
+      system = MQTT_SYSTEM;
+      injection = 'mqtt';
+    } else {
+      system = (client as object).constructor?.name || 'custom';
+    }
+    attributes[ATTR_MESSAGING_SYSTEM] = system;
+    return { system, injection, attributes, queue };
+  }
+
+  private install(client: TracedClient, profile: ClientProfile): void {
+    switch (profile.injection) {
+      case 'metadata':
+        return installDispatchHook(
+          client,
+          profile.system === REDIS_SYSTEM ? redisSetter : tcpSetter,
+        );
+      case 'nats':
+        return installSerializer(client, (out) => this.injectNats(out));
+      case 'rmq':
+        return installSerializer(client, injectRmq);
+      case 'kafka':
+        return installSerializer(client, injectKafka);
+      case 'mqtt':
+        return this.installMqtt(client);
+    }
+  }
+
+  private injectNats(out: unknown): void {
+    if (out === null || typeof out !== 'object') return;
+    const serialized = out as { headers?: NatsHeadersLike };
+    const create = this.pkg.natsHeaders();
+    if (create === undefined) return;
+    // A copy: the headers may belong to a NatsRecord the application sends again.
+    const headers = create();
+    const own = serialized.headers;
+    if (own !== undefined && typeof own.keys === 'function') {
+      for (const key of own.keys()) {
+        own
+          .values(key)
+          .forEach((value, i) =>
+            i === 0
+              ? headers.set(key, value)
+              : (headers as unknown as { append(k: string, v: string): void }).append(key, value),
+          );
+      }
+    }
+    propagation.inject(context.active(), headers, natsSetter);
+    serialized.headers = headers;
+  }
+
+  /**
+   * MQTT: the client reads the publish options from an `MqttRecord` before serializing, and may
+   * publish only after the broker acknowledged the reply subscription, outside the caller's
+   * context. So the user properties are computed in the dispatch hook, where the context is the
+   * span's, into a new record; the serialized body is the same as before.
+   */
+  private installMqtt(client: TracedClient): void {
+    const { MqttRecord } = this.pkg.ms;
+    const { MqttRecordSerializer } = this.pkg;
+    installDispatchHook(client, undefined, (packet: { data?: unknown }) => {
+      if (client.options?.protocolVersion !== 5) {
+        if (!this.warnedMqttVersion) {
+          this.warnedMqttVersion = true;
+          logger.warn(
+            'An MQTT client speaks MQTT 3.1.1, which has no user properties: the trace context ' +
+              'cannot travel with its messages. Set protocolVersion: 5 on the client and the server.',
+          );
+        }
+        return;
+      }
+      const data = packet.data;
+      const isRecord = data instanceof MqttRecord;
+      if (!isRecord && !(client.serializer instanceof MqttRecordSerializer)) {
+        if (!this.warnedMqttSerializer) {
+          this.warnedMqttSerializer = true;
+          logger.warn(
+            'An MQTT client with a custom serializer sends plain data: wrap it in an MqttRecord ' +
+              '(MqttRecordBuilder) so that the trace context can travel in its user properties.',
+          );
+        }
+        return;
+      }
+      const record = isRecord ? (data as { data: unknown; options?: MqttOptions }) : undefined;
+      const options: MqttOptions = { ...record?.options };
+      const userProperties: HeaderRecord = { ...options.properties?.userProperties };
+      propagation.inject(context.active(), userProperties, mqttSetter);
+      if (Object.keys(userProperties).length === 0) return;
+      options.properties = { ...options.properties, userProperties };
+      packet.data = new MqttRecord(
+        record === undefined ? data : record.data,
+        options as ConstructorParameters<typeof MqttRecord>[1],
+      );
+    });
+  }
+}
+
+interface MqttOptions {
+  properties?: { userProperties?: HeaderRecord } & Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+const OUR_HOOK = Symbol('nestjs-tracing.dispatch-hook');
+const OUR_SERIALIZER = Symbol('nestjs-tracing.serializer');
+
+type DispatchHook = ((packet: Record<string, unknown>) => void) & { [OUR_HOOK]?: true };
+
+/**
+ * Chains a dispatch hook in front of the client's own (set before or after ours: the property
+ * becomes an accessor that keeps the application's hook and always returns ours).
+ */
+function installDispatchHook(
+  client: TracedClient,
+  setter: typeof recordSetter | undefined,
+  custom?: (packet: Record<string, unknown>) => void,
+): void {
+  const holder = client as unknown as { onDispatchHook?: DispatchHook };
+  if (holder.onDispatchHook?.[OUR_HOOK]) return;
+  let appHook = holder.onDispatchHook;
+  const hook: DispatchHook = (packet) => {
+    appHook?.(packet);
+    try {
+      if (custom !== undefined) {
+        custom(packet);
+      } else if (setter !== undefined) {
+        // A copy: the application may share one metadata object between packets.
+        const metadata: HeaderRecord = { ...(packet.metadata as HeaderRecord | undefined) };
+        propagation.inject(context.active(), metadata, setter);
+        packet.metadata = metadata;
+      }
+    } catch {
+      // A packet always goes out, traced or not.
+    }
+  };
+  hook[OUR_HOOK] = true;
+  Object.defineProperty(client, 'onDispatchHook', {
+    configurable: true,
+    enumerable: true,
+    get: () => hook,
+    set: (value: DispatchHook | undefined) => {
+      appHook = value;
+    },
+  });
+}
+
+/** Wraps the client's serializer (the application's own, if it set one) to add the context. */
+function installSerializer(client: TracedClient, inject: (out: unknown) => void): void {
+  const current = client.serializer as
+    (TracedClient['serializer'] & { [OUR_SERIALIZER]?: true }) | undefined;
+  if (current === undefined || current[OUR_SERIALIZER]) return;
+  let inner = current;
+  const add = (out: unknown): unknown => {
+    try {
+      inject(out);
+    } catch {
+      // A message always goes out, traced or not.
+    }
+    return out;
+  };
+  const wrapper = {
+    [OUR_SERIALIZER]: true as const,
+    serialize(packet: unknown, options?: unknown): unknown {
+      const out = inner.serialize(packet, options);
+      if (out instanceof Promise) {
+        // Serialized asynchronously: inject in the context of the call, not of the resolution.
+        const active = context.active();
+        return out.then((value) => context.with(active, add, undefined, value));
+      }
+      return add(out);
+    },
+  };
+  Object.defineProperty(client, 'serializer', {
+    configurable: true,
+    enumerable: true,
+    get: () => wrapper,
+    set: (value: typeof inner) => {
+      inner = value;
+    },
+  });
+}
+
+function injectRmq(out: unknown): void {
+  if (out === null || typeof out !== 'object') return;
+  const serialized = out as { options?: { headers?: HeaderRecord } & Record<string, unknown> };
+  const headers: HeaderRecord = { ...serialized.options?.headers };
+  propagation.inject(context.active(), headers, rmqSetter);
+  serialized.options = { ...serialized.options, headers };
+}
+
+function injectKafka(out: unknown): void {
+  if (out === null || typeof out !== 'object') return;
+  const serialized = out as { headers?: HeaderRecord };
+  const headers: HeaderRecord = { ...serialized.headers };
+  propagation.inject(context.active(), headers, kafkaSetter);
+  serialized.headers = headers;
+}
+
+function patternOf(client: TracedClient, pattern: unknown): string {
+  try {
+    return client.normalizePattern(pattern);
+  } catch {
+    return String(pattern);
+  }
+}
+
+const names = new Map<string, string>();
+function spanName(client: TracedClient, pattern: unknown): string {
+  const route = patternOf(client, pattern);
+  let name = names.get(route);
+  if (name === undefined) {
+    name = `send ${route}`;
+    // Patterns are few and fixed; a client inventing patterns must not grow this without bound.
+    if (names.size < 1000) names.set(route, name);
+  }
+  return name;
+}
+
+function destinationAttributes(
+  profile: ClientProfile,
+  client: TracedClient,
+  pattern: unknown,
+): Attributes {
+  const attributes: Attributes = { ...profile.attributes };
+  const route = patternOf(client, pattern);
+  if (profile.queue !== undefined) {
+    attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.queue;
+    attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = profile.queue;
+  } else {
+    attributes[ATTR_MESSAGING_DESTINATION_NAME] = route;
+  }
+  return attributes;
+}
+
+/**
+ * Subscribes to the reply stream inside the CLIENT span (so the packet is built, and its carrier
+ * written, there), ends the span when the reply completes, errors or is unsubscribed, and hands
+ * each notification on in the caller's context: replies arrive on a connection opened by some
+ * earlier request, whose context must not leak into the caller's pipeline.
+ */
+function followReply(
+  source: Observable<unknown>,
+  span: Span,
+  spanContext: Context,
+  caller: Context,
+  subscriber: Subscriber<unknown>,
+): () => void {
+  let open = true;
+  const subscription = context.with(spanContext, () =>
+    source.subscribe({
+      next: (value) => context.with(caller, () => subscriber.next(value)),
+      error: (error: unknown) => {
+        if (open) {
+          open = false;
+          fail(span, error);
+        }
+        context.with(caller, () => subscriber.error(error));
+      },
+      complete: () => {
+        if (open) {
+          open = false;
+          span.end();
+        }
+        context.with(caller, () => subscriber.complete());
+      },
+    }),
+  );
+  return () => {
+    if (open) {
+      open = false;
+      // The caller stopped waiting (a timeout, takeUntil): the reply will never be seen.
+      span.addEvent('cancelled');
+      span.end();
+    }
+    subscription.unsubscribe();
+  };
+}
+
+export function fail(span: Span, error: unknown): void {
+  if (span.isRecording()) {
+    span.recordException(
+      typeof error === 'object' && error !== null ? (error as Error) : String(error),
+    );
+    span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+  }
+  span.end();
+}

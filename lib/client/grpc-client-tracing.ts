@@ -1,0 +1,128 @@
+import { context, propagation, SpanKind, trace, type Attributes } from '@opentelemetry/api';
+import {
+  ATTR_RPC_METHOD,
+  ATTR_RPC_STATUS_CODE,
+  ATTR_RPC_SYSTEM_NAME,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  RPC_SYSTEM_NAME_VALUE_GRPC,
+} from '@opentelemetry/semantic-conventions';
+import { Observable } from 'rxjs';
+import {
+  grpcMethodOf,
+  grpcSetter,
+  grpcStatusOfError,
+  grpcTargetOf,
+  type GrpcMetadataLike,
+} from '../propagation/grpc.carrier.js';
+import { getTracer } from '../sdk/tracer.js';
+import type { MicroservicesPackage } from '../microservices/microservices-package.js';
+import { fail } from './client-proxy-tracing.js';
+import { clientTracingActive } from './client-tracing.state.js';
+
+const PATCHED = Symbol.for('nestjs-tracing.grpc-client');
+
+type Stub = (...args: unknown[]) => Observable<unknown>;
+interface GrpcMethodDefinition {
+  path?: unknown;
+}
+interface GrpcProxyLike {
+  url?: unknown;
+}
+
+/**
+ * Traces the stubs of `ClientGrpc#getService()`: each call gets a CLIENT span named after the
+ * method (`package.Service/Method`), its context written into the call's metadata (a copy of the
+ * metadata the caller passed, or a new one), and `rpc.status_code` from the outcome. The stub is
+ * built lazily, per subscription, so that every call gets its own metadata and span. Nest builds
+ * the stubs in `createServiceMethod`, wrapped once per process: stubs obtained from `getService()`
+ * after the TracingModule started are traced (call it in `onModuleInit`, as Nest's docs do).
+ */
+export function traceGrpcClients(pkg: MicroservicesPackage): void {
+  const proto = pkg.ms.ClientGrpcProxy.prototype as unknown as {
+    createServiceMethod: (client: unknown, methodName: string) => Stub;
+    [PATCHED]?: true;
+  };
+  if (proto[PATCHED]) return;
+  Object.defineProperty(proto, PATCHED, { value: true });
+  const original = proto.createServiceMethod;
+  proto.createServiceMethod = function createServiceMethod(this: unknown, client, methodName) {
+    const stub = original.call(this, client, methodName);
+    const definition = (client as Record<string, GrpcMethodDefinition | undefined>)[methodName];
+    const method = grpcMethodOf(definition?.path) ?? methodName;
+    const attributes: Attributes = {
+      [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC,
+      [ATTR_RPC_METHOD]: method,
+    };
+    const target = grpcTargetOf((this as GrpcProxyLike).url);
+    if (target !== undefined) {
+      attributes[ATTR_SERVER_ADDRESS] = target.address;
+      if (target.port !== undefined) attributes[ATTR_SERVER_PORT] = target.port;
+    }
+    return tracedStub(pkg, stub, method, attributes);
+  };
+}
+
+function tracedStub(
+  pkg: MicroservicesPackage,
+  stub: Stub,
+  method: string,
+  attributes: Attributes,
+): Stub {
+  const { GrpcStatus } = pkg.ms;
+  return (...args: unknown[]) => {
+    if (!clientTracingActive()) return stub(...args);
+    return new Observable<unknown>((subscriber) => {
+      const metadata = metadataFor(pkg, args[1]);
+      if (metadata === undefined) return stub(...args).subscribe(subscriber);
+      const callArgs = [...args];
+      callArgs[1] = metadata;
+      const parent = context.active();
+      const span = getTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
+      const spanContext = trace.setSpan(parent, span);
+      propagation.inject(spanContext, metadata, grpcSetter);
+      let open = true;
+      const subscription = context.with(spanContext, () =>
+        stub(...callArgs).subscribe({
+          next: (value) => context.with(parent, () => subscriber.next(value)),
+          error: (error: unknown) => {
+            if (open) {
+              open = false;
+              const code = grpcStatusOfError(error);
+              span.setAttribute(ATTR_RPC_STATUS_CODE, GrpcStatus[code] ?? String(code));
+              fail(span, error);
+            }
+            context.with(parent, () => subscriber.error(error));
+          },
+          complete: () => {
+            if (open) {
+              open = false;
+              span.setAttribute(ATTR_RPC_STATUS_CODE, GrpcStatus[GrpcStatus.OK]);
+              span.end();
+            }
+            context.with(parent, () => subscriber.complete());
+          },
+        }),
+      );
+      return () => {
+        if (open) {
+          open = false;
+          // Unsubscribing cancels the call.
+          span.setAttribute(ATTR_RPC_STATUS_CODE, GrpcStatus[GrpcStatus.CANCELLED]);
+          span.end();
+        }
+        subscription.unsubscribe();
+      };
+    });
+  };
+}
+
+/** A copy of the caller's metadata (never changed under the caller), or a new one. */
+function metadataFor(pkg: MicroservicesPackage, given: unknown): GrpcMetadataLike | undefined {
+  if (given !== undefined && given !== null) {
+    const clone = (given as { clone?: () => GrpcMetadataLike }).clone;
+    return typeof clone === 'function' ? clone.call(given) : undefined;
+  }
+  const Metadata = pkg.grpcMetadata();
+  return Metadata === undefined ? undefined : new Metadata();
+}

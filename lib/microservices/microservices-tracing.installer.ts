@@ -1,0 +1,106 @@
+import type { ModulesContainer } from '@nestjs/core';
+import type { Observable, Subscription } from 'rxjs';
+import { traceClientProxies } from '../client/client-proxy-tracing.js';
+import { retainClientTracing } from '../client/client-tracing.state.js';
+import { traceGrpcClients } from '../client/grpc-client-tracing.js';
+import { loadMicroservices, type MicroservicesPackage } from './microservices-package.js';
+import { captureRpcExceptions } from './rpc-exception-capture.js';
+import { RpcServerTracer } from './rpc-server-tracer.js';
+
+const INSTALLED = Symbol.for('nestjs-tracing.server');
+
+type StartHook = (transportId: unknown, ctx: unknown, done: () => unknown) => unknown;
+type EndHook = (transportId: unknown, ctx: unknown) => void;
+
+/** A Nest `Server` with the members the tracer wires into (protected in Nest's types). */
+interface HookableServer {
+  transportId?: unknown;
+  onProcessingStartHook: StartHook;
+  onProcessingEndHook?: EndHook;
+  handleEvent?: (pattern: unknown, packet: unknown, ctx: unknown) => unknown;
+  [INSTALLED]?: true;
+}
+
+/** The transport tracing of one running TracingModule; `stop()` undoes what it started. */
+export interface MicroservicesTracing {
+  stop(): void;
+}
+
+const inactive: MicroservicesTracing = { stop: () => undefined };
+
+/**
+ * Turns on tracing of every Nest transport for one application:
+ * - inbound: every microservice server of the application (standalone, or connected to a hybrid
+ *   app, before or after this module started) gets processing hooks that start its message spans
+ *   and make them active before guards, pipes, interceptors and the handler run. Nest 12 hands
+ *   each server to the application's `ModulesContainer` RPC target registry, which replays the
+ *   servers created so far to a new subscriber;
+ * - outbound: every `ClientProxy` and gRPC client stub in the process (see the client tracers).
+ * Resolves to a no-op when `@nestjs/microservices` is not installed.
+ */
+export async function startMicroservicesTracing(
+  modules: ModulesContainer,
+): Promise<MicroservicesTracing> {
+  const pkg = await loadMicroservices();
+  if (pkg === undefined) return inactive;
+  captureRpcExceptions(pkg);
+  traceClientProxies(pkg);
+  traceGrpcClients(pkg);
+  const release = retainClientTracing();
+  const tracer = new RpcServerTracer(pkg);
+  let subscription: Subscription | undefined;
+  const registry = (modules as { getRpcTargetRegistry?: () => Observable<unknown> })
+    .getRpcTargetRegistry;
+  if (typeof registry === 'function') {
+    subscription = registry.call(modules).subscribe((server) => traceServer(pkg, server, tracer));
+  }
+  return {
+    stop: () => {
+      subscription?.unsubscribe();
+      release();
+    },
+  };
+}
+
+/**
+ * Installs the processing hooks on one server. The hook properties become accessors, so that a
+ * hook the application sets (before or after) keeps running, inside the span; `handleEvent` is
+ * wrapped to tell events (CONSUMER spans) from requests (SERVER spans).
+ */
+function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcServerTracer): void {
+  if (!(candidate instanceof pkg.ms.Server)) return;
+  const server = candidate as unknown as HookableServer;
+  if (server[INSTALLED]) return;
+  Object.defineProperty(server, INSTALLED, { value: true });
+
+  let appStart: StartHook = server.onProcessingStartHook;
+  let appEnd: EndHook | undefined = server.onProcessingEndHook;
+  const start: StartHook = (transportId, ctx, done) =>
+    tracer.start(transportId, ctx, () => appStart.call(server, transportId, ctx, done));
+  const end: EndHook = (transportId, ctx) => {
+    tracer.end(ctx);
+    appEnd?.call(server, transportId, ctx);
+  };
+  Object.defineProperty(server, 'onProcessingStartHook', {
+    configurable: true,
+    get: () => start,
+    set: (hook: StartHook) => {
+      appStart = hook;
+    },
+  });
+  Object.defineProperty(server, 'onProcessingEndHook', {
+    configurable: true,
+    get: () => end,
+    set: (hook: EndHook | undefined) => {
+      appEnd = hook;
+    },
+  });
+
+  const handleEvent = server.handleEvent;
+  if (typeof handleEvent === 'function') {
+    server.handleEvent = function (this: unknown, pattern, packet, ctx) {
+      tracer.markEvent(ctx, pattern);
+      return handleEvent.call(this, pattern, packet, ctx);
+    };
+  }
+}

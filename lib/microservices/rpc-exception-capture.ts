@@ -1,0 +1,35 @@
+import { context } from '@opentelemetry/api';
+import type { MicroservicesPackage } from './microservices-package.js';
+import { RPC_SERVER_STATE, type RpcServerState } from './rpc-server-tracer.js';
+
+const PATCHED = Symbol.for('nestjs-tracing.rpc-exceptions-handler');
+
+type Handle = (this: unknown, ...args: unknown[]) => unknown;
+
+/**
+ * Lets the span of a message record the exception its processing raised.
+ *
+ * Every exception a message pattern raises (guard, pipe, interceptor, handler, or an Observable
+ * the handler returned that errors) reaches `RpcExceptionsHandler#handle` before any filter
+ * turns it into a reply, and the server's processing end hook is told nothing of it. As on the
+ * HTTP side, the method is wrapped once per process; the wrapper only notes the exception on the
+ * message's tracing state, found in the active context, and hands over unchanged.
+ */
+export function captureRpcExceptions(pkg: MicroservicesPackage): void {
+  const proto = pkg.RpcExceptionsHandler.prototype as unknown as {
+    handle: Handle;
+    [PATCHED]?: true;
+  };
+  if (proto[PATCHED]) return;
+  const original = proto.handle;
+  Object.defineProperty(proto, PATCHED, { value: true });
+  proto.handle = function handle(this: unknown, ...args: unknown[]) {
+    const exception = args[0];
+    const state = context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined;
+    if (state !== undefined && !state.failed && !state.ended) {
+      state.failed = true;
+      state.error = exception;
+    }
+    return original.apply(this, args);
+  };
+}

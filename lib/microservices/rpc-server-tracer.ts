@@ -1,0 +1,275 @@
+import {
+  context,
+  createContextKey,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+} from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_RPC_METHOD,
+  ATTR_RPC_STATUS_CODE,
+  ATTR_RPC_SYSTEM_NAME,
+  RPC_SYSTEM_NAME_VALUE_GRPC,
+} from '@opentelemetry/semantic-conventions';
+import { grpcGetter, grpcMethodOf, grpcStatusOfError } from '../propagation/grpc.carrier.js';
+import { recordGetter } from '../propagation/header-values.js';
+import {
+  KAFKA_SYSTEM,
+  kafkaGetter,
+  kafkaHeaders,
+  kafkaMessageAttributes,
+} from '../propagation/kafka.carrier.js';
+import {
+  MQTT_SYSTEM,
+  mqttGetter,
+  mqttMessageAttributes,
+  mqttUserProperties,
+} from '../propagation/mqtt.carrier.js';
+import { NATS_SYSTEM, natsGetter } from '../propagation/nats.carrier.js';
+import { REDIS_SYSTEM, redisGetter } from '../propagation/redis.carrier.js';
+import {
+  RMQ_SYSTEM,
+  rmqGetter,
+  rmqHeaders,
+  rmqMessageAttributes,
+} from '../propagation/rmq.carrier.js';
+import {
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_MESSAGING_OPERATION_TYPE,
+  ATTR_MESSAGING_SYSTEM,
+  MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+} from '../propagation/semconv.js';
+import { TCP_SYSTEM, tcpGetter } from '../propagation/tcp.carrier.js';
+import { getTracer } from '../sdk/tracer.js';
+import { errorMessage, errorTypeOf } from './rpc-errors.js';
+import type { MicroservicesPackage } from './microservices-package.js';
+
+/** The tracing state of one message being processed by a Nest server. */
+export interface RpcServerState {
+  span: Span;
+  /** gRPC calls report a status code. */
+  grpc: boolean;
+  /** The first exception Nest's RPC exception layer handled for this message. */
+  error: unknown;
+  failed: boolean;
+  ended: boolean;
+}
+
+/** Carries the state of the message being processed down to everything that runs for it. */
+export const RPC_SERVER_STATE = createContextKey('nestjs-tracing rpc server state');
+
+/** What is known of an inbound message before its span starts. */
+interface Inbound {
+  name: string;
+  kind: SpanKind;
+  carrier: unknown;
+  getter: TextMapGetter<unknown>;
+  attributes: Attributes;
+  grpc: boolean;
+}
+
+/** Where to find a message's span at the end hook (gRPC reports the request object there). */
+function endKeyOf(ctx: object): object {
+  const request = (ctx as { request?: unknown }).request;
+  return request !== null && typeof request === 'object' ? request : ctx;
+}
+
+/**
+ * Starts and ends the SERVER (request/response) or CONSUMER (event) span of every message a Nest
+ * microservice server processes, from the server's processing hooks. Recognises each transport
+ * by the context Nest builds for it and reads the trace context from that transport's carrier.
+ */
+export class RpcServerTracer {
+  private readonly states = new WeakMap<object, RpcServerState>();
+  /** Contexts of messages that entered through `handleEvent`, with the handler's pattern. */
+  private readonly events = new WeakMap<object, string>();
+
+  constructor(private readonly pkg: MicroservicesPackage) {}
+
+  /** Notes that a message is an event (no reply expected), and the pattern it matched. */
+  markEvent(ctx: unknown, pattern: unknown): void {
+    if (ctx !== null && typeof ctx === 'object') this.events.set(ctx, String(pattern));
+  }
+
+  /** Runs `next` (the rest of the processing: guards, pipes, interceptors, handler) in the span. */
+  start<T>(transportId: unknown, ctx: unknown, next: () => T): T {
+    if (ctx === null || typeof ctx !== 'object') return next();
+    let spanContext: Context;
+    try {
+      const inbound = this.describe(transportId, ctx);
+      const parent = propagation.extract(ROOT_CONTEXT, inbound.carrier, inbound.getter);
+      const span = getTracer().startSpan(
+        inbound.name,
+        { kind: inbound.kind, attributes: inbound.attributes },
+        parent,
+      );
+      const state: RpcServerState = {
+        span,
+        grpc: inbound.grpc,
+        error: undefined,
+        failed: false,
+        ended: false,
+      };
+      this.states.set(endKeyOf(ctx), state);
+      spanContext = trace.setSpan(parent, span).setValue(RPC_SERVER_STATE, state);
+    } catch {
+      // Tracing never stops a message from being processed.
+      return next();
+    }
+    return context.with(spanContext, next);
+  }
+
+  /** Ends the span of the message `ctx` belongs to, once. */
+  end(ctx: unknown): void {
+    if (ctx === null || typeof ctx !== 'object') return;
+    const state = this.states.get(ctx);
+    if (state === undefined || state.ended) return;
+    state.ended = true;
+    this.states.delete(ctx);
+    const span = state.span;
+    if (state.grpc) {
+      const code = state.failed ? grpcStatusOfError(state.error) : 0;
+      span.setAttribute(ATTR_RPC_STATUS_CODE, this.pkg.ms.GrpcStatus[code] ?? String(code));
+    }
+    if (state.failed) {
+      const error = state.error;
+      if (error instanceof Error || (typeof error === 'object' && error !== null)) {
+        span.recordException(error as Error);
+      } else {
+        span.recordException(String(error));
+      }
+      span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+    }
+    span.end();
+  }
+
+  private describe(transportId: unknown, ctx: object): Inbound {
+    const ms = this.pkg.ms;
+    const eventPattern = this.events.get(ctx);
+    const event = eventPattern !== undefined;
+    if (event) this.events.delete(ctx);
+    const messaging = (
+      system: string,
+      destination: unknown,
+      carrier: unknown,
+      getter: TextMapGetter<never>,
+    ): Inbound => {
+      const dest = String(destination ?? '');
+      const pattern = eventPattern ?? dest;
+      return {
+        name: `process ${pattern}`,
+        kind: event ? SpanKind.CONSUMER : SpanKind.SERVER,
+        carrier,
+        getter: getter as TextMapGetter<unknown>,
+        attributes: {
+          [ATTR_MESSAGING_SYSTEM]: system,
+          [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+          [ATTR_MESSAGING_OPERATION_TYPE]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+          [ATTR_MESSAGING_DESTINATION_NAME]: dest,
+        },
+        grpc: false,
+      };
+    };
+
+    if (ctx instanceof ms.TcpContext) {
+      return messaging(TCP_SYSTEM, ctx.getPattern(), ctx.getMetadata(), tcpGetter);
+    }
+    if (ctx instanceof ms.RedisContext) {
+      return messaging(REDIS_SYSTEM, ctx.getChannel(), ctx.getMetadata(), redisGetter);
+    }
+    if (ctx instanceof ms.NatsContext) {
+      return messaging(NATS_SYSTEM, ctx.getSubject(), ctx.getHeaders(), natsGetter);
+    }
+    if (ctx instanceof ms.RmqContext) {
+      const message = ctx.getMessage() as Parameters<typeof rmqHeaders>[0];
+      const routingKey = message?.fields?.routingKey;
+      const inbound = messaging(RMQ_SYSTEM, routingKey, rmqHeaders(message), rmqGetter);
+      // Many patterns share one queue: the span is named after the pattern.
+      if (!event) inbound.name = `process ${ctx.getPattern()}`;
+      rmqMessageAttributes(message, inbound.attributes);
+      return inbound;
+    }
+    if (ctx instanceof ms.MqttContext) {
+      const packet = ctx.getPacket() as Parameters<typeof mqttUserProperties>[0];
+      const inbound = messaging(
+        MQTT_SYSTEM,
+        ctx.getTopic(),
+        mqttUserProperties(packet),
+        mqttGetter,
+      );
+      mqttMessageAttributes(packet, inbound.attributes);
+      return inbound;
+    }
+    if (ctx instanceof ms.KafkaContext) {
+      const message = ctx.getMessage() as Parameters<typeof kafkaHeaders>[0];
+      const inbound = messaging(KAFKA_SYSTEM, ctx.getTopic(), kafkaHeaders(message), kafkaGetter);
+      kafkaMessageAttributes(message, ctx.getPartition(), inbound.attributes);
+      return inbound;
+    }
+    const grpcCall = ctx as { path?: unknown; metadata?: unknown };
+    if (
+      transportId === ms.Transport.GRPC ||
+      (typeof grpcCall.path === 'string' && 'operationId' in ctx)
+    ) {
+      const method = grpcMethodOf(grpcCall.path) ?? '_OTHER';
+      return {
+        name: method,
+        kind: SpanKind.SERVER,
+        carrier: grpcCall.metadata,
+        getter: grpcGetter as TextMapGetter<unknown>,
+        attributes: {
+          [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC,
+          [ATTR_RPC_METHOD]: method,
+        },
+        grpc: true,
+      };
+    }
+    return this.describeCustom(transportId, ctx, eventPattern);
+  }
+
+  /**
+   * A custom transport strategy: its context is its own, so the trace context is read from
+   * `getMetadata()` or `getHeaders()` when it offers a plain object there.
+   */
+  private describeCustom(
+    transportId: unknown,
+    ctx: object,
+    eventPattern: string | undefined,
+  ): Inbound {
+    const withCarrier = ctx as { getMetadata?: () => unknown; getHeaders?: () => unknown };
+    const carrier =
+      typeof withCarrier.getMetadata === 'function'
+        ? withCarrier.getMetadata()
+        : typeof withCarrier.getHeaders === 'function'
+          ? withCarrier.getHeaders()
+          : undefined;
+    const system =
+      typeof transportId === 'symbol'
+        ? (transportId.description ?? 'custom')
+        : typeof transportId === 'string'
+          ? transportId
+          : 'custom';
+    const pattern = eventPattern ?? system;
+    return {
+      name: `process ${pattern}`,
+      kind: eventPattern !== undefined ? SpanKind.CONSUMER : SpanKind.SERVER,
+      carrier,
+      getter: recordGetter as TextMapGetter<unknown>,
+      attributes: {
+        [ATTR_MESSAGING_SYSTEM]: system,
+        [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+        [ATTR_MESSAGING_OPERATION_TYPE]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+      },
+      grpc: false,
+    };
+  }
+}

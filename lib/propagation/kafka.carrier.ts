@@ -1,0 +1,45 @@
+import type { Attributes } from '@opentelemetry/api';
+import { headerValue, recordGetter, recordSetter, type HeaderRecord } from './header-values.js';
+import {
+  ATTR_MESSAGING_DESTINATION_PARTITION_ID,
+  ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
+  ATTR_MESSAGING_KAFKA_OFFSET,
+  MESSAGING_SYSTEM_VALUE_KAFKA,
+} from './semconv.js';
+
+/**
+ * Kafka: the context travels in the record headers, as every Kafka client writes them. kafkajs
+ * delivers header values as Buffers (arrays when a name repeats); Nest's parser may have turned
+ * them into strings already.
+ */
+export type KafkaCarrier = HeaderRecord;
+
+/** The parts of a kafkajs message the tracer reads. */
+export interface KafkaMessageLike {
+  headers?: unknown;
+  key?: unknown;
+  offset?: unknown;
+}
+
+export const kafkaGetter = recordGetter;
+export const kafkaSetter = recordSetter;
+export const KAFKA_SYSTEM = MESSAGING_SYSTEM_VALUE_KAFKA;
+
+export function kafkaHeaders(message: KafkaMessageLike | undefined): KafkaCarrier | undefined {
+  const headers = message?.headers;
+  return headers !== null && typeof headers === 'object' ? (headers as KafkaCarrier) : undefined;
+}
+
+/** Partition, offset and key of a consumed record. */
+export function kafkaMessageAttributes(
+  message: KafkaMessageLike | undefined,
+  partition: unknown,
+  into: Attributes,
+): void {
+  if (typeof partition === 'number')
+    into[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(partition);
+  const offset = Number(headerValue(message?.offset));
+  if (Number.isInteger(offset)) into[ATTR_MESSAGING_KAFKA_OFFSET] = offset;
+  const key = headerValue(message?.key);
+  if (typeof key === 'string' && key !== '') into[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+}

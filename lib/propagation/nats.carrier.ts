@@ -1,0 +1,30 @@
+import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
+
+/**
+ * NATS: the context travels in the message headers (NATS 2.2+), a `MsgHdrs` object on both
+ * sides. Its `get()` answers `''` for a missing name and matches names exactly, so the getter
+ * asks for every value regardless of case.
+ */
+export interface NatsHeadersLike {
+  keys(): string[];
+  values(key: string, match?: never): string[];
+  set(key: string, value: string): void;
+}
+
+/** How MsgHdrs spells "match the name regardless of case" (`Match.IgnoreCase`). */
+const IGNORE_CASE = 'insensitive' as never;
+
+export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
+  keys: (carrier) => (carrier === undefined ? [] : carrier.keys()),
+  get: (carrier, key) => {
+    if (carrier === undefined || typeof carrier.values !== 'function') return undefined;
+    const values = carrier.values(key, IGNORE_CASE).map((v) => v.trim());
+    return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
+  },
+};
+
+export const natsSetter: TextMapSetter<NatsHeadersLike> = {
+  set: (carrier, key, value) => carrier.set(key, value),
+};
+
+export const NATS_SYSTEM = 'nats';

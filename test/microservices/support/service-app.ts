@@ -1,0 +1,106 @@
+import {
+  Controller,
+  Injectable,
+  Module,
+  UseGuards,
+  type CanActivate,
+  type ExecutionContext,
+} from '@nestjs/common';
+import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { Trace, TraceService } from '../../../lib/index.js';
+
+/** The patterns every transport suite exercises. */
+export const PATTERNS = {
+  sum: 'math.sum',
+  fail: 'math.fail',
+  traceId: 'trace.id',
+  created: 'order.created',
+  broken: 'order.broken',
+} as const;
+
+@Injectable()
+export class Calculator {
+  @Trace()
+  async sum(numbers: number[]): Promise<number> {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    return numbers.reduce((a, b) => a + b, 0);
+  }
+}
+
+/** What the event handlers saw, so that tests can wait for them. */
+@Injectable()
+export class EventLog {
+  readonly seen: Array<{ data: unknown; traceId: string | undefined }> = [];
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly tracing: TraceService) {}
+
+  @Trace('EventLog.record')
+  async record(data: unknown): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    this.seen.push({ data, traceId: this.tracing.traceId() });
+    this.waiters.splice(0).forEach((wake) => wake());
+  }
+
+  async waitFor(count: number, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.seen.length < count) {
+      if (Date.now() > deadline) throw new Error(`saw ${this.seen.length} events, wanted ${count}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+}
+
+/** A guard that does traced work: proves guards run inside the message's span. */
+@Injectable()
+export class TracedGuard implements CanActivate {
+  constructor(private readonly tracing: TraceService) {}
+  canActivate(_context: ExecutionContext): Promise<boolean> {
+    return this.tracing.startActiveSpan('guard.check', async () => true);
+  }
+}
+
+@Controller()
+export class ServiceController {
+  constructor(
+    private readonly calculator: Calculator,
+    private readonly events: EventLog,
+    private readonly tracing: TraceService,
+  ) {}
+
+  @MessagePattern(PATTERNS.sum)
+  @UseGuards(TracedGuard)
+  sum(@Payload() data: { numbers: number[] }): Promise<number> {
+    return this.calculator.sum(data.numbers);
+  }
+
+  @MessagePattern(PATTERNS.fail)
+  fail(): never {
+    throw new RpcException('payment refused');
+  }
+
+  @MessagePattern(PATTERNS.traceId)
+  async traceId(@Payload() data: { delayMs?: number }, @Ctx() _ctx: unknown) {
+    await new Promise((resolve) => setTimeout(resolve, data?.delayMs ?? 0));
+    return { traceId: this.tracing.traceId() };
+  }
+
+  @EventPattern(PATTERNS.created)
+  async created(@Payload() data: unknown): Promise<void> {
+    await this.events.record(data);
+  }
+
+  @EventPattern(PATTERNS.broken)
+  broken(): never {
+    throw new Error('consumer broke');
+  }
+}
+
+@Module({
+  controllers: [ServiceController],
+  providers: [Calculator, EventLog, TracedGuard],
+})
+export class ServiceModule {}
