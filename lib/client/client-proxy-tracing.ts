@@ -15,7 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
-import { recordSetter, type HeaderRecord } from '../propagation/header-values.js';
+import { type recordSetter, type HeaderRecord } from '../propagation/header-values.js';
 import { KAFKA_SYSTEM, kafkaSetter } from '../propagation/kafka.carrier.js';
 import { MQTT_SYSTEM, mqttSetter } from '../propagation/mqtt.carrier.js';
 import { NATS_SYSTEM, natsSetter, type NatsHeadersLike } from '../propagation/nats.carrier.js';
@@ -362,8 +362,7 @@ function installDispatchHook(
 
 /** Wraps the client's serializer (the application's own, if it set one) to add the context. */
 function installSerializer(client: TracedClient, inject: (out: unknown) => void): void {
-  const current = client.serializer as
-    (TracedClient['serializer'] & { [OUR_SERIALIZER]?: true }) | undefined;
+  const current = client.serializer;
   if (current === undefined || current[OUR_SERIALIZER]) return;
   let inner = current;
   const add = (out: unknown): unknown => {
@@ -462,9 +461,13 @@ function followReply(
   subscriber: Subscriber<unknown>,
 ): () => void {
   let open = true;
+  let replied = false;
   const subscription = context.with(spanContext, () =>
     source.subscribe({
-      next: (value) => context.with(caller, () => subscriber.next(value)),
+      next: (value) => {
+        replied = true;
+        context.with(caller, () => subscriber.next(value));
+      },
       error: (error: unknown) => {
         if (open) {
           open = false;
@@ -484,8 +487,9 @@ function followReply(
   return () => {
     if (open) {
       open = false;
-      // The caller stopped waiting (a timeout, takeUntil): the reply will never be seen.
-      span.addEvent('cancelled');
+      // The caller stopped waiting before any reply (a timeout, takeUntil). One who took the
+      // first reply and left (firstValueFrom) got what the call was for.
+      if (!replied) span.addEvent('cancelled');
       span.end();
     }
     subscription.unsubscribe();

@@ -59,7 +59,9 @@ export function traceGrpcClients(pkg: MicroservicesPackage): void {
       attributes[ATTR_SERVER_ADDRESS] = target.address;
       if (target.port !== undefined) attributes[ATTR_SERVER_PORT] = target.port;
     }
-    return tracedStub(pkg, stub, method, attributes);
+    const responseStream =
+      (definition as { responseStream?: unknown } | undefined)?.responseStream === true;
+    return tracedStub(pkg, stub, method, attributes, responseStream);
   };
 }
 
@@ -68,6 +70,7 @@ function tracedStub(
   stub: Stub,
   method: string,
   attributes: Attributes,
+  responseStream: boolean,
 ): Stub {
   const { GrpcStatus } = pkg.ms;
   return (...args: unknown[]) => {
@@ -84,7 +87,16 @@ function tracedStub(
       let open = true;
       const subscription = context.with(spanContext, () =>
         stub(...callArgs).subscribe({
-          next: (value) => context.with(parent, () => subscriber.next(value)),
+          next: (value) => {
+            // A unary call has its answer with the one message: a caller that stops listening
+            // now (firstValueFrom) has not cancelled anything.
+            if (open && !responseStream) {
+              open = false;
+              span.setAttribute(ATTR_RPC_STATUS_CODE, GrpcStatus[GrpcStatus.OK]);
+              span.end();
+            }
+            context.with(parent, () => subscriber.next(value));
+          },
           error: (error: unknown) => {
             if (open) {
               open = false;

@@ -163,13 +163,14 @@ export class RpcServerTracer {
       carrier: unknown,
       getter: TextMapGetter<never>,
     ): Inbound => {
-      const dest = String(destination ?? '');
+      const dest =
+        typeof destination === 'string' ? destination : (JSON.stringify(destination) ?? '');
       const pattern = eventPattern ?? dest;
       return {
         name: `process ${pattern}`,
         kind: event ? SpanKind.CONSUMER : SpanKind.SERVER,
         carrier,
-        getter: getter as TextMapGetter<unknown>,
+        getter: getter,
         attributes: {
           [ATTR_MESSAGING_SYSTEM]: system,
           [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
@@ -225,7 +226,7 @@ export class RpcServerTracer {
         name: method,
         kind: SpanKind.SERVER,
         carrier: grpcCall.metadata,
-        getter: grpcGetter as TextMapGetter<unknown>,
+        getter: grpcGetter,
         attributes: {
           [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC,
           [ATTR_RPC_METHOD]: method,
@@ -263,7 +264,7 @@ export class RpcServerTracer {
       name: `process ${pattern}`,
       kind: eventPattern !== undefined ? SpanKind.CONSUMER : SpanKind.SERVER,
       carrier,
-      getter: recordGetter as TextMapGetter<unknown>,
+      getter: recordGetter,
       attributes: {
         [ATTR_MESSAGING_SYSTEM]: system,
         [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,

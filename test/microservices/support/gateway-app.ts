@@ -67,16 +67,14 @@ export function gatewayModule(options: ClientOptions, style: ClientStyle): Dynam
     case 'register':
       return {
         module: GatewayModule,
-        imports: [ClientsModule.register([{ name: SERVICE, ...options } as never])],
+        imports: [ClientsModule.register([{ name: SERVICE, ...options }])],
         controllers: [GatewayController],
       };
     case 'registerAsync':
       return {
         module: GatewayModule,
         imports: [
-          ClientsModule.registerAsync([
-            { name: SERVICE, useFactory: async () => options } as never,
-          ]),
+          ClientsModule.registerAsync([{ name: SERVICE, useFactory: async () => options }]),
         ],
         controllers: [GatewayController],
       };
@@ -110,17 +108,13 @@ export function gatewayModule(options: ClientOptions, style: ClientStyle): Dynam
 
 /**
  * `@Client()` properties are assigned when the application initialises, after providers are
- * built: hand out a proxy that reads the property at call time.
+ * built: hand out an object that reads the property at call time.
  */
-function lazyClient(holder: { client: ClientProxy }): ClientProxy {
-  return new Proxy({} as ClientProxy, {
-    get: (_target, key) => {
-      const value = (holder.client as unknown as Record<string | symbol, unknown>)[key];
-      return typeof value === 'function'
-        ? (value as (...a: unknown[]) => unknown).bind(holder.client)
-        : value;
-    },
-  });
+function lazyClient(holder: { client: ClientProxy }): Pick<ClientProxy, 'send' | 'emit'> {
+  return {
+    send: (pattern, data) => holder.client.send(pattern, data),
+    emit: (pattern, data) => holder.client.emit(pattern, data),
+  };
 }
 
 @Module({})

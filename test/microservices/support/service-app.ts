@@ -78,7 +78,7 @@ export class ServiceController {
   }
 
   @MessagePattern(PATTERNS.fail)
-  fail(): never {
+  fail(): void {
     throw new RpcException('payment refused');
   }
 
@@ -94,7 +94,7 @@ export class ServiceController {
   }
 
   @EventPattern(PATTERNS.broken)
-  broken(): never {
+  broken(@Payload() _data: unknown): void {
     throw new Error('consumer broke');
   }
 }

@@ -1,0 +1,102 @@
+import {
+  ClientProxyFactory,
+  MqttRecordBuilder,
+  Transport,
+  type ClientProxy,
+} from '@nestjs/microservices';
+import { trace } from '@opentelemetry/api';
+import mqtt, { type MqttClient } from 'mqtt';
+import { lastValueFrom } from 'rxjs';
+import { expectChildOf } from '../../lib/testing/index.js';
+import {
+  describeTransport,
+  runScoped,
+  TRACEPARENT,
+  type RawPublish,
+} from './support/transport-suite.js';
+
+const URL = 'mqtt://127.0.0.1:1883';
+// MQTT 3.1.1 has no user properties: both sides speak MQTT 5.
+const OPTIONS = { url: URL, protocolVersion: 5 as const };
+let raw: MqttClient | undefined;
+const rawClient = async (): Promise<MqttClient> => {
+  if (raw === undefined) {
+    raw = mqtt.connect(URL, { protocolVersion: 5 });
+    await new Promise<void>((resolve, reject) =>
+      raw!.once('connect', () => resolve()).once('error', reject),
+    );
+  }
+  return raw;
+};
+
+/** A plain mqtt.js v5 client publishing plain JSON with user properties. */
+function rawPublish(): RawPublish {
+  return async (topic, data, properties) => {
+    const client = await rawClient();
+    const userProperties = Object.fromEntries(
+      Object.entries(properties).map(([k, v]) => [k, String(v)]),
+    );
+    // An empty userProperties object is not delivered at all: leave it out when there is none.
+    const props = Object.keys(userProperties).length > 0 ? { properties: { userProperties } } : {};
+    await client.publishAsync(topic, JSON.stringify(data), { qos: 1, ...props });
+  };
+}
+
+describeTransport(
+  {
+    name: 'mqtt',
+    system: 'mqtt',
+    clientStyle: 'register',
+    server: () => ({ transport: Transport.MQTT, options: OPTIONS }),
+    client: () => ({ transport: Transport.MQTT, options: OPTIONS }),
+    destination: (pattern) => ({ client: pattern, server: pattern }),
+    rawPublish,
+    cleanup: async () => {
+      await raw?.endAsync();
+    },
+  },
+  (apps) => {
+    describe('what a Nest client sends, read by a plain MQTT 5 subscriber', () => {
+      let client: ClientProxy;
+      beforeAll(async () => {
+        client = ClientProxyFactory.create({ transport: Transport.MQTT, options: OPTIONS });
+        await client.connect();
+      });
+      afterAll(() => client.close());
+
+      it('carries traceparent in the user properties, keeps those the app set, and leaves the payload alone', async () => {
+        const topic = runScoped('mqtt-interop');
+        const subscriber = await rawClient();
+        await subscriber.subscribeAsync(topic, { qos: 1 });
+        const received = new Promise<{ payload: Buffer; userProperties: unknown }>((resolve) => {
+          subscriber.on('message', (t, payload, packet) => {
+            if (t === topic)
+              resolve({ payload, userProperties: packet.properties?.userProperties });
+          });
+        });
+        const options = {
+          qos: 1 as const,
+          properties: { userProperties: { 'x-tenant': 'acme', traceparent: TRACEPARENT } },
+        };
+        const record = new MqttRecordBuilder({ id: 9 })
+          .setQoS(1)
+          .setProperties(options.properties)
+          .build();
+        await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+          await lastValueFrom(client.emit(topic, record), { defaultValue: undefined });
+          caller.end();
+        });
+        const message = await received;
+        const producer = await apps.spans.waitForOne(`send ${topic}`);
+        expectChildOf(producer, apps.spans.one('caller'));
+        const { traceId, spanId } = producer.spanContext();
+        expect(message.userProperties).toEqual({
+          'x-tenant': 'acme',
+          traceparent: `00-${traceId}-${spanId}-01`,
+        });
+        expect(JSON.parse(message.payload.toString())).toEqual({ pattern: topic, data: { id: 9 } });
+        expect(options.properties.userProperties.traceparent).toBe(TRACEPARENT);
+      });
+    });
+  },
+);

@@ -1,0 +1,91 @@
+import {
+  ClientProxyFactory,
+  NatsRecordBuilder,
+  Transport,
+  type ClientProxy,
+} from '@nestjs/microservices';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { trace } from '@opentelemetry/api';
+import { lastValueFrom } from 'rxjs';
+import { expectChildOf } from '../../lib/testing/index.js';
+import {
+  describeTransport,
+  runScoped,
+  TRACEPARENT,
+  type RawPublish,
+} from './support/transport-suite.js';
+
+const SERVERS = ['nats://127.0.0.1:4222'];
+let nc: NatsConnection | undefined;
+const connection = async (): Promise<NatsConnection> =>
+  (nc ??= await connect({ servers: SERVERS }));
+
+/** A plain NATS client (not Nest) publishing plain JSON with NATS headers. */
+function rawPublish(): RawPublish {
+  return async (subject, data, values) => {
+    const conn = await connection();
+    const h = natsHeaders();
+    for (const [key, value] of Object.entries(values)) h.set(key, String(value));
+    conn.publish(subject, JSON.stringify(data), { headers: h });
+    await conn.flush();
+  };
+}
+
+describeTransport(
+  {
+    name: 'nats',
+    system: 'nats',
+    clientStyle: 'factory',
+    server: () => ({ transport: Transport.NATS, options: { servers: SERVERS } }),
+    client: () => ({ transport: Transport.NATS, options: { servers: SERVERS } }),
+    destination: (pattern) => ({ client: pattern, server: pattern }),
+    rawPublish,
+    cleanup: async () => {
+      await nc?.drain();
+    },
+  },
+  (apps) => {
+    describe('what a Nest client sends, read by a plain NATS subscriber', () => {
+      let client: ClientProxy;
+      beforeAll(async () => {
+        client = ClientProxyFactory.create({
+          transport: Transport.NATS,
+          options: { servers: SERVERS },
+        });
+        await client.connect();
+      });
+      afterAll(() => client.close());
+
+      it('carries traceparent in the headers, keeps the headers the app set, and leaves the payload alone', async () => {
+        const subject = runScoped('nats-interop');
+        const conn = await connection();
+        const subscription = conn.subscribe(subject, { max: 1 });
+        await conn.flush();
+        const received = (async () => {
+          for await (const message of subscription) return message;
+          throw new Error('no message');
+        })();
+
+        const appHeaders = natsHeaders();
+        appHeaders.set('x-tenant', 'acme');
+        appHeaders.set('traceparent', TRACEPARENT); // stale: ours must replace it
+        const record = new NatsRecordBuilder({ id: 42 }).setHeaders(appHeaders).build();
+        await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+          await lastValueFrom(client.emit(subject, record), { defaultValue: undefined });
+          caller.end();
+        });
+
+        const message = await received;
+        const producer = await apps.spans.waitForOne(`send ${subject}`);
+        expectChildOf(producer, apps.spans.one('caller'));
+        const { traceId, spanId } = producer.spanContext();
+        expect(message.headers?.get('traceparent')).toBe(`00-${traceId}-${spanId}-01`);
+        expect(message.headers?.get('x-tenant')).toBe('acme');
+        // Nest's own envelope, with nothing of ours inside it.
+        expect(JSON.parse(message.string())).toEqual({ pattern: subject, data: { id: 42 } });
+        // The application's record is not changed under it.
+        expect(appHeaders.get('traceparent')).toBe(TRACEPARENT);
+      });
+    });
+  },
+);
