@@ -363,7 +363,7 @@ function installDispatchHook(
 /** Wraps the client's serializer (the application's own, if it set one) to add the context. */
 function installSerializer(client: TracedClient, inject: (out: unknown) => void): void {
   const current = client.serializer;
-  if (current === undefined || current[OUR_SERIALIZER]) return;
+  if (current === undefined || (current as { [OUR_SERIALIZER]?: true })[OUR_SERIALIZER]) return;
   let inner = current;
   const add = (out: unknown): unknown => {
     try {
