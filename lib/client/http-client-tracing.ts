@@ -1,4 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 
 /**
@@ -37,25 +38,25 @@ export async function startHttpClientTracing(): Promise<() => void> {
   if (shared === undefined) {
     shared = { users: 0, instrumentations: [] };
     global[SHARED] = shared;
-    // Someone else instruments undici when its request channel already has a subscriber.
-    if (!channel('undici:request:create').hasSubscribers) {
-      const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
-      const undici = new UndiciInstrumentation({ requireParentforSpans: true });
-      shared.instrumentations.push(undici);
-    }
-    const http = requireHere('http') as { request: unknown };
+    // First: requiring a core module once any require hook exists caches it unpatched.
     if (!isWrapped(http.request)) {
       const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
       // Inbound requests are this package's own middleware's.
       const instrumentation = new HttpInstrumentation({
         disableIncomingRequestInstrumentation: true,
+        requireParentforOutgoingSpans: true,
       });
       shared.instrumentations.push(instrumentation);
+      // The instrumentation enables itself, and patches a core module when it is next required:
+      // require them now, for code (ESM included) that calls them through the module object.
+      requireHere('http');
+      requireHere('https');
     }
-    // new X() enables itself; requiring the core modules again lets the http instrumentation
-    // patch them now, for code (ESM included) that calls them through the module object.
-    requireHere('http');
-    requireHere('https');
+    // Someone else instruments undici when its request channel already has a subscriber.
+    if (!channel('undici:request:create').hasSubscribers) {
+      const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
+      shared.instrumentations.push(new UndiciInstrumentation({ requireParentforSpans: true }));
+    }
   }
   shared.users++;
   let stopped = false;
