@@ -7,7 +7,7 @@ interface Result {
   received: Array<{ path: string; traceparent: string | null }>;
   spans: Array<{
     name: string;
-    kind: number;
+    kind: SpanKind;
     scope: string;
     traceId: string;
     spanId: string;
