@@ -68,15 +68,28 @@ describe('the packed package (npm pack), as a user installs it', () => {
     expect(result.body.text).toBe(`hello ${flavour}`);
     expect(result.body.traceId).toBe('0af7651916cd43dd8448eb211c80319c');
     const server = result.spans.find((s) => s.name === 'GET /hello');
+    const send = result.spans.find((s) => s.name === 'send greet');
+    const handler = result.spans.find((s) => s.name === 'process greet');
     const greet = result.spans.find((s) => s.name === 'Greeter.greet');
     expect(server).toMatchObject({
       kind: SpanKind.SERVER,
       parentSpanId: 'b7ad6b7169203331',
       service: `packed-${flavour}`,
     });
+    // HTTP → TCP client → TCP server → @Trace, one trace: the transports load from the package.
+    expect(send).toMatchObject({
+      kind: SpanKind.CLIENT,
+      parentSpanId: server?.spanId,
+      traceId: server?.traceId,
+    });
+    expect(handler).toMatchObject({
+      kind: SpanKind.SERVER,
+      parentSpanId: send?.spanId,
+      traceId: server?.traceId,
+    });
     expect(greet).toMatchObject({
       kind: SpanKind.INTERNAL,
-      parentSpanId: server?.spanId,
+      parentSpanId: handler?.spanId,
       traceId: server?.traceId,
     });
     expect(result.traceresponse).toBe(`00-${server?.traceId}-${server?.spanId}-01`);

@@ -1,0 +1,233 @@
+import { ROOT_CONTEXT, trace, type TextMapGetter } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import * as incubating from '@opentelemetry/semantic-conventions/incubating';
+import {
+  grpcGetter,
+  grpcMethodOf,
+  grpcSetter,
+  grpcStatusOfError,
+  grpcTargetOf,
+} from './grpc.carrier.js';
+import { headerValue, recordGetter, recordSetter } from './header-values.js';
+import { kafkaMessageAttributes } from './kafka.carrier.js';
+import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
+import { natsGetter, type NatsHeadersLike } from './nats.carrier.js';
+import { rmqHeaders, rmqMessageAttributes } from './rmq.carrier.js';
+import * as semconv from './semconv.js';
+
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN_ID = '00f067aa0ba902b7';
+const TRACEPARENT = `00-${TRACE_ID}-${SPAN_ID}-01`;
+const w3c = new W3CTraceContextPropagator();
+
+/** The span context a W3C propagator reads from a carrier through a getter. */
+function extracted<C>(carrier: C, getter: TextMapGetter<C>) {
+  return trace.getSpanContext(w3c.extract(ROOT_CONTEXT, carrier, getter));
+}
+
+describe('headerValue', () => {
+  it.each([
+    ['a string, trimmed', `  ${TRACEPARENT}\t`, TRACEPARENT],
+    ['a Buffer (AMQP byte array, Kafka header)', Buffer.from(` ${TRACEPARENT} `), TRACEPARENT],
+    ['a Uint8Array', new TextEncoder().encode(TRACEPARENT), TRACEPARENT],
+    ['a number', 42, '42'],
+    ['a bigint', 7n, '7'],
+    ['a boolean', true, 'true'],
+  ])('decodes %s', (_label, value, expected) => {
+    expect(headerValue(value)).toBe(expected);
+  });
+
+  it('decodes every readable item of an array and drops the rest', () => {
+    expect(headerValue([' a ', Buffer.from('b'), { x: 1 }, null])).toEqual(['a', 'b']);
+    expect(headerValue([{}])).toBeUndefined();
+  });
+
+  it.each([[undefined], [null], [{ nested: true }], [() => 'x']])(
+    'has no value for %p',
+    (value) => {
+      expect(headerValue(value)).toBeUndefined();
+    },
+  );
+});
+
+describe('recordGetter / recordSetter (TCP, Redis, AMQP, Kafka, MQTT)', () => {
+  it('reads a context whatever the case of the name, Buffers and padding included', () => {
+    for (const carrier of [
+      { traceparent: TRACEPARENT },
+      { Traceparent: ` ${TRACEPARENT}` },
+      { TRACEPARENT: Buffer.from(TRACEPARENT) },
+    ]) {
+      expect(extracted(carrier, recordGetter)).toMatchObject({
+        traceId: TRACE_ID,
+        spanId: SPAN_ID,
+        isRemote: true,
+      });
+    }
+  });
+
+  it('prefers the exact name, and lists the keys', () => {
+    const carrier = { Traceparent: 'bad', traceparent: TRACEPARENT };
+    expect(recordGetter.get(carrier, 'traceparent')).toBe(TRACEPARENT);
+    expect(recordGetter.keys(carrier)).toEqual(['Traceparent', 'traceparent']);
+  });
+
+  it('reads nothing from a missing or odd carrier, and never throws', () => {
+    expect(recordGetter.get(undefined, 'traceparent')).toBeUndefined();
+    expect(recordGetter.keys(undefined)).toEqual([]);
+    expect(recordGetter.get('oops' as never, 'traceparent')).toBeUndefined();
+    expect(extracted({ traceparent: { not: 'a string' } }, recordGetter)).toBeUndefined();
+  });
+
+  it('writes what a propagator injects', () => {
+    const carrier: Record<string, unknown> = { 'x-tenant': 'acme' };
+    const ctx = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: TRACE_ID,
+      spanId: SPAN_ID,
+      traceFlags: 1,
+    });
+    w3c.inject(ctx, carrier, recordSetter);
+    expect(carrier).toEqual({ 'x-tenant': 'acme', traceparent: TRACEPARENT });
+  });
+});
+
+describe('natsGetter', () => {
+  /** MsgHdrs as @nats-io/transport-node implements them: exact names unless told otherwise. */
+  const headers = (entries: Record<string, string[]>): NatsHeadersLike => ({
+    keys: () => Object.keys(entries),
+    values: (key: string, match?: unknown) =>
+      Object.entries(entries)
+        .filter(([k]) =>
+          match === 'insensitive' ? k.toLowerCase() === key.toLowerCase() : k === key,
+        )
+        .flatMap(([, v]) => v),
+    set: (key: string, value: string) => {
+      entries[key] = [value];
+    },
+  });
+
+  it('reads the context regardless of case and padding', () => {
+    expect(extracted(headers({ Traceparent: [` ${TRACEPARENT} `] }), natsGetter)).toMatchObject({
+      traceId: TRACE_ID,
+    });
+  });
+
+  it('has no value for a missing name, rather than an empty string', () => {
+    expect(natsGetter.get(headers({}), 'traceparent')).toBeUndefined();
+    expect(natsGetter.get(undefined, 'traceparent')).toBeUndefined();
+  });
+
+  it('returns repeated values as a list', () => {
+    expect(natsGetter.get(headers({ baggage: ['a=1', 'b=2'] }), 'baggage')).toEqual(['a=1', 'b=2']);
+  });
+});
+
+describe('the gRPC carrier', () => {
+  /** grpc-js Metadata: lower-cased names, every value of a name. */
+  const metadata = (entries: Record<string, Array<string | Buffer>>) => ({
+    get: (key: string) => entries[key.toLowerCase()] ?? [],
+    getMap: () => Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, v[0]])),
+    set: (key: string, value: string) => {
+      entries[key.toLowerCase()] = [value];
+    },
+  });
+
+  it('reads and writes the context in the metadata', () => {
+    expect(extracted(metadata({ traceparent: [TRACEPARENT] }), grpcGetter)).toMatchObject({
+      traceId: TRACE_ID,
+    });
+    expect(
+      extracted(metadata({ traceparent: [Buffer.from(TRACEPARENT)] }), grpcGetter),
+    ).toMatchObject({ traceId: TRACE_ID });
+    const carrier = metadata({});
+    w3c.inject(
+      trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 }),
+      carrier,
+      grpcSetter,
+    );
+    expect(carrier.get('traceparent')).toEqual([TRACEPARENT]);
+    expect(grpcGetter.keys(carrier)).toEqual(['traceparent']);
+    expect(grpcGetter.get(metadata({}), 'traceparent')).toBeUndefined();
+  });
+
+  it.each([
+    ['/shop.orders.Orders/Create', 'shop.orders.Orders/Create'],
+    ['Orders/Create', 'Orders/Create'],
+    ['/', undefined],
+    [undefined, undefined],
+  ])('names %p as rpc.method %p', (path, method) => {
+    expect(grpcMethodOf(path)).toBe(method);
+  });
+
+  it.each([
+    ['localhost:5000', { address: 'localhost', port: 5000 }],
+    ['dns:///orders:50051', { address: 'orders', port: 50051 }],
+    ['dns://8.8.8.8/orders:50051', { address: 'orders', port: 50051 }],
+    ['ipv4:10.0.0.1:50051', { address: '10.0.0.1', port: 50051 }],
+    ['[::1]:50051', { address: '::1', port: 50051 }],
+    ['orders', { address: 'orders', port: undefined }],
+    ['unix:/tmp/grpc.sock', undefined],
+    ['', undefined],
+  ])('reads the target %p', (url, target) => {
+    expect(grpcTargetOf(url)).toEqual(target);
+  });
+
+  it.each([
+    ['a grpc-js error', Object.assign(new Error('x'), { code: 5 }), 5],
+    ["Nest's RpcException({ code })", { getError: () => ({ code: 7, message: 'no' }) }, 7],
+    ['a plain error', new Error('boom'), 2],
+    ['a string code', { code: 'ECONNREFUSED' }, 2],
+    ['nothing at all', undefined, 2],
+  ])('reads the status of %s', (_label, error, code) => {
+    expect(grpcStatusOfError(error)).toBe(code);
+  });
+});
+
+describe('message attributes', () => {
+  it('RabbitMQ: message id, correlation id, routing key; headers only when an object', () => {
+    const attributes = {};
+    const message = {
+      fields: { routingKey: 'orders', exchange: '' },
+      properties: { headers: { traceparent: TRACEPARENT }, messageId: 'm-1', correlationId: 'c-1' },
+    };
+    rmqMessageAttributes(message, attributes);
+    expect(attributes).toEqual({
+      'messaging.message.id': 'm-1',
+      'messaging.message.conversation_id': 'c-1',
+      'messaging.rabbitmq.destination.routing_key': 'orders',
+    });
+    expect(rmqHeaders(message)).toEqual({ traceparent: TRACEPARENT });
+    expect(rmqHeaders({ properties: { headers: 'x' } })).toBeUndefined();
+    expect(rmqHeaders(undefined)).toBeUndefined();
+  });
+
+  it('Kafka: partition, offset and key', () => {
+    const attributes = {};
+    kafkaMessageAttributes({ offset: '42', key: Buffer.from('order-1') }, 3, attributes);
+    expect(attributes).toEqual({
+      'messaging.destination.partition.id': '3',
+      'messaging.kafka.offset': 42,
+      'messaging.kafka.message.key': 'order-1',
+    });
+  });
+
+  it('MQTT: the packet id, and user properties only when an object', () => {
+    const attributes = {};
+    mqttMessageAttributes({ messageId: 12 }, attributes);
+    expect(attributes).toEqual({ 'messaging.message.id': '12' });
+    expect(
+      mqttUserProperties({ properties: { userProperties: { traceparent: TRACEPARENT } } }),
+    ).toEqual({
+      traceparent: TRACEPARENT,
+    });
+    expect(mqttUserProperties({})).toBeUndefined();
+  });
+});
+
+describe('copied semantic-convention names', () => {
+  it.each(Object.entries(semconv))(
+    '%s matches @opentelemetry/semantic-conventions/incubating',
+    (name, value) => {
+      expect((incubating as Record<string, unknown>)[name]).toBe(value);
+    },
+  );
+});
