@@ -124,8 +124,7 @@ function wrapMethod(target: object, name: string, wrap: (original: Method) => Me
 
 class ClientProxyTracer {
   private readonly profiles = new WeakMap<object, ClientProfile>();
-  private warnedMqttVersion = false;
-  private warnedMqttSerializer = false;
+  private readonly warned = new Set<string>();
 
   constructor(private readonly pkg: MicroservicesPackage) {}
 
@@ -266,6 +265,12 @@ class ClientProxyTracer {
     serialized.headers = headers;
   }
 
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    logger.warn(message);
+  }
+
   /**
    * MQTT: the client reads the publish options from an `MqttRecord` before serializing, and may
    * publish only after the broker acknowledged the reply subscription, outside the caller's
@@ -277,26 +282,18 @@ class ClientProxyTracer {
     const { MqttRecordSerializer } = this.pkg;
     installDispatchHook(client, undefined, (packet: { data?: unknown }) => {
       if (client.options?.protocolVersion !== 5) {
-        if (!this.warnedMqttVersion) {
-          this.warnedMqttVersion = true;
-          logger.warn(
-            'An MQTT client speaks MQTT 3.1.1, which has no user properties: the trace context ' +
-              'cannot travel with its messages. Set protocolVersion: 5 on the client and the server.',
-          );
-        }
-        return;
+        return this.warnOnce(
+          'An MQTT client speaks MQTT 3.1.1, which has no user properties: the trace context ' +
+            'cannot travel with its messages. Set protocolVersion: 5 on the client and the server.',
+        );
       }
       const data = packet.data;
       const isRecord = data instanceof MqttRecord;
       if (!isRecord && !(client.serializer instanceof MqttRecordSerializer)) {
-        if (!this.warnedMqttSerializer) {
-          this.warnedMqttSerializer = true;
-          logger.warn(
-            'An MQTT client with a custom serializer sends plain data: wrap it in an MqttRecord ' +
-              '(MqttRecordBuilder) so that the trace context can travel in its user properties.',
-          );
-        }
-        return;
+        return this.warnOnce(
+          'An MQTT client with a custom serializer sends plain data: wrap it in an MqttRecord ' +
+            '(MqttRecordBuilder) so that the trace context can travel in its user properties.',
+        );
       }
       const record = isRecord ? (data as { data: unknown; options?: MqttOptions }) : undefined;
       const options: MqttOptions = { ...record?.options };

@@ -21,8 +21,7 @@ import {
 import { Test } from '@nestjs/testing';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { diag, DiagLogLevel, SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { INestApplication, INestMicroservice } from '@nestjs/common';
 import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +45,7 @@ import {
   expectParentId,
   expectRoot,
 } from '../../lib/testing/index.js';
-import { OpenSpans } from '../support/otel-harness.js';
+import { useSpanHygiene } from './support/span-hygiene.js';
 import {
   PARENT_ID,
   randomSpanId,
@@ -183,8 +182,7 @@ async function freePort(): Promise<number> {
 }
 
 describe('the gRPC transport', () => {
-  const openSpans = new OpenSpans();
-  const diagnostics: string[] = [];
+  const openSpans = useSpanHygiene();
   let service: INestMicroservice;
   let gateway: INestApplication;
   let spans: TestSpans;
@@ -192,11 +190,6 @@ describe('the gRPC transport', () => {
   let grpcUrl: string;
 
   beforeAll(async () => {
-    const keep = (message: string): void => void diagnostics.push(message);
-    diag.setLogger(
-      { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-      DiagLogLevel.WARN,
-    );
     grpcUrl = `127.0.0.1:${await freePort()}`;
     const grpcOptions = { package: 'shop.orders', protoPath: PROTO, url: grpcUrl };
 
@@ -229,21 +222,9 @@ describe('the gRPC transport', () => {
   afterAll(async () => {
     await gateway?.close();
     await service?.close();
-    diag.disable();
   });
 
-  beforeEach(() => {
-    spans.reset();
-    diagnostics.length = 0;
-  });
-
-  afterEach(async () => {
-    const deadline = Date.now() + 5000;
-    while (openSpans.open.size > 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
-    expect([...openSpans.open].map((s) => (s as ReadableSpan).name)).toEqual([]);
-    expect(diagnostics).toEqual([]);
-  });
+  beforeEach(() => spans.reset());
 
   const get = (path: string, traceparent = TRACEPARENT) =>
     fetch(`${url}${path}`, { headers: { traceparent } });

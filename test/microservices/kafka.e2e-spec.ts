@@ -1,16 +1,7 @@
 import { Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientKafka, ServerKafka, type MicroserviceOptions } from '@nestjs/microservices';
-import {
-  context,
-  diag,
-  DiagLogLevel,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { firstValueFrom, lastValueFrom } from 'rxjs';
 import { TracingModule } from '../../lib/index.js';
 import {
@@ -21,7 +12,7 @@ import {
   expectParentId,
   expectRoot,
 } from '../../lib/testing/index.js';
-import { OpenSpans } from '../support/otel-harness.js';
+import { useSpanHygiene } from './support/span-hygiene.js';
 import { EventLog, PATTERNS, ServiceModule } from './support/service-app.js';
 import {
   PARENT_ID,
@@ -83,8 +74,7 @@ function delivered(topic: string, record: KafkaRecord, offset: number) {
 }
 
 describe('the Kafka transport (in process: no broker on this machine)', () => {
-  const openSpans = new OpenSpans();
-  const diagnostics: string[] = [];
+  const openSpans = useSpanHygiene();
   const serverProducer = new CapturingProducer();
   const clientProducer = new CapturingProducer();
   let service: INestMicroservice;
@@ -96,11 +86,6 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
   let offset = 0;
 
   beforeAll(async () => {
-    const keep = (message: string): void => void diagnostics.push(message);
-    diag.setLogger(
-      { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-      DiagLogLevel.WARN,
-    );
     server = new ServerKafka({ client: { brokers: ['kafka.invalid:9092'] } });
     (server as unknown as { producer: CapturingProducer }).producer = serverProducer;
     @Module({
@@ -135,7 +120,6 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
   afterAll(async () => {
     await gateway?.close();
     await service?.close();
-    diag.disable();
   });
 
   beforeEach(() => {
@@ -143,12 +127,6 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
     events.seen.length = 0;
     serverProducer.sent.length = 0;
     clientProducer.sent.length = 0;
-    diagnostics.length = 0;
-  });
-
-  afterEach(() => {
-    expect([...openSpans.open].map((s) => (s as ReadableSpan).name)).toEqual([]);
-    expect(diagnostics).toEqual([]);
   });
 
   it("emit: a PRODUCER span whose context rides in the record headers, beside the app's own; a CONSUMER span continues it", async () => {

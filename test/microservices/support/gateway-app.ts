@@ -6,6 +6,7 @@ import {
   Module,
   Query,
   type DynamicModule,
+  type OnApplicationShutdown,
 } from '@nestjs/common';
 import {
   Client,
@@ -81,7 +82,17 @@ export function gatewayModule(options: ClientOptions, style: ClientStyle): Dynam
     case 'factory':
       return {
         module: GatewayModule,
-        providers: [{ provide: SERVICE, useFactory: () => ClientProxyFactory.create(options) }],
+        providers: [
+          { provide: SERVICE, useFactory: () => ClientProxyFactory.create(options) },
+          // Nest closes the clients it made; one made by hand is the application's to close.
+          {
+            provide: Symbol('close the client'),
+            useFactory: (client: ClientProxy): OnApplicationShutdown => ({
+              onApplicationShutdown: () => client.close(),
+            }),
+            inject: [SERVICE],
+          },
+        ],
         controllers: [GatewayController],
       };
     case 'decorator': {

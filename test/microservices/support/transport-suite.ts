@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { diag, DiagLogLevel, SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Module, type INestApplication, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -16,9 +16,10 @@ import {
   expectParentId,
   expectRoot,
 } from '../../../lib/testing/index.js';
-import { OpenSpans } from '../../support/otel-harness.js';
+import type { OpenSpans } from '../../support/otel-harness.js';
 import { gatewayModule, type ClientStyle } from './gateway-app.js';
 import { EventLog, PATTERNS, ServiceModule } from './service-app.js';
+import { useSpanHygiene } from './span-hygiene.js';
 
 export const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 export const PARENT_ID = '00f067aa0ba902b7';
@@ -77,32 +78,17 @@ export function runScoped(name: string): string {
   return `${name}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-async function waitUntil(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /**
  * Starts the service (standalone microservice, or hybrid) and an HTTP gateway that reaches it
  * through the transport, both traced, for one describe block. The two apps share this process's
  * tracer provider, so the gateway's TestSpans sees the spans of both. The service's module also
- * registers a tracker of open spans: after each test none may be left open, and no diag warning
- * (a second end(), for one) may have been reported.
+ * registers the open-span tracker of `useSpanHygiene`.
  */
 export function useTransportApps(spec: TransportSpec): TransportApps {
   const apps = {} as TransportApps;
-  const diagnostics: string[] = [];
+  apps.openSpans = useSpanHygiene();
 
   beforeAll(async () => {
-    const keep = (message: string): void => void diagnostics.push(message);
-    diag.setLogger(
-      { error: keep, warn: keep, info: () => {}, debug: () => {}, verbose: () => {} },
-      DiagLogLevel.WARN,
-    );
-    apps.openSpans = new OpenSpans();
     @Module({
       imports: [
         TracingModule.forRoot({
@@ -150,22 +136,11 @@ export function useTransportApps(spec: TransportSpec): TransportApps {
     await apps.gateway?.close();
     await apps.service?.close();
     await spec.cleanup?.();
-    diag.disable();
   }, 30_000);
 
   beforeEach(() => {
     apps.spans.reset();
     apps.events.seen.length = 0;
-    diagnostics.length = 0;
-  });
-
-  afterEach(async () => {
-    // Spans end when replies and acknowledgements settle, which may be just after the response.
-    await waitUntil(() => apps.openSpans.open.size === 0, 5000, 'every span to end').catch(
-      () => undefined,
-    );
-    expect([...apps.openSpans.open].map((s) => (s as ReadableSpan).name)).toEqual([]);
-    expect(diagnostics).toEqual([]);
   });
 
   return apps;
