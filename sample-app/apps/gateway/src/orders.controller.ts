@@ -1,20 +1,12 @@
-import {
-  BadRequestException,
-  Body,
-  Controller,
-  Get,
-  NotFoundException,
-  Param,
-  Post,
-  Query,
-} from '@nestjs/common';
-import { OrdersService, type NewOrder, type Order } from './orders.service.js';
+import { BadRequestException, Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
+import type { Order } from '../../../libs/shop/src/index.js';
+import { OrdersGateway, type NewOrder } from './orders.gateway.js';
 
 @Controller('orders')
 export class OrdersController {
-  constructor(private readonly orders: OrdersService) {}
+  constructor(private readonly orders: OrdersGateway) {}
 
-  /** `?fail=1` makes the payment fail (500), `?slow=1` makes the warehouse take 300 ms longer. */
+  /** `?fail=1` makes the payment fail (502), `?slow=1` makes it take 400 ms longer. */
   @Post()
   place(
     @Body() body: unknown,
@@ -25,16 +17,15 @@ export class OrdersController {
   }
 
   @Get(':id')
-  get(@Param('id') id: string): Order {
-    const order = this.orders.find(id);
-    if (order === undefined) throw new NotFoundException(`Order ${id} does not exist.`);
-    return order;
+  get(@Param('id') id: string): Promise<Order> {
+    return this.orders.find(id);
   }
 }
 
 /**
  * Validated by hand to keep the sample's dependencies to Nest itself; a real app would use a
- * ValidationPipe. A 400 is the client's fault, so the request's span is not marked as an error.
+ * ValidationPipe. A 400 is the client's fault, so the request's span is not marked as an error,
+ * and no other service is called.
  */
 function parseNewOrder(body: unknown): NewOrder {
   const { sku, qty } = (body ?? {}) as Partial<Record<keyof NewOrder, unknown>>;
