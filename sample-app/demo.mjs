@@ -1,41 +1,47 @@
-// The sample app traced end to end in one terminal: builds the package and the sample, starts a
-// small OTLP/HTTP receiver and the gateway, sends a few orders, and prints each request's trace
-// as a tree. Plain Node on purpose: it must run with nothing but the package's own dev
-// dependencies. `node sample-app/demo.mjs --help` lists the flags.
-import { Buffer } from 'node:buffer';
+// The sample shop traced end to end in one terminal: builds the package and the sample, checks
+// which brokers are up, starts the trace viewer (an OTLP/HTTP receiver on :4318 with a web page)
+// and the six services, sends a few orders, and prints each order's trace as a tree. Plain Node
+// on purpose: it must run with nothing but the package's own dev dependencies.
+// `node sample-app/demo.mjs --help` lists the flags.
 import { spawn, spawnSync } from 'node:child_process';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createServer, STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
+import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
-import { gunzipSync } from 'node:zlib';
-import protobuf from 'protobufjs/minimal.js';
+import { startViewer } from './viewer/viewer.mjs';
 
-const HELP = `Usage: node sample-app/demo.mjs [options]
+const HELP = `Usage: node sample-app/demo.mjs [options]   (npm run demo -- [options])
 
-Builds the package and the sample app, starts an OTLP receiver on 127.0.0.1:4318 and the
-gateway, sends a few orders and prints their traces; then keeps printing new traces until Ctrl-C.
-With OTEL_EXPORTER_OTLP_ENDPOINT set, spans go there instead (Jaeger, a collector...).
+Builds the package and the sample shop, starts the trace viewer (OTLP/HTTP on 127.0.0.1:4318,
+web page on the same port) and the shop's services, sends a few orders (one fine, one invalid,
+one whose payment fails, one slow) and prints their traces; then keeps printing new traces until
+Ctrl-C. With OTEL_EXPORTER_OTLP_ENDPOINT set (Jaeger, Tempo, a collector), spans go there
+instead and the viewer stays off.
 
-  --once             exit after the first traces are printed (exit code 1 if any is missing)
+  --once             exit after the scripted orders' traces are printed (exit 1 if one is missing)
+  --no-orders        send nothing: start everything and wait (for your own requests)
   --no-build         use the existing dist/ and sample-app/dist/
-  --logs             show the gateway's own log lines
-  --otlp-port <n>    port of the built-in receiver (default 4318; 0 picks a free one)
+  --free-ports       let every service and the viewer take a free port (for tests)
+  --logs             show the services' own log lines
   -h, --help         show this help
 
-Environment: PORT (gateway port; default 3000, or a free one if 3000 is taken).`;
+Environment: PORT (gateway, default 3000), VIEWER_PORT (default 4318), ORDERS_GRPC_URL,
+PAYMENTS_PORT, PAYMENTS_FAIL_RATE / PAYMENTS_SLOW_RATE (0..1: share of charges that fail or are
+slow unasked), RABBITMQ_URL, NATS_URL, MQTT_URL.`;
 
 const { values: flags } = parseArgs({
   options: {
     once: { type: 'boolean', default: false },
+    'no-orders': { type: 'boolean', default: false },
     'no-build': { type: 'boolean', default: false },
+    'free-ports': { type: 'boolean', default: false },
     logs: { type: 'boolean', default: false },
-    'otlp-port': { type: 'string', default: '4318' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -45,17 +51,13 @@ if (flags.help) {
 }
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const GATEWAY_MAIN = fileURLToPath(new URL('./dist/gateway/src/main.js', import.meta.url));
-/** How long to wait for the spans of the scripted requests. */
-const TRACE_TIMEOUT_MS = 15_000;
-/** Spans of one trace may come in more than one export: a short pause lets stragglers arrive. */
-const SETTLE_MS = 250;
+const mainOf = (service) =>
+  fileURLToPath(new URL(`./dist/apps/${service}/src/main.js`, import.meta.url));
+/** How long to wait for a scripted order's trace to be complete. */
+const TRACE_TIMEOUT_MS = 20_000;
+/** A trace is taken as complete once no span of it has arrived for this long. */
+const QUIET_MS = 700;
 const BAR_WIDTH = 32;
-// OTLP Span.SpanKind and Status.StatusCode.
-const KINDS = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'];
-const KIND_SERVER = 2;
-const KIND_CONSUMER = 5;
-const STATUS_ERROR = 2;
 
 // https://no-color.org: colours only for a terminal, and never when NO_COLOR is set.
 const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
@@ -71,8 +73,35 @@ const cyan = paint(36, 39);
 const say = (text = '') => console.log(text);
 const step = (text) => say(dim(`› ${text}`));
 
+/** The brokers the shop uses, who needs each, and where it listens by default. */
+const BROKERS = [
+  {
+    name: 'rabbitmq',
+    label: 'RabbitMQ',
+    env: 'RABBITMQ_URL',
+    url: 'amqp://127.0.0.1:5672',
+    needed: ['inventory'],
+  },
+  {
+    name: 'nats',
+    label: 'NATS',
+    env: 'NATS_URL',
+    url: 'nats://127.0.0.1:4222',
+    needed: ['notifications'],
+  },
+  {
+    name: 'mqtt',
+    label: 'Mosquitto (MQTT)',
+    env: 'MQTT_URL',
+    url: 'mqtt://127.0.0.1:1883',
+    needed: ['audit'],
+  },
+];
+/** Started in this order: each one's callees are up before it. */
+const SERVICES = ['payments', 'inventory', 'audit', 'notifications', 'orders', 'gateway'];
+
 /** What runs so far: what `fail` and Ctrl-C have to stop. */
-const running = { gateway: undefined, receiver: undefined, stopping: false };
+const running = { services: new Map(), viewer: undefined, stopping: false };
 
 /** Stops whatever runs and exits 1 with a message. */
 async function fail(message, details) {
@@ -106,211 +135,46 @@ async function build() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// OTLP receiver: what a collector does with POST /v1/traces, reduced to keeping the spans.
+// Ports and brokers
 
-/** The spans received so far, by trace id; emits 'spans' with the trace ids each export touched. */
-class TraceStore extends EventEmitter {
-  traces = new Map();
-
-  add(spans) {
-    const touched = new Set();
-    for (const span of spans) {
-      const trace = this.traces.get(span.traceId) ?? [];
-      trace.push(span);
-      this.traces.set(span.traceId, trace);
-      touched.add(span.traceId);
-    }
-    this.emit('spans', [...touched]);
-  }
-
-  get(traceId) {
-    return this.traces.get(traceId) ?? [];
-  }
-
-  /**
-   * Whether the span that started the trace in this process has arrived: a root, or a SERVER or
-   * CONSUMER span continuing a caller's trace. It ends last, so its children came before it or in
-   * the same export.
-   */
-  isComplete(traceId) {
-    const spans = this.get(traceId);
-    const ids = new Set(spans.map((s) => s.spanId));
-    return spans.some(
-      (s) =>
-        s.parentSpanId === '' ||
-        ((s.kind === KIND_SERVER || s.kind === KIND_CONSUMER) && !ids.has(s.parentSpanId)),
-    );
-  }
+async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
-async function startReceiver(store, port) {
-  const server = createServer((req, res) => {
-    if (req.method !== 'POST' || req.url?.split('?')[0] !== '/v1/traces') {
-      res.writeHead(404).end();
-      return;
-    }
-    const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => {
-      const json = String(req.headers['content-type']).includes('json');
-      try {
-        let body = Buffer.concat(chunks);
-        if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-        store.add(json ? decodeJson(JSON.parse(body.toString('utf8'))) : decodeProtobuf(body));
-        // An empty ExportTraceServiceResponse: every span accepted.
-        res.writeHead(200, {
-          'content-type': json ? 'application/json' : 'application/x-protobuf',
-        });
-        res.end(json ? '{}' : undefined);
-      } catch (error) {
-        res.writeHead(400, { 'content-type': 'text/plain' }).end(String(error));
-      }
-    });
+async function isPortFree(port) {
+  const probe = createServer();
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(port, () => probe.close(() => resolve(true)));
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
+}
+
+/** The port asked for, or a free one when `--free-ports` is given or the default is taken. */
+async function choosePort(envName, fallback, label) {
+  if (process.env[envName] !== undefined) return Number(process.env[envName]);
+  if (flags['free-ports']) return freePort();
+  if (await isPortFree(fallback)) return fallback;
+  const port = await freePort();
+  step(`port ${fallback} is taken; ${label} listens on ${port} instead`);
+  return port;
+}
+
+function reachable(url) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.setTimeout(1500, () => done(false));
   });
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
-}
-
-/**
- * Decodes an ExportTraceServiceRequest by walking its fields, reading only what the tree needs
- * (field numbers from opentelemetry-proto's trace.proto and common.proto).
- */
-function decodeProtobuf(body) {
-  const spans = [];
-  readMessage(body, {
-    // ExportTraceServiceRequest.resource_spans
-    1: (r) => {
-      let service = 'unknown';
-      const scopeSpans = [];
-      readMessage(r.bytes(), {
-        // ResourceSpans.resource → Resource.attributes
-        1: (rr) => {
-          const attributes = {};
-          readMessage(rr.bytes(), { 1: (ar) => readKeyValue(ar.bytes(), attributes) });
-          service = String(attributes['service.name'] ?? service);
-        },
-        2: (rr) => scopeSpans.push(rr.bytes()),
-      });
-      // The resource may come after the spans on the wire, so the spans are read last.
-      for (const bytes of scopeSpans) {
-        readMessage(bytes, { 2: (sr) => spans.push(decodeSpan(sr.bytes(), service)) });
-      }
-    },
-  });
-  return spans;
-}
-
-function decodeSpan(bytes, service) {
-  const span = newSpan(service);
-  readMessage(bytes, {
-    1: (r) => (span.traceId = hex(r.bytes())),
-    2: (r) => (span.spanId = hex(r.bytes())),
-    4: (r) => (span.parentSpanId = hex(r.bytes())),
-    5: (r) => (span.name = r.string()),
-    6: (r) => (span.kind = r.int32()),
-    7: (r) => (span.start = readFixed64(r)),
-    8: (r) => (span.end = readFixed64(r)),
-    9: (r) => readKeyValue(r.bytes(), span.attributes),
-    15: (r) =>
-      readMessage(r.bytes(), {
-        2: (sr) => (span.status.message = sr.string()),
-        3: (sr) => (span.status.code = sr.int32()),
-      }),
-  });
-  return span;
-}
-
-/** KeyValue: key = 1, value = 2 (AnyValue: string 1, bool 2, int 3, double 4; others skipped). */
-function readKeyValue(bytes, into) {
-  let key = '';
-  let value;
-  readMessage(bytes, {
-    1: (r) => (key = r.string()),
-    2: (r) =>
-      readMessage(r.bytes(), {
-        1: (vr) => (value = vr.string()),
-        2: (vr) => (value = vr.bool()),
-        // int64: a Long when the `long` package is installed, a number otherwise.
-        3: (vr) => (value = Number(String(vr.int64()))),
-        4: (vr) => (value = vr.double()),
-      }),
-  });
-  into[key] = value;
-}
-
-/** Calls the handler of each field present; fields without one are skipped. */
-function readMessage(bytes, handlers) {
-  const reader = protobuf.Reader.create(bytes);
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
-    const handle = handlers[tag >>> 3];
-    if (handle) handle(reader);
-    else reader.skipType(tag & 7);
-  }
-}
-
-/** Nanoseconds since the epoch exceed 2^53: read both halves into a BigInt to keep them exact. */
-function readFixed64(reader) {
-  const low = reader.fixed32();
-  const high = reader.fixed32();
-  return (BigInt(high) << 32n) | BigInt(low);
-}
-
-const hex = (bytes) => Buffer.from(bytes).toString('hex');
-
-/** OTLP/JSON: ids in hex, 64-bit integers as strings. */
-function decodeJson(request) {
-  const spans = [];
-  for (const resourceSpans of request.resourceSpans ?? []) {
-    const resource = jsonAttributes(resourceSpans.resource?.attributes);
-    const service = String(resource['service.name'] ?? 'unknown');
-    for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
-      for (const s of scopeSpans.spans ?? []) {
-        spans.push({
-          ...newSpan(service),
-          traceId: s.traceId,
-          spanId: s.spanId,
-          parentSpanId: s.parentSpanId ?? '',
-          name: s.name,
-          kind: s.kind ?? 0,
-          start: BigInt(s.startTimeUnixNano ?? 0),
-          end: BigInt(s.endTimeUnixNano ?? 0),
-          attributes: jsonAttributes(s.attributes),
-          status: { code: s.status?.code ?? 0, message: s.status?.message ?? '' },
-        });
-      }
-    }
-  }
-  return spans;
-}
-
-function jsonAttributes(list = []) {
-  const attributes = {};
-  for (const { key, value = {} } of list) {
-    attributes[key] =
-      value.stringValue ??
-      value.boolValue ??
-      (value.intValue === undefined ? value.doubleValue : Number(value.intValue));
-  }
-  return attributes;
-}
-
-function newSpan(service) {
-  return {
-    service,
-    traceId: '',
-    spanId: '',
-    parentSpanId: '',
-    name: '',
-    kind: 0,
-    start: 0n,
-    end: 0n,
-    attributes: {},
-    status: { code: 0, message: '' },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,7 +187,7 @@ function renderTrace(spans) {
   const children = new Map();
   const roots = [];
   for (const span of byStart) {
-    // A parent that never arrived (a caller in another process) makes the span a root here.
+    // A parent that never arrived (a caller outside the demo) makes the span a root here.
     if (ids.has(span.parentSpanId)) {
       children.set(span.parentSpanId, [...(children.get(span.parentSpanId) ?? []), span]);
     } else {
@@ -349,10 +213,10 @@ function renderTrace(spans) {
   const serviceWidth = Math.max(...rows.map((r) => r.span.service.length));
 
   return rows.map(({ span, prefix }) => {
-    const failed = span.status.code === STATUS_ERROR;
+    const failed = span.status.code === 'ERROR';
     const mark = failed ? red : (text) => text;
     const name = mark(span.name) + ' '.repeat(nameWidth - prefix.length - span.name.length);
-    const kind = (KINDS[span.kind] ?? String(span.kind)).padEnd(8);
+    const kind = span.kind.padEnd(8);
     const ms = `${(Number(span.end - span.start) / 1e6).toFixed(1)} ms`.padStart(10);
     const error = failed ? `  ${red(`✗ ${span.status.message || 'error'}`)}` : '';
     const bar = renderBar(span, traceStart, total, failed);
@@ -385,66 +249,63 @@ function renderStatus(status) {
 
 /** The heading of a trace nobody in this script asked for, from its HTTP SERVER span if any. */
 function headingOf(spans) {
-  const root = spans.find((s) => s.kind === KIND_SERVER) ?? spans[0];
+  const root =
+    spans.find((s) => s.kind === 'server' && s.attributes['http.request.method']) ?? spans[0];
   const { 'http.request.method': method, 'url.path': path } = root.attributes;
   const status = root.attributes['http.response.status_code'];
   const what = method && path ? `${method} ${path}` : root.name;
   return `${bold(what)}${status ? ` → ${renderStatus(status)}` : ''}`;
 }
 
-function printTrace(heading, traceId, spans) {
-  say(`▶ ${heading}  ${dim(`trace ${traceId}`)}`);
+function printTrace(heading, traceId, spans, viewerUrl) {
+  const services = [...new Set(spans.map((s) => s.service))].join(', ');
+  say(`▶ ${heading}  ${dim(`trace ${traceId} · ${spans.length} spans · ${services}`)}`);
   for (const line of renderTrace(spans)) say(line);
+  if (viewerUrl) say(`  ${dim(`${viewerUrl}/#/traces/${traceId}`)}`);
   say();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gateway
+// Services
 
-async function isPortFree(port) {
-  const probe = createServer();
-  return new Promise((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen(port, () => probe.close(() => resolve(true)));
-  });
-}
-
-/** Starts the gateway and resolves with its port once it logs that it listens. */
-async function startGateway(env) {
-  const child = spawn(process.execPath, [GATEWAY_MAIN], {
+/** Starts one service and resolves once it logs that it is ready. */
+async function startService(name, env) {
+  const child = spawn(process.execPath, [mainOf(name)], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  running.gateway = child;
-  // Kept to explain a crash; shown as they come with --logs.
-  const tail = [];
-  const listening = new Promise((resolve, reject) => {
+  const service = { name, child, tail: [] };
+  running.services.set(name, service);
+  const ready = new Promise((resolve, reject) => {
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
-        tail.push(line);
-        if (tail.length > 40) tail.shift();
-        if (flags.logs) say(`${dim('gateway │')} ${line}`);
-        // Nest colours its logs; the port is the digits at the end of the URL.
-        const match = /listening on \S*:(\d+)$/.exec(stripVTControlCharacters(line));
-        if (match) resolve(Number(match[1]));
+        service.tail.push(line);
+        if (service.tail.length > 40) service.tail.shift();
+        if (flags.logs) say(`${dim(`${name.padEnd(13)} │`)} ${line}`);
+        if (/\b(ready|listening on)\b/.test(stripVTControlCharacters(line))) resolve();
       });
     }
     child.once('exit', (code, signal) =>
-      reject(new Error(`the gateway exited (${signal ?? `code ${code}`}) before listening`)),
+      reject(new Error(`${name} exited (${signal ?? `code ${code}`}) before it was ready`)),
     );
-    setTimeout(() => reject(new Error('the gateway did not start within 20 s')), 20_000).unref();
+    setTimeout(() => reject(new Error(`${name} did not start within 30 s`)), 30_000).unref();
   });
   try {
-    return { child, tail, port: await listening };
+    await ready;
   } catch (error) {
-    return fail(error.message, tail.join('\n'));
+    await fail(error.message, service.tail.join('\n'));
   }
+  child.on('exit', (code, signal) => {
+    if (running.stopping) return;
+    void fail(`${name} exited (${signal ?? `code ${code}`})`, service.tail.join('\n'));
+  });
+  return service;
 }
 
-/** SIGTERM, as an orchestrator would: the gateway closes and exports its last spans. */
-async function stopGateway(child) {
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+/** SIGTERM, as an orchestrator would: a service closes and exports its last spans. */
+async function stopService({ child }) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -454,28 +315,54 @@ async function stopGateway(child) {
 
 async function stopAll() {
   running.stopping = true;
-  await stopGateway(running.gateway);
-  // The exporter keeps its connection alive, and close() alone would wait for it.
-  running.receiver?.closeAllConnections();
-  await new Promise((resolve) => (running.receiver ? running.receiver.close(resolve) : resolve()));
+  // Callers first: the gateway, then the services it calls, so nothing calls a stopped one.
+  for (const name of [...SERVICES].reverse()) {
+    const service = running.services.get(name);
+    if (service !== undefined) await stopService(service);
+  }
+  await running.viewer?.close();
 }
 
 // ---------------------------------------------------------------------------------------------
-// The scripted requests
+// The scripted orders
 
-const REQUESTS = [
-  { method: 'POST', path: () => '/orders', body: { sku: 'book', qty: 2 }, expect: 201 },
-  { method: 'POST', path: () => '/orders', body: { sku: 'book', qty: 0 }, expect: 400 },
-  { method: 'POST', path: () => '/orders?fail=1', body: { sku: 'lamp', qty: 1 }, expect: 500 },
-  { method: 'POST', path: () => '/orders?slow=1', body: { sku: 'pen', qty: 10 }, expect: 201 },
-  { method: 'GET', path: (orderId) => `/orders/${orderId}`, expect: 200 },
-  { method: 'GET', path: () => '/orders/999', expect: 404 },
+const ORDERS = [
+  {
+    method: 'POST',
+    path: () => '/orders',
+    body: { sku: 'book', qty: 2 },
+    expect: 201,
+    what: 'an order',
+  },
+  {
+    method: 'POST',
+    path: () => '/orders',
+    body: { sku: 'book', qty: 0 },
+    expect: 400,
+    what: 'invalid input: no other service is called',
+  },
+  {
+    method: 'POST',
+    path: () => '/orders?fail=1',
+    body: { sku: 'lamp', qty: 1 },
+    expect: 502,
+    what: 'the payment fails: see where',
+  },
+  {
+    method: 'POST',
+    path: () => '/orders?slow=1',
+    body: { sku: 'pen', qty: 10 },
+    expect: 201,
+    what: 'the payment is slow: see which step',
+  },
+  { method: 'GET', path: (orderId) => `/orders/${orderId}`, expect: 200, what: 'read it back' },
+  { method: 'GET', path: () => '/orders/999', expect: 404, what: 'an order that does not exist' },
 ];
 
-async function sendRequests(base) {
+async function sendOrders(base) {
   const sent = [];
   let orderId;
-  for (const { method, path, body, expect } of REQUESTS) {
+  for (const { method, path, body, expect, what } of ORDERS) {
     const url = path(orderId ?? '1');
     const init = body
       ? { method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
@@ -490,23 +377,43 @@ async function sendRequests(base) {
     const status = response.status;
     const heading =
       `${bold(`${method} ${url}`)}${body ? ` ${JSON.stringify(body)}` : ''} → ${renderStatus(status)}` +
-      (status === expect ? '' : red(` (expected ${expect})`));
+      (status === expect ? '' : red(` (expected ${expect})`)) +
+      `  ${dim(what)}`;
     sent.push({ heading, traceId, ok: status === expect });
   }
   return sent;
+}
+
+/** Resolves once the trace has its HTTP root and no span of it arrived for QUIET_MS. */
+async function waitForTrace(store, traceId, deadline) {
+  let last = -1;
+  let quietSince = Date.now();
+  while (Date.now() < deadline) {
+    const spans = store.get(traceId);
+    const rooted = spans.some((s) => s.kind === 'server' && s.attributes['http.request.method']);
+    if (spans.length !== last) {
+      last = spans.length;
+      quietSince = Date.now();
+    } else if (rooted && Date.now() - quietSince >= QUIET_MS) {
+      return true;
+    }
+    await sleep(50);
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
 
 if (!flags['no-build']) await build();
-if (!existsSync(GATEWAY_MAIN)) {
-  await fail(`${GATEWAY_MAIN} does not exist: run without --no-build to build it.`);
+for (const service of SERVICES) {
+  if (!existsSync(mainOf(service))) {
+    await fail(`${mainOf(service)} does not exist: run without --no-build to build it.`);
+  }
 }
 
 const external =
   process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-const store = new TraceStore();
 const env = {
   ...process.env,
   // The batch processor exports every 5 s by default; a demo should not make anyone wait.
@@ -514,77 +421,96 @@ const env = {
 };
 if (!colour) env.NO_COLOR = '1';
 
-if (external === undefined) {
-  const otlpPort = Number(flags['otlp-port']);
-  try {
-    const receiver = await startReceiver(store, otlpPort);
-    running.receiver = receiver.server;
-    env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
-    step(`OTLP receiver on ${receiver.url}/v1/traces`);
-  } catch (error) {
-    if (error.code !== 'EADDRINUSE') throw error;
-    await fail(
-      `Port ${otlpPort} on 127.0.0.1 is already in use, probably by a collector or Jaeger.\n` +
-        `  To send the demo's spans there instead, run:\n` +
-        `    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:${otlpPort} npm run demo\n` +
-        `  or free the port (or pass --otlp-port 0) to use the demo's own receiver.`,
-    );
-  }
-} else {
-  step(`spans go to ${external}, as the environment says; the built-in receiver is off`);
-}
-
-let port = process.env.PORT === undefined ? 3000 : Number(process.env.PORT);
-if (process.env.PORT === undefined && !(await isPortFree(port))) {
-  step('port 3000 is taken; the gateway listens on a free port instead');
-  port = 0;
-}
-const gateway = await startGateway({ ...env, PORT: String(port) });
-const base = `http://localhost:${gateway.port}`;
-step(`gateway on ${base}; sending ${REQUESTS.length} requests`);
-say();
-
-gateway.child.on('exit', (code, signal) => {
-  if (running.stopping) return;
-  void fail(`the gateway exited (${signal ?? `code ${code}`})`, gateway.tail.join('\n'));
-});
 // `npm run demo` forwards Ctrl-C's SIGINT to a process that the terminal already sent it to:
-// one stop is enough, and a second signal must not cut the gateway's flush short.
+// one stop is enough, and a second signal must not cut the services' flush short.
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, async () => {
     if (running.stopping) return;
     say();
-    step('stopping the gateway (its last spans are flushed on the way out)');
+    step('stopping the services (their last spans are flushed on the way out)');
     await stopAll();
     process.exit(0);
   });
 }
 
-const sent = await sendRequests(base);
-let allGood = sent.every((r) => r.ok);
+const brokers = [];
+for (const broker of BROKERS) {
+  const url = process.env[broker.env] ?? broker.url;
+  if (await reachable(url)) {
+    brokers.push(broker.name);
+  } else {
+    say(
+      yellow(
+        `! ${broker.label} is not reachable at ${url}: ${broker.needed.join(', ')} will not run`,
+      ) + dim(' (start it with `npm run services`, or set ' + broker.env + ')'),
+    );
+  }
+}
+env.SHOP_BROKERS = brokers.join(',');
+const skipped = new Set(BROKERS.filter((b) => !brokers.includes(b.name)).flatMap((b) => b.needed));
 
-if (external !== undefined) {
-  for (const { heading, traceId } of sent) say(`▶ ${heading}  ${dim(`trace ${traceId}`)}`);
-  say();
-  say(`These traces are in the backend behind ${external}; look them up by id,`);
-  say(`e.g. in Jaeger: http://localhost:16686/trace/${sent[0]?.traceId ?? '<trace id>'}`);
-  say();
+let viewerUrl;
+if (external === undefined) {
+  const port = await choosePort('VIEWER_PORT', 4318, 'the viewer');
+  try {
+    running.viewer = await startViewer({ port });
+  } catch (error) {
+    if (error.code !== 'EADDRINUSE') throw error;
+    await fail(
+      `Port ${port} on 127.0.0.1 is already in use, probably by a collector or Jaeger.\n` +
+        `  To send the demo's spans there instead, run:\n` +
+        `    OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:${port} npm run demo\n` +
+        `  or free the port to use the demo's own viewer.`,
+    );
+  }
+  viewerUrl = running.viewer.url;
+  env.OTEL_EXPORTER_OTLP_ENDPOINT = viewerUrl;
+  step(`trace viewer on ${viewerUrl} (receives OTLP on ${viewerUrl}/v1/traces)`);
 } else {
-  const expected = sent.map((r) => r.traceId).filter((id) => id !== undefined);
-  const deadline = Date.now() + TRACE_TIMEOUT_MS;
-  while (!expected.every((id) => store.isComplete(id)) && Date.now() < deadline) await sleep(50);
-  await sleep(SETTLE_MS);
-  for (const { heading, traceId } of sent) {
-    if (traceId === undefined) {
-      say(`▶ ${heading}  ${red('✗ no traceresponse header: is tracing on?')}\n`);
-      allGood = false;
-    } else if (store.isComplete(traceId)) {
-      printTrace(heading, traceId, store.get(traceId));
-    } else {
-      say(
-        `▶ ${heading}  ${red(`✗ trace ${traceId} did not arrive within ${TRACE_TIMEOUT_MS / 1000} s`)}\n`,
-      );
-      allGood = false;
+  step(`spans go to ${external}, as the environment says; the viewer is off`);
+}
+
+env.PORT = String(await choosePort('PORT', 3000, 'the gateway'));
+env.PAYMENTS_PORT = String(await choosePort('PAYMENTS_PORT', 3001, 'payments'));
+env.ORDERS_GRPC_URL ??= `127.0.0.1:${await choosePort('ORDERS_PORT', 50051, 'orders')}`;
+if (flags['free-ports']) env.INVENTORY_QUEUE ??= `shop-inventory-${process.pid}`;
+
+for (const name of SERVICES) {
+  if (skipped.has(name)) continue;
+  step(`starting ${name}`);
+  await startService(name, env);
+}
+const base = `http://localhost:${env.PORT}`;
+say(
+  `${green('✓')} the shop runs: gateway on ${bold(base)}${viewerUrl ? `, viewer on ${bold(viewerUrl)}` : ''}`,
+);
+say();
+
+let allGood = true;
+if (!flags['no-orders']) {
+  const sent = await sendOrders(base);
+  allGood = sent.every((r) => r.ok);
+  if (external !== undefined) {
+    for (const { heading, traceId } of sent) say(`▶ ${heading}  ${dim(`trace ${traceId}`)}`);
+    say();
+    say(`These traces are in the backend behind ${external}; look them up by id,`);
+    say(`e.g. in Jaeger: http://localhost:16686/trace/${sent[0]?.traceId ?? '<trace id>'}`);
+    say();
+  } else {
+    const { store } = running.viewer;
+    const deadline = Date.now() + TRACE_TIMEOUT_MS;
+    for (const { heading, traceId } of sent) {
+      if (traceId === undefined) {
+        say(`▶ ${heading}  ${red('✗ no traceresponse header: is tracing on?')}\n`);
+        allGood = false;
+      } else if (await waitForTrace(store, traceId, deadline)) {
+        printTrace(heading, traceId, store.get(traceId), viewerUrl);
+      } else {
+        say(
+          `▶ ${heading}  ${red(`✗ trace ${traceId} did not arrive within ${TRACE_TIMEOUT_MS / 1000} s`)}\n`,
+        );
+        allGood = false;
+      }
     }
   }
 }
@@ -594,31 +520,29 @@ if (flags.once) {
   process.exit(allGood ? 0 : 1);
 }
 
-// Live: every trace that completes from now on is printed, whoever sent the request.
-const printed = new Set(sent.map((r) => r.traceId));
-const printWhenComplete = (traceIds) => {
-  for (const id of traceIds) {
-    if (printed.has(id) || !store.isComplete(id)) continue;
-    printed.add(id);
-    setTimeout(() => printTrace(headingOf(store.get(id)), id, store.get(id)), SETTLE_MS);
-  }
-};
-store.on('spans', printWhenComplete);
-printWhenComplete([...store.traces.keys()]);
+if (running.viewer !== undefined) {
+  // Live: every trace that completes from now on is printed, whoever sent the request.
+  const { store } = running.viewer;
+  const printed = new Set(store.list().map((t) => t.traceId));
+  store.on('spans', (traceIds) => {
+    for (const id of traceIds) {
+      if (printed.has(id)) continue;
+      printed.add(id);
+      void waitForTrace(store, id, Date.now() + TRACE_TIMEOUT_MS).then((complete) => {
+        if (complete) printTrace(headingOf(store.get(id)), id, store.get(id), viewerUrl);
+      });
+    }
+  });
+}
 
+say(bold('Open the viewer for the waterfall and the service map, or send more orders:'));
+if (viewerUrl) say(`  ${viewerUrl}`);
 say(
-  bold(
-    external === undefined
-      ? 'Watching for new traces. Send more requests, for example:'
-      : `The gateway keeps sending its spans to ${external}. Send more requests, for example:`,
-  ),
+  `  curl -X POST ${base}/orders -H 'content-type: application/json' -d '{"sku":"book","qty":1}'`,
 );
 say(
-  `  curl -X POST localhost:${gateway.port}/orders -H 'content-type: application/json' -d '{"sku":"book","qty":1}'`,
+  `  curl -X POST '${base}/orders?fail=1' -H 'content-type: application/json' -d '{"sku":"pen","qty":3}'`,
 );
-say(
-  `  curl -X POST 'localhost:${gateway.port}/orders?slow=1' -H 'content-type: application/json' -d '{"sku":"pen","qty":3}'`,
-);
-say(`  curl localhost:${gateway.port}/orders/1`);
-say(dim('Ctrl-C stops the gateway and the demo.'));
+say(`  curl ${base}/orders/1`);
+say(dim('Ctrl-C stops the shop and the viewer.'));
 say();
