@@ -70,6 +70,13 @@ export default tseslint.config(
     },
   },
   {
+    // The trace viewer's page runs in the browser.
+    files: ['sample-app/viewer/public/**/*.js'],
+    languageOptions: {
+      globals: { document: 'readonly', window: 'readonly', location: 'readonly' },
+    },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: {
       sourceType: 'commonjs',
