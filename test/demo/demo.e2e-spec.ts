@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
+import { OtlpSink } from '../support/otlp-sink.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const output = join(root, 'test-output', 'demo');
@@ -315,11 +316,7 @@ describe('the sample shop demo (npm run demo)', () => {
       await page
         .locator(`[data-testid="waterfall-row"][data-span-id="${declined.spanId}"]`)
         .click();
-      await page.waitForFunction(() =>
-        document
-          .querySelector('[data-testid="span-details"]')
-          ?.textContent?.includes('Card declined'),
-      );
+      await details.filter({ hasText: 'Card declined for order' }).waitFor();
       await page.screenshot({ path: join(output, 'viewer-error.png'), fullPage: true });
 
       const edges = page.locator('[data-testid="map-edge"]');
@@ -352,4 +349,61 @@ describe('the sample shop demo (npm run demo)', () => {
     expect(code).toBe(0);
     expect(log.join('\n')).toContain('stopping the services');
   }, 30_000);
+});
+
+/** `npm run demo -- --once`, as a user would run it, with this environment; its output and exit. */
+async function runOnce(
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(
+    process.execPath,
+    ['sample-app/demo.mjs', '--no-build', '--free-ports', '--once'],
+    {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, output };
+}
+
+describe('the demo without a broker, and with a backend of your own', () => {
+  it('names a broker that is down and runs the rest of the shop', async () => {
+    // Nothing listens on port 9: RabbitMQ is "down" for this run.
+    const { code, output } = await runOnce({ RABBITMQ_URL: 'amqp://127.0.0.1:9' });
+    expect(output).toContain(
+      'RabbitMQ is not reachable at amqp://127.0.0.1:9: inventory will not run',
+    );
+    expect(code).toBe(0);
+    const first = output
+      .split('\n\n')
+      .find((block) => block.includes('POST /orders {"sku":"book","qty":2}'));
+    expect(first).toBeDefined();
+    expect(first).toContain('process payments.charge');
+    expect(first).toContain('process shop/audit');
+    expect(first).not.toContain('inventory');
+  }, 120_000);
+
+  it("sends every service's spans to OTEL_EXPORTER_OTLP_ENDPOINT instead of the viewer", async () => {
+    const sink = new OtlpSink();
+    const endpoint = await sink.start();
+    try {
+      const { code, output } = await runOnce({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
+      expect(code).toBe(0);
+      expect(output).toContain(
+        `spans go to ${endpoint}, as the environment says; the viewer is off`,
+      );
+      expect(output).toContain('http://localhost:16686/trace/');
+      // Each service flushed its spans on the way out.
+      expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(
+        new Set(['gateway', 'orders', 'payments', 'inventory', 'notifications', 'audit']),
+      );
+    } finally {
+      await sink.stop();
+    }
+  }, 120_000);
 });
