@@ -1,0 +1,79 @@
+// bench/decorator: the cost of a span around a method, @Trace() against the
+// hand-written tracer.startActiveSpan wrapper. One process on the app core.
+import { APP_CORE, BENCH_DIR, Child } from '../common/proc.mjs';
+import { median, min, num, ratio, table } from '../common/report.mjs';
+
+/** @Trace() on an async method should cost at most this much more than startActiveSpan. */
+const TARGET = 1.1;
+
+export async function run(settings, log) {
+  const failures = [];
+  const worker = new Child('decorator worker', `${BENCH_DIR}decorator/worker.mjs`, {
+    core: APP_CORE,
+    nodeArgs: ['--expose-gc'],
+  });
+  let result;
+  try {
+    await worker.waitFor('ready', 60_000);
+    log(`decorator: ${settings.rounds} rounds of ${settings.calls} calls per case`);
+    worker.send({
+      type: 'run',
+      calls: settings.calls,
+      rounds: settings.rounds,
+      warmupCalls: Math.min(settings.calls, 20_000),
+    });
+    result = await worker.waitFor('result', 600_000);
+  } finally {
+    await worker.stop(5000);
+  }
+
+  const medianOf = new Map(result.cases.map((c) => [c.name, median(c.ns)]));
+  const bare = (kind) => result.cases.find((c) => c.kind === kind && !c.hand && !c.traced);
+  const hand = (kind) => result.cases.find((c) => c.kind === kind && c.hand);
+  const rows = result.cases.map((c) => {
+    const ns = medianOf.get(c.name);
+    const base = bare(c.kind);
+    const reference = c.traced ? hand(c.kind) : undefined;
+    return [
+      c.name,
+      num(ns, 0),
+      num(min(c.ns), 0),
+      c === base ? '–' : num(ns - medianOf.get(base.name), 0),
+      reference ? ratio(ns / medianOf.get(reference.name)) : '–',
+      c.ns.map((v) => num(v, 0)).join(' / '),
+    ];
+  });
+  const asyncRatio =
+    medianOf.get('@Trace() async method') / medianOf.get('startActiveSpan wrapper (async)');
+  if (result.exported < result.spansExpected) {
+    failures.push(
+      `decorator: the no-op exporter got ${result.exported} spans of ${result.spansExpected} started; ` +
+        'spans were dropped or never ended.',
+    );
+  }
+  return {
+    title: `Decorator: ns per awaited call (${num(settings.calls)} calls × ${settings.rounds} interleaved rounds)`,
+    tables: [
+      table(
+        [
+          ['case', 'l'],
+          ['ns/call (median)', 'r'],
+          ['ns/call (min)', 'r'],
+          ['over bare (ns)', 'r'],
+          ['vs startActiveSpan', 'r'],
+          ['ns/call per round', 'r'],
+        ],
+        rows,
+      ),
+    ],
+    notes: [
+      `@Trace() async / startActiveSpan async = ${asyncRatio.toFixed(3)}× (target ≤ ${TARGET.toFixed(2)}×: ` +
+        `${asyncRatio <= TARGET ? 'met' : 'NOT met'}).`,
+      `Spans exported to the no-op exporter: ${num(result.exported)} of ${num(result.spansExpected)} started ` +
+        '(BatchSpanProcessor defaults; NodeTracerProvider.register() with AsyncLocalStorage).',
+      'Every call is awaited, sync ones included; the Observable cases subscribe with lastValueFrom(). ' +
+        '"vs startActiveSpan" compares with the hand-written wrapper of the same kind.',
+    ],
+    failures,
+  };
+}
