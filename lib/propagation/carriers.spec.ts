@@ -165,7 +165,7 @@ describe('the gRPC carrier', () => {
     ['ipv4:10.0.0.1:50051', { address: '10.0.0.1', port: 50051 }],
     ['[::1]:50051', { address: '::1', port: 50051 }],
     ['orders', { address: 'orders', port: undefined }],
-    ['unix:/tmp/grpc.sock', undefined],
+    ['unix:/run/orders.sock', undefined],
     ['', undefined],
   ])('reads the target %p', (url, target) => {
     expect(grpcTargetOf(url)).toEqual(target);
