@@ -50,7 +50,7 @@ export interface HttpRequestState {
   route: string | undefined;
   /** The exception Nest's exception layer handled for this request, if any. */
   exception: unknown;
-  /** writeHead as it was before the trace headers were hooked in. */
+  /** The writeHead in effect before the trace headers were hooked in. */
   writeHead: ServerResponse['writeHead'] | undefined;
   /** Add traceresponse / Server-Timing when the headers go out. */
   traceResponse: boolean;
@@ -166,9 +166,9 @@ export class HttpServerTracer {
     req[HTTP_STATE] = state;
     res[HTTP_STATE] = state;
     if (this.traceResponse || this.responseHeaders.length > 0) {
-      state.writeHead = Object.prototype.hasOwnProperty.call(res, 'writeHead')
-        ? res.writeHead
-        : undefined;
+      // The function in effect (own or the prototype's): put back by assignment, never by
+      // `delete`, which would turn every response object into a slow dictionary-mode object.
+      state.writeHead = res.writeHead;
       res.writeHead = writeHeadHook;
     }
     // `on`, not `once`: onClose guards itself, and `once` allocates a wrapper per request.
@@ -272,8 +272,7 @@ function errorMessage(exception: unknown): string | undefined {
 function writeHeadHook(this: TracedResponse, ...args: unknown[]): ServerResponse {
   const state = this[HTTP_STATE];
   const original = state?.writeHead;
-  if (original === undefined) delete (this as Partial<ServerResponse>).writeHead;
-  else this.writeHead = original;
+  this.writeHead = original ?? (Object.getPrototypeOf(this) as ServerResponse).writeHead;
   if (state !== undefined) {
     try {
       const candidate = typeof args[1] === 'string' ? args[2] : args[1];
