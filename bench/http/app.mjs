@@ -29,7 +29,10 @@ const providers = [];
 
 if (variant === 'nestjs-tracing') {
   const { Trace, TracingModule } = await import('nestjs-tracing');
-  imports.push(TracingModule.forRoot({ serviceName }));
+  // BENCH_TRACING_OPTIONS (JSON, merged over the defaults) is for profiling by hand: which
+  // part of the module costs what (e.g. {"exporter":"none"}, {"http":{"traceResponse":false}}).
+  const extra = JSON.parse(process.env.BENCH_TRACING_OPTIONS ?? '{}');
+  imports.push(TracingModule.forRoot({ serviceName, ...extra }));
   methodDecorators = [Trace()];
 } else if (variant === 'nestjs-otel') {
   // Its README: the NodeSDK started first (here by --import ../common/otel-register.mjs),

@@ -60,6 +60,8 @@ interface ClientProfile {
   attributes: Attributes;
   /** RabbitMQ sends every pattern to one queue. */
   queue: string | undefined;
+  /** Span name and attributes per pattern. */
+  routes: Map<string, RouteSpan>;
 }
 
 type Method = (this: unknown, ...args: unknown[]) => unknown;
@@ -134,8 +136,7 @@ class ClientProxyTracer {
     }
     const profile = this.profileOf(client);
     const source = original.call(client, pattern, data) as Observable<unknown>;
-    const name = spanName(client, pattern);
-    const attributes = destinationAttributes(profile, client, pattern);
+    const { name, attributes } = routeSpan(profile, client, pattern);
     return new Observable<unknown>((subscriber) => {
       const parent = context.active();
       const span = getTracer().startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
@@ -153,14 +154,13 @@ class ClientProxyTracer {
       return original.apply(client, args);
     }
     const profile = this.profileOf(client);
-    const attributes = destinationAttributes(profile, client, args[0]);
-    if (batchCount !== undefined) attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
+    const route = routeSpan(profile, client, args[0]);
+    const attributes =
+      batchCount === undefined
+        ? route.attributes
+        : { ...route.attributes, [ATTR_MESSAGING_BATCH_MESSAGE_COUNT]: batchCount };
     const parent = context.active();
-    const span = getTracer().startSpan(
-      spanName(client, args[0]),
-      { kind: SpanKind.PRODUCER, attributes },
-      parent,
-    );
+    const span = getTracer().startSpan(route.name, { kind: SpanKind.PRODUCER, attributes }, parent);
     let result: Observable<unknown>;
     try {
       // emit() publishes eagerly: everything it starts runs in the span's context.
@@ -221,7 +221,7 @@ class ClientProxyTracer {
       system = (client as object).constructor?.name || 'custom';
     }
     attributes[ATTR_MESSAGING_SYSTEM] = system;
-    return { system, injection, attributes, queue };
+    return { system, injection, attributes, queue, routes: new Map() };
   }
 
   private install(client: TracedClient, profile: ClientProfile): void {
@@ -416,32 +416,29 @@ function patternOf(client: TracedClient, pattern: unknown): string {
   }
 }
 
-const names = new Map<string, string>();
-function spanName(client: TracedClient, pattern: unknown): string {
-  const route = patternOf(client, pattern);
-  let name = names.get(route);
-  if (name === undefined) {
-    name = `send ${route}`;
-    // Patterns are few and fixed; a client inventing patterns must not grow this without bound.
-    if (names.size < 1000) names.set(route, name);
-  }
-  return name;
+/** What every span of one client and pattern shares, built once (the SDK copies attributes). */
+interface RouteSpan {
+  name: string;
+  attributes: Attributes;
 }
 
-function destinationAttributes(
-  profile: ClientProfile,
-  client: TracedClient,
-  pattern: unknown,
-): Attributes {
-  const attributes: Attributes = { ...profile.attributes };
+/** Patterns are few and fixed; a client inventing patterns must not grow a cache without bound. */
+const MAX_ROUTES_PER_CLIENT = 1000;
+
+function routeSpan(profile: ClientProfile, client: TracedClient, pattern: unknown): RouteSpan {
   const route = patternOf(client, pattern);
+  const cached = profile.routes.get(route);
+  if (cached !== undefined) return cached;
+  const attributes: Attributes = { ...profile.attributes };
   if (profile.queue !== undefined) {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.queue;
     attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = profile.queue;
   } else {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = route;
   }
-  return attributes;
+  const built = { name: `send ${route}`, attributes };
+  if (profile.routes.size < MAX_ROUTES_PER_CLIENT) profile.routes.set(route, built);
+  return built;
 }
 
 /**

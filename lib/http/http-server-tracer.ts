@@ -308,7 +308,8 @@ function addTraceHeaders(
 /** Runs `next` with the request's SERVER span active (after async body parsing lost it). */
 export function reenter(req: TracedRequest, next: () => void): void {
   const state = req[HTTP_STATE];
-  if (state === undefined || state.ended) {
+  // Usually the context survived: entering it again would cost a context switch per request.
+  if (state === undefined || state.ended || context.active() === state.context) {
     next();
     return;
   }

@@ -96,6 +96,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
       const state = request.raw[HTTP_STATE];
       if (state === undefined) return done();
       state.route ??= request.routeOptions?.url;
+      if (context.active() === state.context) return done();
       context.with(state.context, done);
     });
   }
