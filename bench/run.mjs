@@ -19,6 +19,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     platform: { type: 'string', multiple: true },
     transport: { type: 'string', multiple: true },
+    variant: { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -26,7 +27,8 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     'usage: npm run bench -- [--quick] [--only http,rpc,decorator,outage] [--rounds N]\n' +
-      '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n',
+      '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
+      '                        [--variant untraced,nestjs-tracing,...]\n',
   );
   process.exit(0);
 }
@@ -51,6 +53,7 @@ const settings = {
     seconds: seconds ?? (quick ? 3 : 10),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
+    variants: list(values.variant).length ? list(values.variant) : undefined,
   },
   rpc: {
     rounds: rounds ?? (quick ? 1 : 3),
