@@ -33,7 +33,8 @@ if (values.help) {
   process.exit(0);
 }
 
-const only = (values.only ?? []).flatMap((v) => v.split(',')).filter(Boolean);
+const list = (v) => (v ?? []).flatMap((x) => x.split(',')).filter(Boolean);
+const only = list(values.only);
 for (const name of only) {
   if (!BENCHES.includes(name)) {
     process.stderr.write(`unknown bench '${name}'; choose from ${BENCHES.join(', ')}\n`);
@@ -44,7 +45,6 @@ const selected = only.length > 0 ? BENCHES.filter((b) => only.includes(b)) : BEN
 const quick = values.quick;
 const rounds = values.rounds ? Number(values.rounds) : undefined;
 const seconds = values.seconds ? Number(values.seconds) : undefined;
-const list = (v) => (v ?? []).flatMap((x) => x.split(',')).filter(Boolean);
 
 const settings = {
   http: {
