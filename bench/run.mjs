@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pinning, pinSelf, ROOT_DIR } from './common/proc.mjs';
+import { VARIANTS } from './http/bench.mjs';
 
 const BENCHES = ['http', 'rpc', 'decorator', 'outage'];
 
@@ -38,6 +39,13 @@ const only = list(values.only);
 for (const name of only) {
   if (!BENCHES.includes(name)) {
     process.stderr.write(`unknown bench '${name}'; choose from ${BENCHES.join(', ')}\n`);
+    process.exit(2);
+  }
+}
+const variantNames = VARIANTS.map((v) => v.name);
+for (const name of list(values.variant)) {
+  if (!variantNames.includes(name)) {
+    process.stderr.write(`unknown variant '${name}'; choose from ${variantNames.join(', ')}\n`);
     process.exit(2);
   }
 }
