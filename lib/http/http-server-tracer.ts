@@ -25,7 +25,7 @@ import {
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import {
   appendServerTiming,
@@ -50,8 +50,11 @@ export interface HttpRequestState {
   route: string | undefined;
   /** The exception Nest's exception layer handled for this request, if any. */
   exception: unknown;
-  /** The writeHead in effect before the trace headers were hooked in. */
-  writeHead: ServerResponse['writeHead'] | undefined;
+  /**
+   * Whether writeHead has to run {@link beforeHeaders}: the trace headers are on, or response
+   * headers are recorded. Cleared once it ran.
+   */
+  hookHeaders: boolean;
   /** Add traceresponse / Server-Timing when the headers go out. */
   traceResponse: boolean;
   /** The span name before a route was known: the method. */
@@ -156,7 +159,7 @@ export class HttpServerTracer {
       request: req,
       route: undefined,
       exception: undefined,
-      writeHead: undefined,
+      hookHeaders: this.traceResponse || this.responseHeaders.length > 0,
       traceResponse: this.traceResponse,
       headerObject: undefined,
       name,
@@ -165,12 +168,9 @@ export class HttpServerTracer {
     };
     req[HTTP_STATE] = state;
     res[HTTP_STATE] = state;
-    if (this.traceResponse || this.responseHeaders.length > 0) {
-      // The function in effect (own or the prototype's): put back by assignment, never by
-      // `delete`, which would turn every response object into a slow dictionary-mode object.
-      state.writeHead = res.writeHead;
-      res.writeHead = writeHeadHook;
-    }
+    // Node's ServerResponse (Express's and Fastify's responses inherit from it) is hooked once
+    // per process; any other response object (HTTP/2 compatibility) gets a hook of its own.
+    if (state.hookHeaders && res.writeHead !== hookedWriteHead) hookOwnWriteHead(res);
     // `on`, not `once`: onClose guards itself, and `once` allocates a wrapper per request.
     res.on('close', onClose);
     return state;
@@ -263,30 +263,69 @@ function errorMessage(exception: unknown): string | undefined {
   return typeof exception === 'string' ? exception : undefined;
 }
 
+/** Node's own `ServerResponse#writeHead`, before {@link hookServerResponse}. */
+let nodeWriteHead: ServerResponse['writeHead'] | undefined;
+const HOOKED = Symbol.for('nestjs-tracing.http.writeHead');
+type HookableResponse = typeof ServerResponse.prototype & { [HOOKED]?: true };
+
+/**
+ * Hooks `http.ServerResponse.prototype.writeHead` once per process, so that a
+ * traced response runs {@link beforeHeaders} when its headers go out without
+ * a property of its own (a per-response own `writeHead` costs a shape change
+ * per request). Responses that are not traced pass straight through.
+ */
+export function hookServerResponse(): void {
+  const proto = ServerResponse.prototype as HookableResponse;
+  if (proto[HOOKED]) return;
+  nodeWriteHead = proto.writeHead;
+  Object.defineProperty(proto, HOOKED, { value: true });
+  proto.writeHead = hookedWriteHead as ServerResponse['writeHead'];
+}
+
+function hookedWriteHead(this: TracedResponse): ServerResponse {
+  const state = this[HTTP_STATE];
+  // eslint-disable-next-line prefer-rest-params -- no rest array per response
+  if (state !== undefined && state.hookHeaders) beforeHeaders(this, state, arguments);
+  // eslint-disable-next-line prefer-rest-params
+  return (nodeWriteHead as (...a: unknown[]) => ServerResponse).apply(this, arguments as never);
+}
+
+/** For a response that does not inherit Node's writeHead: an own hook, put back on first use. */
+function hookOwnWriteHead(res: TracedResponse): void {
+  const original = res.writeHead;
+  res.writeHead = function writeHead(this: TracedResponse, ...args: unknown[]) {
+    // Put back by assignment, never by `delete` (which turns the object into a slow
+    // dictionary-mode one).
+    this.writeHead = original;
+    const state = this[HTTP_STATE];
+    if (state !== undefined && state.hookHeaders) beforeHeaders(this, state, args);
+    return (original as (...a: unknown[]) => ServerResponse).apply(this, args);
+  };
+}
+
 /**
  * Runs just before the headers go out: notes the header object a framework
  * passes (Fastify does), and adds `traceresponse` and
  * `Server-Timing: traceparent;desc=...`, appending to a Server-Timing the app
  * set in the meantime (with setHeader, or in that header object).
  */
-function writeHeadHook(this: TracedResponse, ...args: unknown[]): ServerResponse {
-  const state = this[HTTP_STATE];
-  const original = state?.writeHead;
-  this.writeHead = original ?? (Object.getPrototypeOf(this) as ServerResponse).writeHead;
-  if (state !== undefined) {
-    try {
-      const candidate = typeof args[1] === 'string' ? args[2] : args[1];
-      const headerObject =
-        candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
-          ? (candidate as OutgoingHttpHeaders)
-          : undefined;
-      state.headerObject = headerObject;
-      if (state.traceResponse) addTraceHeaders(this, state.span, headerObject);
-    } catch {
-      // Never let a tracing header break a response.
-    }
+function beforeHeaders(
+  res: TracedResponse,
+  state: HttpRequestState,
+  args: ArrayLike<unknown>,
+): void {
+  state.hookHeaders = false;
+  try {
+    const candidate = typeof args[1] === 'string' ? args[2] : args[1];
+    const headerObject =
+      candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
+        ? (candidate as OutgoingHttpHeaders)
+        : undefined;
+    state.headerObject = headerObject;
+    if (state.traceResponse) addTraceHeaders(res, state.span, headerObject);
+  } catch {
+    // Never let a tracing header break a response.
   }
-  return (this.writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
 }
 
 function addTraceHeaders(

@@ -7,6 +7,7 @@ import { captureHttpExceptions } from './http-exception-capture.js';
 import {
   HTTP_STATE,
   HttpServerTracer,
+  hookServerResponse,
   reenter,
   type HttpRequestState,
 } from './http-server-tracer.js';
@@ -62,6 +63,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
   const type = hookable.getType();
   const tracer = new HttpServerTracer(config);
   captureHttpExceptions();
+  hookServerResponse();
 
   // Keep a hook the application set before us, running it inside the span.
   const previous = hookable.onRequestHook;

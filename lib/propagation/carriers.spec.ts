@@ -9,6 +9,7 @@ import {
   grpcTargetOf,
 } from './grpc.carrier.js';
 import { headerValue, recordGetter, recordSetter } from './header-values.js';
+import { formatTraceparent } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
 import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
 import { natsGetter, type NatsHeadersLike } from './nats.carrier.js';
@@ -24,6 +25,40 @@ const w3c = new W3CTraceContextPropagator();
 function extracted<C>(carrier: C, getter: TextMapGetter<C>) {
   return trace.getSpanContext(w3c.extract(ROOT_CONTEXT, carrier, getter));
 }
+
+describe('formatTraceparent (traceresponse, Server-Timing)', () => {
+  /** What OpenTelemetry's W3C propagator writes as `traceparent` for the same span context. */
+  function injected(spanContext: Parameters<typeof formatTraceparent>[0]) {
+    const carrier: Record<string, string> = {};
+    w3c.inject(trace.setSpanContext(ROOT_CONTEXT, spanContext), carrier, recordSetter);
+    return carrier.traceparent;
+  }
+
+  it.each([
+    ['sampled', 1],
+    ['not sampled', 0],
+    ['with the random-trace-id flag of Trace Context level 2', 3],
+  ])('writes what the W3C propagator writes, %s', (_label, traceFlags) => {
+    const spanContext = { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags };
+    expect(formatTraceparent(spanContext)).toBe(`00-${TRACE_ID}-${SPAN_ID}-0${traceFlags}`);
+    expect(formatTraceparent(spanContext)).toBe(injected(spanContext));
+  });
+
+  it('writes two hex digits for any flags byte', () => {
+    expect(formatTraceparent({ traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 0xab })).toBe(
+      `00-${TRACE_ID}-${SPAN_ID}-ab`,
+    );
+  });
+
+  it.each([
+    ['an all-zero trace id', { traceId: '0'.repeat(32), spanId: SPAN_ID, traceFlags: 1 }],
+    ['an all-zero span id', { traceId: TRACE_ID, spanId: '0'.repeat(16), traceFlags: 1 }],
+    ['a short trace id', { traceId: 'abc', spanId: SPAN_ID, traceFlags: 1 }],
+  ])('has no value for %s', (_label, spanContext) => {
+    expect(formatTraceparent(spanContext)).toBeUndefined();
+    expect(injected(spanContext)).toBeUndefined();
+  });
+});
 
 describe('headerValue', () => {
   it.each([

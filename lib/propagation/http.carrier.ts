@@ -1,6 +1,5 @@
-import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
+import { isSpanContextValid, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
 import type { IncomingHttpHeaders, OutgoingHttpHeader } from 'node:http';
-import { traceparentFormatter } from '../sdk/tracing-sdk.js';
 
 /**
  * Reads propagation headers from Node's parsed request headers. Node lower-cases
@@ -11,22 +10,19 @@ export const httpHeadersGetter: TextMapGetter<IncomingHttpHeaders> = {
   get: (carrier, key) => carrier[key],
 };
 
-const scratch: Record<string, string> = {};
-const setter = {
-  set: (carrier: Record<string, string>, key: string, value: string) => {
-    carrier[key] = value;
-  },
-};
+/** The two hex digits of each trace-flags byte. */
+const FLAGS_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 /**
- * `00-<trace-id>-<span-id>-<flags>` for a span, formatted by OpenTelemetry's own
- * W3C propagator so the `traceresponse` and `Server-Timing` values always match
- * what `traceparent` would carry, whatever propagators the app configured.
+ * `00-<trace-id>-<span-id>-<flags>` for a span, the version-00 `traceparent`
+ * of W3C Trace Context (what OpenTelemetry's W3C propagator writes for the
+ * same span context), or undefined for an invalid span context. Formatted
+ * here rather than by running the propagator: that would build a context and
+ * a span wrapper per response.
  */
 export function formatTraceparent(spanContext: SpanContext): string | undefined {
-  scratch.traceparent = '';
-  traceparentFormatter.inject(trace.setSpanContext(ROOT_CONTEXT, spanContext), scratch, setter);
-  return scratch.traceparent || undefined;
+  if (!isSpanContextValid(spanContext)) return undefined;
+  return `00-${spanContext.traceId}-${spanContext.spanId}-${FLAGS_HEX[spanContext.traceFlags & 0xff]}`;
 }
 
 /**

@@ -52,12 +52,6 @@ import {
  * move to the next SDK major touches one file.
  */
 
-/**
- * Formats `traceresponse` / `Server-Timing` values: always W3C, whatever
- * propagators the app configured, so a caller can read them.
- */
-export const traceparentFormatter: TextMapPropagator = new W3CTraceContextPropagator();
-
 /** Where the SDK reports what it did; the Nest layer passes its Logger. */
 export interface SdkLogger {
   log(message: string): void;

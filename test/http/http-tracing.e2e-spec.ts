@@ -14,6 +14,7 @@ import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
 import { request as httpRequest, type Server, type ServerResponse } from 'node:http';
+import * as http2 from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import {
   TestSpans,
@@ -23,7 +24,8 @@ import {
   expectRoot,
   expectSameTrace,
 } from '../../lib/testing/index.js';
-import { platforms, startApp, useTracedApp } from '../support/platforms.js';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { platforms, startApp, useTracedApp, type Platform } from '../support/platforms.js';
 import { HttpTestModule } from './http-app.js';
 
 // The SDK reports misuse (a second end(), an operation on an ended span, a bad attribute)
@@ -611,6 +613,49 @@ describe.each(platforms)('under another HTTP instrumentation on $name', (platfor
       expectChildOf(ours, theirs as ReadableSpan);
       expectChildOf(spans.one('OrdersService.find'), ours);
     } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('HTTP/2 (Fastify, cleartext)', () => {
+  // HTTP/2 responses do not inherit Node's http.ServerResponse: the trace headers are added
+  // through a hook of the response's own.
+  it('traces the request and answers with traceresponse and Server-Timing', async () => {
+    const h2 = { name: 'fastify-http2', adapter: () => new FastifyAdapter({ http2: true }) };
+    const { app, url } = await startApp(h2 as unknown as Platform, [
+      TracingTestingModule.forRoot({ serviceName: 'http2-e2e' }),
+      HttpTestModule,
+    ]);
+    const session = http2.connect(url);
+    try {
+      const spans = app.get(TestSpans);
+      const { headers, body } = await new Promise<{
+        headers: http2.IncomingHttpHeaders;
+        body: string;
+      }>((resolve, reject) => {
+        const stream = session.request({ ':path': '/orders/7', traceparent: TRACEPARENT });
+        let headers: http2.IncomingHttpHeaders = {};
+        let body = '';
+        stream.on('response', (h) => (headers = h));
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => (body += chunk));
+        stream.on('end', () => resolve({ headers, body }));
+        stream.on('error', reject);
+        stream.end();
+      });
+      expect(headers[':status']).toBe(200);
+      expect(JSON.parse(body)).toEqual({ id: '7' });
+      const server = await spans.waitForOne('GET /orders/:id');
+      expect(server.kind).toBe(SpanKind.SERVER);
+      expectParentId(server, PARENT_ID);
+      expect(server.attributes['network.protocol.version']).toBe('2.0');
+      const expected = `00-${TRACE_ID}-${server.spanContext().spanId}-01`;
+      expect(headers.traceresponse).toBe(expected);
+      expect(headers['server-timing']).toBe(`traceparent;desc="${expected}"`);
+      expectChildOf(spans.one('OrdersService.find'), server);
+    } finally {
+      session.close();
       await app.close();
     }
   });
