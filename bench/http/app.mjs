@@ -24,6 +24,7 @@ function decorate(target, key, decorators) {
 
 // What decorates the service methods for /work, per variant.
 let methodDecorators = [];
+let handWritten;
 const imports = [];
 const providers = [];
 
@@ -48,6 +49,15 @@ if (variant === 'nestjs-tracing') {
   }
   Injectable()(PassThroughInterceptor);
   providers.push({ provide: APP_INTERCEPTOR, useClass: PassThroughInterceptor });
+} else if (variant === 'hand-written' || variant === 'untraced+context') {
+  // The two floors a hand-rolled tracer starts from, installed in front of Nest
+  // (an Express middleware, a Fastify onRequest hook) once the app exists:
+  //   untraced+context  what AsyncLocalStorage alone costs: every request runs
+  //                     in a context of its own, no span;
+  //   hand-written      one SERVER span per request, named by the method, a
+  //                     few attributes, exported like the others (OTLP/protobuf,
+  //                     BatchSpanProcessor defaults), no route, no headers out.
+  handWritten = await import('./hand-written.mjs');
 } else if (variant !== 'untraced' && variant !== 'otel-sdk') {
   throw new Error(`unknown BENCH_VARIANT '${variant}'`);
 }
@@ -116,9 +126,11 @@ const options = { logger: ['error', 'warn'] };
 const app = adapter
   ? await NestFactory.create(AppModule, adapter, options)
   : await NestFactory.create(AppModule, options);
-// With the NodeSDK the SIGTERM handler of the --import file flushes and exits;
+handWritten?.install(app, platform, { spans: variant === 'hand-written', serviceName });
+// With the NodeSDK (and the hand-written tracers) their own SIGTERM handler flushes and exits;
 // otherwise Nest's shutdown hooks close the app (and TracingModule flushes).
-const sdkOwnsShutdown = variant === 'otel-sdk' || variant === 'nestjs-otel';
+const sdkOwnsShutdown =
+  variant === 'otel-sdk' || variant === 'nestjs-otel' || handWritten !== undefined;
 if (!sdkOwnsShutdown) app.enableShutdownHooks();
 await app.listen(0, '127.0.0.1');
 const { port } = app.getHttpServer().address();

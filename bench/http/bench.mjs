@@ -29,6 +29,11 @@ const REGISTER = `${BENCH_DIR}common/otel-register.mjs`;
 export const VARIANTS = [
   { name: 'untraced' },
   { name: 'untraced+interceptor' },
+  { name: 'untraced+context' },
+  {
+    name: 'hand-written',
+    spans: { 'express /hello': 1, 'express /work': 1, 'fastify /hello': 1, 'fastify /work': 1 },
+  },
   {
     name: 'nestjs-tracing',
     spans: { 'express /hello': 1, 'express /work': 4, 'fastify /hello': 1, 'fastify /work': 4 },
