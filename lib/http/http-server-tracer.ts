@@ -335,13 +335,28 @@ function addTraceHeaders(
 ): void {
   const value = formatTraceparent(span.spanContext());
   if (value === undefined) return;
-  // Fastify lower-cases the keys of its header object.
-  if (headerObject !== undefined && headerObject['server-timing'] !== undefined) {
-    headerObject['server-timing'] = appendServerTiming(headerObject['server-timing'], value);
-  } else {
-    res.setHeader('server-timing', appendServerTiming(res.getHeader('server-timing'), value));
+  if (headerObject !== undefined) {
+    // Written into the object writeHead was given (Fastify's reply headers), not with setHeader:
+    // one header set on the response makes Node's writeHead merge every header of that object
+    // through setHeader, validating each again. A Server-Timing the app set on the response
+    // itself is kept: the object's value replaces it when the two merge.
+    const key = serverTimingKey(headerObject);
+    const existing = headerObject[key] ?? res.getHeader('server-timing');
+    headerObject[key] = appendServerTiming(existing, value);
+    headerObject.traceresponse = value;
+    return;
   }
+  res.setHeader('server-timing', appendServerTiming(res.getHeader('server-timing'), value));
   res.setHeader('traceresponse', value);
+}
+
+/** The Server-Timing key of a header object, in the case it is spelled (Fastify lower-cases). */
+function serverTimingKey(headers: OutgoingHttpHeaders): string {
+  if (headers['server-timing'] !== undefined) return 'server-timing';
+  for (const key in headers) {
+    if (key.length === 13 && key.toLowerCase() === 'server-timing') return key;
+  }
+  return 'server-timing';
 }
 
 /** Runs `next` with the request's SERVER span active (after async body parsing lost it). */

@@ -23,8 +23,12 @@ import {
   type NestMiddleware,
   type NestModule,
 } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import { delay, of, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
+
+/** Express's response is Node's; Fastify's reply wraps it as `raw`. */
+type RawResponse = ServerResponse & { raw?: ServerResponse };
 
 @Injectable()
 export class OrdersService {
@@ -121,6 +125,21 @@ export class AppController {
   @Header('Server-Timing', 'db;dur=12')
   timing(): string {
     return 'timed';
+  }
+
+  /** Sets Server-Timing on Node's own response, past the framework's header API. */
+  @Get('raw-timing')
+  rawTiming(@Res({ passthrough: true }) res: RawResponse): string {
+    (res.raw ?? res).setHeader('Server-Timing', 'cache;desc=hit');
+    return 'timed';
+  }
+
+  /** Writes the head itself, with a header object spelling Server-Timing in mixed case. */
+  @Get('own-head')
+  ownHead(@Res() res: RawResponse): void {
+    const raw = res.raw ?? res;
+    raw.writeHead(200, { 'Content-Type': 'text/plain', 'Server-Timing': 'app;dur=1' });
+    raw.end('own');
   }
 
   @Get('trace-id')

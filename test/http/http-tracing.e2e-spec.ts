@@ -274,6 +274,25 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     );
   });
 
+  it("appends to a Server-Timing header set on Node's own response", async () => {
+    const res = await fetch(`${url}/raw-timing`);
+    const { traceId, spanId } = (await serverSpan('GET /raw-timing')).spanContext();
+    expect(res.headers.get('server-timing')).toBe(
+      `cache;desc=hit, traceparent;desc="00-${traceId}-${spanId}-01"`,
+    );
+    expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
+  });
+
+  it('appends to a Server-Timing the app passes to writeHead itself, in any case', async () => {
+    const res = await fetch(`${url}/own-head`);
+    expect(await res.text()).toBe('own');
+    const { traceId, spanId } = (await serverSpan('GET /own-head')).spanContext();
+    expect(res.headers.get('server-timing')).toBe(
+      `app;dur=1, traceparent;desc="00-${traceId}-${spanId}-01"`,
+    );
+    expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
+  });
+
   it('ends the span of an aborted request, marked as aborted', async () => {
     await new Promise<void>((resolve) => {
       const req = httpRequest(`${url}/slow`);
