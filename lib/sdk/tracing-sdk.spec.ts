@@ -16,7 +16,7 @@ import {
 import type { ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import {
   AlwaysOffSampler,
@@ -143,7 +143,7 @@ describe('createExporter', () => {
   };
 
   it.each([
-    ['http/protobuf', OTLPProtoTraceExporter],
+    ['http/protobuf', OtlpProtoTraceExporter],
     ['http/json', OTLPJsonTraceExporter],
     ['grpc', OTLPGrpcTraceExporter],
   ] as const)("builds 'otlp' over %s", async (protocol, type) => {

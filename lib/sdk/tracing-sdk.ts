@@ -12,7 +12,6 @@ import {
   W3CBaggagePropagator,
   W3CTraceContextPropagator,
 } from '@opentelemetry/core';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
   defaultResource,
@@ -41,6 +40,7 @@ import type {
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
+import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import {
   TracingConfigError,
   type ResolvedTracingConfig,
@@ -103,7 +103,7 @@ export async function createExporter(
     // The OTLP exporters read OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / HEADERS /
     // TIMEOUT / COMPRESSION themselves, and default to localhost:4318 (4317 for gRPC).
     case 'otlp-proto':
-      return new OTLPProtoTraceExporter();
+      return new OtlpProtoTraceExporter();
     case 'otlp-http-json':
       return new OTLPJsonTraceExporter();
     case 'otlp-grpc': {

@@ -1,0 +1,311 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import { SpanKind, SpanStatusCode, TraceFlags, context, trace } from '@opentelemetry/api';
+import { ExportResultCode, TraceState, type ExportResult } from '@opentelemetry/core';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+} from '@opentelemetry/sdk-trace-base';
+import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
+import { serializeSpans } from './otlp-span-serializer.js';
+
+/** OpenTelemetry's own encoding of the same spans: the reference, byte for byte. */
+const reference = (spans: ReadableSpan[]) =>
+  Buffer.from(ProtobufTraceSerializer.serializeRequest(spans) ?? new Uint8Array());
+const ours = (spans: ReadableSpan[]) => Buffer.from(serializeSpans(spans));
+
+function recorder(
+  options: {
+    resource?: Record<string, string | number>;
+    attributeCountLimit?: number;
+    eventCountLimit?: number;
+  } = {},
+) {
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes(options.resource ?? { 'service.name': 'serializer-spec' }),
+    spanLimits: {
+      attributeCountLimit: options.attributeCountLimit,
+      eventCountLimit: options.eventCountLimit,
+    },
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
+  return { provider, spans: () => exporter.getFinishedSpans() };
+}
+
+const REMOTE_PARENT = trace.setSpanContext(context.active(), {
+  traceId: '0af7651916cd43dd8448eb211c80319c',
+  spanId: 'b7ad6b7169203331',
+  traceFlags: TraceFlags.SAMPLED,
+  isRemote: true,
+  traceState: new TraceState('vendor=a1,other=b-2'),
+});
+
+describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
+  it('writes the bytes OpenTelemetry writes for a typical HTTP server span', () => {
+    const { provider, spans } = recorder();
+    const span = provider.getTracer('nestjs-tracing', '0.1.0').startSpan(
+      'GET /users/:id',
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': 'GET',
+          'url.path': '/users/42',
+          'url.scheme': 'http',
+          'server.address': 'localhost',
+          'server.port': 3000,
+          'network.protocol.version': '1.1',
+        },
+      },
+      REMOTE_PARENT,
+    );
+    span.setAttribute('http.route', '/users/:id');
+    span.setAttribute('http.response.status_code', 200);
+    span.end();
+    const encoded = ours(spans());
+    expect(encoded.length).toBeGreaterThan(100);
+    expect(encoded.equals(reference(spans()))).toBe(true);
+  });
+
+  it('writes every attribute value type as OpenTelemetry does', () => {
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('values');
+    const values: Record<string, unknown> = {
+      empty: '',
+      ascii: 'plain',
+      latin: 'café',
+      cjk: '追踪',
+      emoji: 'trace 🚀 done',
+      ключ: 'non-ASCII key',
+      asciiLong: 'x'.repeat(200),
+      utf8Long: 'é'.repeat(100),
+      huge: 'y'.repeat(100_000),
+      true: true,
+      false: false,
+      zero: 0,
+      int: 42,
+      negative: -7,
+      big: 2 ** 40 + 3,
+      beyondSafe: 2 ** 60,
+      minInt64: -(2 ** 63),
+      maxInt64AsDouble: 2 ** 63,
+      double: 3.25,
+      negativeDouble: -0.5,
+      nan: NaN,
+      infinity: Infinity,
+      strings: ['a', 'é', ''],
+      numbers: [1, 2.5, -3],
+      booleans: [true, false],
+      withHoles: ['a', null, undefined, 'b'],
+      emptyArray: [],
+    };
+    for (const [key, value] of Object.entries(values)) {
+      tracer.startSpan(`value ${key}`, { attributes: { [key]: value as never } }).end();
+    }
+    tracer.startSpan('all at once', { attributes: values as never }).end();
+    expect(spans()).toHaveLength(Object.keys(values).length + 1);
+    expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+
+  it('writes values the SDK does not produce but a custom ReadableSpan may carry', () => {
+    const { provider, spans } = recorder();
+    provider.getTracer('custom').startSpan('base').end();
+    const [base] = spans();
+    const custom = Object.create(base!, {
+      attributes: {
+        value: {
+          bytes: new Uint8Array([0, 1, 2, 255]),
+          map: { nested: 'yes', count: 2, deeper: { list: [1, 'two'] } },
+          nothing: null,
+          fn: () => 1,
+        },
+      },
+    }) as ReadableSpan;
+    expect(ours([custom]).equals(reference([custom]))).toBe(true);
+  });
+
+  it('writes events, links, status, trace state, kinds and parents as OpenTelemetry does', () => {
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('shapes', '2.0.0');
+    const kinds = [
+      SpanKind.INTERNAL,
+      SpanKind.SERVER,
+      SpanKind.CLIENT,
+      SpanKind.PRODUCER,
+      SpanKind.CONSUMER,
+    ];
+    for (const kind of kinds) {
+      tracer.startSpan(`kind ${kind}`, { kind }, REMOTE_PARENT).end();
+    }
+    const parent = tracer.startSpan('local parent');
+    const child = tracer.startSpan(
+      'child',
+      {
+        links: [
+          { context: parent.spanContext() },
+          {
+            context: {
+              traceId: 'ABCDEF0123456789abcdef0123456789',
+              spanId: '0123456789ABCDEF',
+              traceFlags: TraceFlags.NONE,
+              traceState: new TraceState('k=v'),
+              isRemote: true,
+            },
+            attributes: { 'link.reason': 'fan-in', n: 3 },
+          },
+        ],
+      },
+      trace.setSpan(context.active(), parent),
+    );
+    child.addEvent('no attributes');
+    child.addEvent('with attributes', { 'event.k': 'v', 'event.n': 1.5 });
+    child.recordException(new Error('boom ✗'));
+    child.setStatus({ code: SpanStatusCode.ERROR, message: 'it failed: ✗' });
+    child.end();
+    const ok = tracer.startSpan('ok');
+    ok.setStatus({ code: SpanStatusCode.OK });
+    ok.end();
+    parent.end();
+    expect(spans()).toHaveLength(kinds.length + 3);
+    expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+
+  it('writes dropped counts when span limits drop attributes and events', () => {
+    const { provider, spans } = recorder({ attributeCountLimit: 2, eventCountLimit: 1 });
+    const span = provider.getTracer('limits').startSpan('limited', {
+      attributes: { a: 1, b: 2, c: 3, d: 4 },
+    });
+    span.addEvent('one');
+    span.addEvent('two');
+    span.end();
+    expect(spans()[0]!.droppedAttributesCount).toBe(2);
+    expect(spans()[0]!.droppedEventsCount).toBe(1);
+    expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+
+  it('groups spans by resource and scope in first-seen order, as OpenTelemetry does', () => {
+    const a = recorder({ resource: { 'service.name': 'a', 'process.pid': 1 } });
+    const b = recorder({ resource: { 'service.name': 'b ✓' } });
+    const interleaved: ReadableSpan[] = [];
+    for (let i = 0; i < 3; i++) {
+      a.provider.getTracer('scope-1', '1').startSpan(`a1 ${i}`).end();
+      b.provider.getTracer('scope-2').startSpan(`b2 ${i}`).end();
+      a.provider.getTracer('scope-2', '2').startSpan(`a2 ${i}`).end();
+    }
+    const fromA = a.spans();
+    const fromB = b.spans();
+    for (let i = 0; i < 3; i++) interleaved.push(fromA[2 * i]!, fromB[i]!, fromA[2 * i + 1]!);
+    expect(ours(interleaved).equals(reference(interleaved))).toBe(true);
+  });
+
+  it('writes a span of any size: under 128 bytes, and over 16 KiB', () => {
+    const { provider, spans } = recorder({ resource: {} });
+    const tracer = provider.getTracer('');
+    tracer.startSpan('s').end();
+    tracer.startSpan('big', { attributes: { blob: 'z'.repeat(20_000) } }).end();
+    const tiny = spans()[0]!;
+    expect(ours([tiny]).equals(reference([tiny]))).toBe(true);
+    expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+
+  it('writes an empty request for no spans', () => {
+    expect(ours([]).equals(reference([]))).toBe(true);
+    expect(serializeSpans([])).toHaveLength(0);
+  });
+
+  it('returns bytes the next call does not overwrite', () => {
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('reuse');
+    tracer.startSpan('first', { attributes: { k: 'one' } }).end();
+    const first = serializeSpans(spans());
+    const copy = Buffer.from(first);
+    tracer.startSpan('second', { attributes: { k: 'two'.repeat(50) } }).end();
+    serializeSpans(spans());
+    expect(Buffer.from(first).equals(copy)).toBe(true);
+  });
+
+  it('writes attribute names beyond the cached ones the same way', () => {
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('many-keys');
+    for (let i = 0; i < 3000; i++) tracer.startSpan('k', { attributes: { [`key.${i}`]: i } }).end();
+    expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+});
+
+describe('OtlpProtoTraceExporter', () => {
+  let server: Server;
+  let received: Array<{ url: string; headers: IncomingHttpHeaders; body: Buffer }>;
+  let endpoint: string;
+  const saved = { ...process.env };
+
+  beforeEach(async () => {
+    received = [];
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push({ url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+
+  afterEach(async () => {
+    process.env = { ...saved };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const exportWith = async (env: Record<string, string>, spans: ReadableSpan[]) => {
+    Object.assign(process.env, env);
+    const exporter = new OtlpProtoTraceExporter();
+    const result = await new Promise<ExportResult>((resolve) => exporter.export(spans, resolve));
+    await exporter.shutdown();
+    return result;
+  };
+
+  it("posts OpenTelemetry's bytes to the endpoint, with the OTEL_EXPORTER_OTLP_* settings", async () => {
+    const { provider, spans } = recorder();
+    provider
+      .getTracer('exporter')
+      .startSpan('exported', { attributes: { 'http.request.method': 'GET' } })
+      .end();
+    const result = await exportWith(
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+        OTEL_EXPORTER_OTLP_HEADERS: 'api-key=secret',
+        OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      },
+      spans(),
+    );
+    expect(result.code).toBe(ExportResultCode.SUCCESS);
+    expect(received).toHaveLength(1);
+    const [request] = received;
+    expect(request!.url).toBe('/v1/traces');
+    expect(request!.headers['content-type']).toBe('application/x-protobuf');
+    expect(request!.headers['api-key']).toBe('secret');
+    expect(request!.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(request!.body).equals(reference(spans()))).toBe(true);
+  });
+
+  it('reports a failed export when the collector refuses the request', async () => {
+    server.removeAllListeners('request');
+    server.on('request', (_req, res) => {
+      res.writeHead(400);
+      res.end();
+    });
+    const { provider, spans } = recorder();
+    provider.getTracer('exporter').startSpan('refused').end();
+    const result = await exportWith(
+      { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${endpoint}/x` },
+      spans(),
+    );
+    expect(result.code).toBe(ExportResultCode.FAILED);
+  });
+});
