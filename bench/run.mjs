@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [-- --only http,rpc] [-- --rounds N] [-- --seconds S]`
-// Runs the benches (http, rpc, decorator, outage) and prints their tables as
+// Runs the benches (http, rpc, decorator, export, outage) and prints their tables as
 // markdown. Exits non-zero when a bench failed or a traced variant was not
 // comparable (for example: it exported no spans). See bench/README.md.
 import { execFileSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { pinning, pinSelf, ROOT_DIR } from './common/proc.mjs';
 import { VARIANTS } from './http/bench.mjs';
 
-const BENCHES = ['http', 'rpc', 'decorator', 'outage'];
+const BENCHES = ['http', 'rpc', 'decorator', 'export', 'outage'];
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +27,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'usage: npm run bench -- [--quick] [--only http,rpc,decorator,outage] [--rounds N]\n' +
+    'usage: npm run bench -- [--quick] [--only http,rpc,decorator,export,outage] [--rounds N]\n' +
       '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
       '                        [--variant untraced,nestjs-tracing,...]\n',
   );
@@ -73,6 +73,10 @@ const settings = {
   decorator: {
     rounds: rounds ?? (quick ? 1 : 5),
     calls: 100_000,
+  },
+  export: {
+    rounds: rounds ?? (quick ? 1 : 5),
+    iterations: quick ? 50 : 400,
   },
   outage: {
     rounds: rounds ?? (quick ? 1 : 3),

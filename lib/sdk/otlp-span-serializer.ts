@@ -315,13 +315,15 @@ function writeAttributes(w: Writer, attributes: Attributes, field: number): void
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
     const value: AttributeValue | undefined = attributes[key];
     const k = encodedKey(key);
-    if (typeof value === 'string' && isAscii(value)) {
-      // KeyValue { key, value: AnyValue { string_value } }: every length is known.
+    if (typeof value === 'string') {
+      // KeyValue { key, value: AnyValue { string_value } }: if the value is ASCII every length
+      // is known up front. The copy checks as it goes, and starts over if it was not.
       const n = value.length;
       const anyValue = 1 + varintSize(n) + n;
       const kv = k.length + 1 + varintSize(anyValue) + anyValue;
       w.ensure(kv + 16);
       const buf = w.buf;
+      const at = w.pos;
       buf[w.pos++] = fieldTag;
       w.uint32(kv);
       w.raw(k);
@@ -331,12 +333,21 @@ function writeAttributes(w: Writer, attributes: Attributes, field: number): void
       w.uint32(n);
       if (n < NATIVE_STRING_LENGTH) {
         let pos = w.pos;
-        for (let i = 0; i < n; i++) buf[pos++] = value.charCodeAt(i);
-        w.pos = pos;
-      } else {
+        let bits = 0;
+        for (let i = 0; i < n; i++) {
+          const c = value.charCodeAt(i);
+          bits |= c;
+          buf[pos++] = c;
+        }
+        if (bits <= 0x7f) {
+          w.pos = pos;
+          continue;
+        }
+      } else if (isAscii(value)) {
         w.pos += buf.write(value, w.pos, n, 'latin1');
+        continue;
       }
-      continue;
+      w.pos = at;
     }
     w.ensure(k.length + 8);
     w.buf[w.pos++] = fieldTag;
@@ -553,8 +564,8 @@ export function serializeSpans(spans: ReadableSpan[]): Uint8Array {
     }
     w.close(resourceSpans, 3);
   }
-  const out = new Uint8Array(w.pos);
-  out.set(w.buf.subarray(0, w.pos));
+  const out = Buffer.allocUnsafe(w.pos);
+  w.buf.copy(out, 0, 0, w.pos);
   if (w.buf.length <= 4 * 1024 * 1024) shared = w;
   return out;
 }
