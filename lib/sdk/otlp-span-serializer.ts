@@ -106,10 +106,20 @@ class Writer {
     buf[this.pos++] = low & 0x7f;
   }
 
+  /** Four bytes, little-endian; the caller has ensured the room. */
+  private le32(v: number): void {
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = v;
+    buf[pos++] = v >>> 8;
+    buf[pos++] = v >>> 16;
+    buf[pos++] = v >>> 24;
+    this.pos = pos;
+  }
+
   fixed32(v: number): void {
     this.ensure(4);
-    this.buf.writeUInt32LE(v >>> 0, this.pos);
-    this.pos += 4;
+    this.le32(v >>> 0);
   }
 
   double(v: number): void {
@@ -131,10 +141,8 @@ class Writer {
         ((upper / 0x10000) >>> 0) +
         Math.floor(sumLow / 0x100000000)) >>>
       0;
-    const buf = this.buf;
-    buf.writeUInt32LE(low, this.pos);
-    buf.writeUInt32LE(high, this.pos + 4);
-    this.pos += 8;
+    this.le32(low);
+    this.le32(high);
   }
 
   /** A length-delimited string (tag written by the caller). */
@@ -168,12 +176,10 @@ class Writer {
     this.pos += this.buf.write(s, this.pos, bytes, 'utf8');
   }
 
-  /** Bytes as they are (an encoded key: a few dozen bytes, copied faster here than natively). */
+  /** Bytes as they are (an encoded key); the caller has ensured the room. */
   raw(b: Uint8Array): void {
-    const buf = this.buf;
-    const pos = this.pos;
-    for (let i = 0; i < b.length; i++) buf[pos + i] = b[i]!;
-    this.pos = pos + b.length;
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
   }
 
   bytes(b: Uint8Array): void {
