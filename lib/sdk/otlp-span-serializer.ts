@@ -202,6 +202,29 @@ class Writer {
     this.pos = pos;
   }
 
+  /** A field's tag (every field here but the span's `flags` is below 16: one byte). */
+  tag(field: number, wire: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = (field << 3) | wire;
+  }
+
+  /** A varint field below 2^32 (counts, enums). */
+  varintField(field: number, v: number): void {
+    this.tag(field, 0);
+    this.ensure(5);
+    this.uint32(v);
+  }
+
+  stringField(field: number, s: string): void {
+    this.tag(field, 2);
+    this.string(s);
+  }
+
+  idField(field: number, hex: string): void {
+    this.tag(field, 2);
+    this.hexId(hex);
+  }
+
   /** Reserves `reserve` bytes for a length; returns where the message starts. */
   open(reserve: number): number {
     this.ensure(reserve);
@@ -255,55 +278,40 @@ function isAscii(s: string): boolean {
 
 function writeAnyValue(w: Writer, value: unknown): void {
   const t = typeof value;
-  if (t === 'string') {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(1, 2);
-    w.string(value as string);
-  } else if (t === 'boolean') {
-    w.ensure(2);
-    w.buf[w.pos++] = tag(2, 0);
-    w.buf[w.pos++] = value ? 1 : 0;
-  } else if (t === 'number') {
+  if (t === 'string') w.stringField(1, value as string);
+  else if (t === 'boolean') w.varintField(2, value ? 1 : 0);
+  else if (t === 'number') {
     const n = value as number;
-    w.ensure(1);
     if (Number.isInteger(n) && n >= MIN_INT64 && n < MAX_INT64) {
-      w.buf[w.pos++] = tag(3, 0);
+      w.tag(3, 0);
       w.int64(n);
     } else {
-      w.buf[w.pos++] = tag(4, 1);
+      w.tag(4, 1);
       w.double(n);
     }
   } else if (value instanceof Uint8Array) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(7, 2);
+    w.tag(7, 2);
     w.bytes(value);
   } else if (Array.isArray(value)) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(5, 2);
+    w.tag(5, 2);
     const array = w.open(1);
     for (const item of value) {
-      w.ensure(1);
-      w.buf[w.pos++] = tag(1, 2);
+      w.tag(1, 2);
       const start = w.open(1);
       writeAnyValue(w, item);
       w.close(start, 1);
     }
     w.close(array, 1);
   } else if (t === 'object' && value !== null) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(6, 2);
+    w.tag(6, 2);
     const list = w.open(1);
     const record = value as Record<string, unknown>;
     for (const k in record) {
       if (!Object.prototype.hasOwnProperty.call(record, k)) continue;
-      w.ensure(1);
-      w.buf[w.pos++] = tag(1, 2);
+      w.tag(1, 2);
       const kv = w.open(1);
-      w.ensure(1);
-      w.buf[w.pos++] = tag(1, 2);
-      w.string(k);
-      w.ensure(1);
-      w.buf[w.pos++] = tag(2, 2);
+      w.stringField(1, k);
+      w.tag(2, 2);
       const v = w.open(1);
       writeAnyValue(w, record[k]);
       w.close(v, 1);
@@ -371,46 +379,33 @@ function spanFlags(traceFlags: number, isRemote: boolean | undefined): number {
   return (traceFlags & 0xff) | FLAGS_HAS_IS_REMOTE | (isRemote ? FLAGS_IS_REMOTE : 0);
 }
 
+/** trace_id (1), span_id (2) and trace_state (3): the same fields in a Span and in a Link. */
+function writeIds(w: Writer, ctx: SpanContext): void {
+  w.idField(1, ctx.traceId);
+  w.idField(2, ctx.spanId);
+  const traceState = ctx.traceState?.serialize();
+  if (traceState) w.stringField(3, traceState);
+}
+
 function writeEvent(w: Writer, event: TimedEvent): void {
-  w.ensure(2);
-  w.buf[w.pos++] = tag(11, 2);
+  w.tag(11, 2);
   const start = w.open(1);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(1, 1);
+  w.tag(1, 1);
   w.time(event.time);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(2, 2);
-  w.string(event.name);
+  w.stringField(2, event.name);
   if (event.attributes) writeAttributes(w, event.attributes, 3);
-  w.ensure(6);
-  w.buf[w.pos++] = tag(4, 0);
-  w.uint32(event.droppedAttributesCount || 0);
+  w.varintField(4, event.droppedAttributesCount || 0);
   w.close(start, 1);
 }
 
 function writeLink(w: Writer, link: Link & { droppedAttributesCount?: number }): void {
   const ctx = link.context;
-  w.ensure(2);
-  w.buf[w.pos++] = tag(13, 2);
+  w.tag(13, 2);
   const start = w.open(1);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(1, 2);
-  w.hexId(ctx.traceId);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(2, 2);
-  w.hexId(ctx.spanId);
-  const traceState = ctx.traceState?.serialize();
-  if (traceState) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(3, 2);
-    w.string(traceState);
-  }
+  writeIds(w, ctx);
   if (link.attributes) writeAttributes(w, link.attributes, 4);
-  w.ensure(6);
-  w.buf[w.pos++] = tag(5, 0);
-  w.uint32(link.droppedAttributesCount || 0);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(6, 5);
+  w.varintField(5, link.droppedAttributesCount || 0);
+  w.tag(6, 5);
   w.fixed32(spanFlags(ctx.traceFlags, ctx.isRemote));
   w.close(start, 1);
 }
@@ -419,65 +414,30 @@ function writeLink(w: Writer, link: Link & { droppedAttributesCount?: number }):
 function writeSpan(w: Writer, span: ReadableSpan): void {
   const ctx: SpanContext = span.spanContext();
   const parent = span.parentSpanContext;
-  w.ensure(3);
-  w.buf[w.pos++] = tag(2, 2);
+  w.tag(2, 2);
   const start = w.open(2);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(1, 2);
-  w.hexId(ctx.traceId);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(2, 2);
-  w.hexId(ctx.spanId);
-  const traceState = ctx.traceState?.serialize();
-  if (traceState) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(3, 2);
-    w.string(traceState);
-  }
-  if (parent?.spanId) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(4, 2);
-    w.hexId(parent.spanId);
-  }
-  w.ensure(1);
-  w.buf[w.pos++] = tag(5, 2);
-  w.string(span.name);
+  writeIds(w, ctx);
+  if (parent?.spanId) w.idField(4, parent.spanId);
+  w.stringField(5, span.name);
+  // Kind is offset by one: the API has no value for UNSPECIFIED.
   const kind = span.kind == null ? 0 : span.kind + 1;
-  w.ensure(8);
-  if (kind !== 0) {
-    w.buf[w.pos++] = tag(6, 0);
-    w.uint32(kind);
-  }
-  w.buf[w.pos++] = tag(7, 1);
+  if (kind !== 0) w.varintField(6, kind);
+  w.tag(7, 1);
   w.time(span.startTime);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(8, 1);
+  w.tag(8, 1);
   w.time(span.endTime);
   if (span.attributes) writeAttributes(w, span.attributes, 9);
-  w.ensure(6);
-  w.buf[w.pos++] = tag(10, 0);
-  w.uint32(span.droppedAttributesCount);
+  w.varintField(10, span.droppedAttributesCount);
   for (const event of span.events) writeEvent(w, event);
-  w.ensure(6);
-  w.buf[w.pos++] = tag(12, 0);
-  w.uint32(span.droppedEventsCount);
+  w.varintField(12, span.droppedEventsCount);
   for (const link of span.links) writeLink(w, link);
-  w.ensure(6);
-  w.buf[w.pos++] = tag(14, 0);
-  w.uint32(span.droppedLinksCount);
+  w.varintField(14, span.droppedLinksCount);
   // Status { message (2), code (3, always written) }
-  w.ensure(2);
-  w.buf[w.pos++] = tag(15, 2);
+  w.tag(15, 2);
   const status = w.open(1);
   const message = span.status.message;
-  if (message) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(2, 2);
-    w.string(message);
-  }
-  w.ensure(6);
-  w.buf[w.pos++] = tag(3, 0);
-  w.uint32(span.status.code);
+  if (message) w.stringField(2, message);
+  w.varintField(3, span.status.code);
   w.close(status, 1);
   w.ensure(7);
   w.buf[w.pos++] = 0x85; // field 16, wire type 5: a two-byte tag
@@ -492,23 +452,12 @@ type Scope = ReadableSpan['instrumentationScope'] & {
 };
 
 function writeScope(w: Writer, scope: Scope): void {
-  w.ensure(2);
-  w.buf[w.pos++] = tag(1, 2);
+  w.tag(1, 2);
   const start = w.open(1);
-  w.ensure(1);
-  w.buf[w.pos++] = tag(1, 2);
-  w.string(scope.name);
-  if (scope.version) {
-    w.ensure(1);
-    w.buf[w.pos++] = tag(2, 2);
-    w.string(scope.version);
-  }
+  w.stringField(1, scope.name);
+  if (scope.version) w.stringField(2, scope.version);
   if (scope.attributes) writeAttributes(w, scope.attributes, 3);
-  if (scope.droppedAttributesCount) {
-    w.ensure(6);
-    w.buf[w.pos++] = tag(4, 0);
-    w.uint32(scope.droppedAttributesCount);
-  }
+  if (scope.droppedAttributesCount) w.varintField(4, scope.droppedAttributesCount);
   w.close(start, 1);
 }
 
@@ -538,36 +487,23 @@ export function serializeSpans(spans: ReadableSpan[]): Uint8Array {
   shared = undefined; // not shared while in use (a span's getter could export re-entrantly)
   w.pos = 0;
   for (const [resource, scopes] of resources) {
-    w.ensure(2);
-    w.buf[w.pos++] = tag(1, 2);
+    w.tag(1, 2);
     const resourceSpans = w.open(3);
     // Resource { attributes (1), dropped_attributes_count (2) = 0 }
-    w.ensure(2);
-    w.buf[w.pos++] = tag(1, 2);
+    w.tag(1, 2);
     const res = w.open(2);
     if (resource.attributes) writeAttributes(w, resource.attributes, 1);
-    w.ensure(2);
-    w.buf[w.pos++] = tag(2, 0);
-    w.buf[w.pos++] = 0;
+    w.varintField(2, 0);
     w.close(res, 2);
     for (const [scope, list] of scopes) {
-      w.ensure(2);
-      w.buf[w.pos++] = tag(2, 2);
+      w.tag(2, 2);
       const scopeSpans = w.open(3);
       writeScope(w, scope);
       for (const span of list) writeSpan(w, span);
-      if (scope.schemaUrl) {
-        w.ensure(1);
-        w.buf[w.pos++] = tag(3, 2);
-        w.string(scope.schemaUrl);
-      }
+      if (scope.schemaUrl) w.stringField(3, scope.schemaUrl);
       w.close(scopeSpans, 3);
     }
-    if (resource.schemaUrl) {
-      w.ensure(1);
-      w.buf[w.pos++] = tag(3, 2);
-      w.string(resource.schemaUrl);
-    }
+    if (resource.schemaUrl) w.stringField(3, resource.schemaUrl);
     w.close(resourceSpans, 3);
   }
   const out = Buffer.allocUnsafe(w.pos);
