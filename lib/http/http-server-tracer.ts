@@ -67,7 +67,8 @@ export interface HttpRequestState {
 }
 
 type TracedRequest = IncomingMessage & {
-  [HTTP_STATE]?: HttpRequestState;
+  /** null: seen by the server's request listener and not traced (an ignored route). */
+  [HTTP_STATE]?: HttpRequestState | null;
   route?: { path?: unknown };
   baseUrl?: string;
   originalUrl?: string;
@@ -108,15 +109,24 @@ export class HttpServerTracer {
 
   /**
    * Starts the span of a request and hooks its end to the response. Returns
-   * the context to run the rest of the request in, or undefined when the
-   * request is ignored (or already traced).
+   * the state (with the context to run the rest of the request in), or
+   * undefined when the request is ignored (or already traced). `markIgnored`
+   * leaves a null on an ignored request, so that a later hook does not test
+   * the ignore rules again.
    */
-  start(req: TracedRequest, res: TracedResponse): HttpRequestState | undefined {
+  start(
+    req: TracedRequest,
+    res: TracedResponse,
+    markIgnored = false,
+  ): HttpRequestState | undefined {
     if (req[HTTP_STATE] !== undefined) return undefined;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if (this.ignore !== undefined && this.ignore(path, req)) return undefined;
+    if (this.ignore !== undefined && this.ignore(path, req)) {
+      if (markIgnored) req[HTTP_STATE] = null;
+      return undefined;
+    }
 
     const headers = req.headers;
     const rawMethod = req.method ?? 'GET';
@@ -363,7 +373,7 @@ function serverTimingKey(headers: OutgoingHttpHeaders): string {
 export function reenter(req: TracedRequest, next: () => void): void {
   const state = req[HTTP_STATE];
   // Usually the context survived: entering it again would cost a context switch per request.
-  if (state === undefined || state.ended || context.active() === state.context) {
+  if (state == null || state.ended || context.active() === state.context) {
     next();
     return;
   }
@@ -374,8 +384,8 @@ export function reenter(req: TracedRequest, next: () => void): void {
 export function httpStateOf(req: unknown): HttpRequestState | undefined {
   if (req === null || typeof req !== 'object') return undefined;
   const direct = (req as TracedRequest)[HTTP_STATE];
-  if (direct !== undefined) return direct;
+  if (direct !== undefined) return direct ?? undefined;
   // Fastify hands Nest its own request object; the Node one is `raw`.
   const raw = (req as { raw?: TracedRequest }).raw;
-  return raw?.[HTTP_STATE];
+  return raw?.[HTTP_STATE] ?? undefined;
 }

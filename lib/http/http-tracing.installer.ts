@@ -21,8 +21,15 @@ type HookableAdapter = HttpServer & {
   setOnRequestHook?(hook: RequestHook): void;
   onRequestHook?: RequestHook;
 };
+type TracedRawRequest = IncomingMessage & { [HTTP_STATE]?: HttpRequestState | null };
+interface ServerLike {
+  prependListener(
+    event: 'request',
+    listener: (req: IncomingMessage, res: ServerResponse) => void,
+  ): unknown;
+}
 interface FastifyLikeRequest {
-  raw: IncomingMessage & { [HTTP_STATE]?: HttpRequestState };
+  raw: TracedRawRequest;
   routeOptions?: { url?: string };
 }
 interface FastifyLike {
@@ -65,14 +72,36 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
   captureHttpExceptions();
   hookServerResponse();
 
+  // The span starts in a 'request' listener ahead of the framework's, on the request and response
+  // as Node made them: every request object still shares one hidden class there, so reading it
+  // and adding the state costs little. By the first Express middleware each request has a class
+  // of its own and every property access misses V8's caches. The request hook below still starts
+  // the span when the request reached the app some other way (the app handed to a server of the
+  // user's own, say).
+  const server = hookable.getHttpServer?.() as ServerLike | undefined;
+  if (server !== undefined && server !== null && typeof server.prependListener === 'function') {
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      try {
+        tracer.start(req, res, true);
+      } catch (error) {
+        // Served untraced (e.g. an http.ignore predicate that throws), without asking again.
+        (req as TracedRawRequest)[HTTP_STATE] ??= null;
+        reportOnce(error);
+      }
+    });
+  }
+
   // Keep a hook the application set before us, running it inside the span.
   const previous = hookable.onRequestHook;
+  const onExpress = type === 'express';
   hookable.setOnRequestHook(function tracingRequestHook(this: unknown, req, res, done) {
-    const rawReq = ((req as { raw?: unknown }).raw ?? req) as IncomingMessage;
-    const rawRes = ((res as { raw?: unknown }).raw ?? res) as ServerResponse;
+    // Express's request and response are Node's own; Fastify wraps them (`raw`).
+    const rawReq = (onExpress ? req : ((req as { raw?: unknown }).raw ?? req)) as TracedRawRequest;
+    const rawRes = (onExpress ? res : ((res as { raw?: unknown }).raw ?? res)) as ServerResponse;
     let state: HttpRequestState | undefined;
     try {
-      state = tracer.start(rawReq, rawRes);
+      const early = rawReq[HTTP_STATE];
+      state = early === undefined ? tracer.start(rawReq, rawRes) : (early ?? undefined);
       // Fastify has routed the request already; keep the route even if body parsing fails.
       if (state !== undefined && rawReq !== req)
         state.route = (req as FastifyLikeRequest).routeOptions?.url;
@@ -96,7 +125,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     const fastify = adapter.getInstance() as FastifyLike;
     fastify.addHook('preHandler', (request, _reply, done) => {
       const state = request.raw[HTTP_STATE];
-      if (state === undefined) return done();
+      if (state == null) return done();
       state.route ??= request.routeOptions?.url;
       if (context.active() === state.context) return done();
       context.with(state.context, done);

@@ -13,7 +13,7 @@ import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
-import { request as httpRequest, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import {
@@ -25,6 +25,8 @@ import {
   expectSameTrace,
 } from '../../lib/testing/index.js';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { Test } from '@nestjs/testing';
 import { platforms, startApp, useTracedApp, type Platform } from '../support/platforms.js';
 import { HttpTestModule } from './http-app.js';
 
@@ -505,6 +507,72 @@ describe.each(platforms)('switched off on $name', (platform) => {
       expect(res.headers.get('traceresponse')).toBeNull();
       expect(trace.getTracer('probe').startSpan('probe').isRecording()).toBe(false);
     } finally {
+      await app.close();
+    }
+  });
+});
+
+describe.each(platforms)('the ignore rules on $name', (platform) => {
+  it('are asked once per request, and an ignored request makes no span', async () => {
+    const asked: string[] = [];
+    const { app, url } = await startApp(platform, [
+      TracingTestingModule.forRoot({
+        http: {
+          ignore: [
+            (req) => {
+              asked.push(req.url ?? '');
+              return req.url === '/health';
+            },
+          ],
+        },
+      }),
+      HttpTestModule,
+    ]);
+    try {
+      const spans = app.get(TestSpans);
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      expect((await fetch(`${url}/hello`)).status).toBe(200);
+      const server = await spans.waitForOne('GET /hello');
+      expect(server.kind).toBe(SpanKind.SERVER);
+      expect(server.attributes['url.path']).toBe('/hello');
+      expect(spans.byKind(SpanKind.SERVER)).toHaveLength(1);
+      expect(asked).toEqual(['/health', '/hello']);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('an Express app served by a server of its own', () => {
+  it('is traced through the request hook: the span, its route, its parent', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [TracingTestingModule.forRoot({ serviceName: 'own-server' }), HttpTestModule],
+    }).compile();
+    const app = moduleRef.createNestApplication(new ExpressAdapter(), { logger: false });
+    await app.init();
+    // The app's Express instance handed to a server Nest never saw.
+    const server = createServer(app.getHttpAdapter().getInstance());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const spans = app.get(TestSpans);
+      const { port } = server.address() as { port: number };
+      const res = await fetch(`http://127.0.0.1:${port}/orders/7`, {
+        headers: { traceparent: TRACEPARENT },
+      });
+      expect(res.status).toBe(200);
+      const span = await spans.waitForOne('GET /orders/:id');
+      expect(span.kind).toBe(SpanKind.SERVER);
+      expect(span.spanContext().traceId).toBe(TRACE_ID);
+      expectParentId(span, PARENT_ID);
+      expect(span.attributes['http.route']).toBe('/orders/:id');
+      expect(span.attributes['http.response.status_code']).toBe(200);
+      expect(res.headers.get('traceresponse')).toBe(
+        `00-${TRACE_ID}-${span.spanContext().spanId}-01`,
+      );
+      expectChildOf(spans.one('OrdersService.find'), span);
+      expect(spans.byKind(SpanKind.SERVER)).toHaveLength(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
       await app.close();
     }
   });
