@@ -25,7 +25,7 @@ const TRANSPORTS = [
   { name: 'nats', mode: 'send', broker: 4222 },
   { name: 'rmq', mode: 'emit', broker: 5672 },
 ];
-const VARIANTS = ['untraced', 'traced'];
+const VARIANTS = ['untraced', 'untraced+context', 'traced'];
 
 function reachable(port) {
   return new Promise((resolve) => {

@@ -7,7 +7,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientsModule } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { patterns, tracingImports, transportOptions } from './common.mjs';
+import { inContext, patterns, tracingImports, transportOptions } from './common.mjs';
 
 const CLIENT = 'BENCH_CLIENT';
 const events = process.env.BENCH_MODE === 'emit';
@@ -55,7 +55,7 @@ async function run({ warmupSeconds, seconds, inFlight }) {
       }
     }
   };
-  const workers = Array.from({ length: inFlight }, worker);
+  const workers = await inContext(() => Array.from({ length: inFlight }, worker));
   await sleep(warmupSeconds * 1000);
   const start = { completed: totals.completed, t: performance.now(), cpu: cpu() };
   process.send({ type: 'measuring' });

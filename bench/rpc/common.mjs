@@ -40,11 +40,37 @@ export const patterns = () => {
   return { sum: `${prefix}.sum`, event: `${prefix}.event` };
 };
 
-/** The modules a side imports for its variant: TracingModule.forRoot when traced. */
+const variant = process.env.BENCH_VARIANT ?? 'untraced';
+if (!['untraced', 'untraced+context', 'traced'].includes(variant)) {
+  throw new Error(`unknown BENCH_VARIANT '${variant}'`);
+}
+
+/**
+ * The modules a side imports for its variant: TracingModule.forRoot when traced. For
+ * `untraced+context` (no tracing, only what OpenTelemetry's context manager costs) it registers
+ * the AsyncLocalStorage context manager instead; see {@link inContext}.
+ */
 export async function tracingImports(serviceName) {
-  const variant = process.env.BENCH_VARIANT ?? 'untraced';
   if (variant === 'untraced') return [];
-  if (variant !== 'traced') throw new Error(`unknown BENCH_VARIANT '${variant}'`);
+  if (variant === 'untraced+context') {
+    const { context } = await import('@opentelemetry/api');
+    const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    return [];
+  }
   const { TracingModule } = await import('nestjs-tracing');
   return [TracingModule.forRoot({ serviceName })];
+}
+
+const MARK = Symbol('bench.rpc.context');
+
+/**
+ * Runs `fn` (the server's listen, the client's senders) in a context of its own for
+ * `untraced+context`: the context manager's promise hooks are then on, and every promise a
+ * message makes carries that context, as it would carry a span's. Other variants: `fn()`.
+ */
+export async function inContext(fn) {
+  if (variant !== 'untraced+context') return fn();
+  const { context, ROOT_CONTEXT } = await import('@opentelemetry/api');
+  return context.with(ROOT_CONTEXT.setValue(MARK, true), fn);
 }

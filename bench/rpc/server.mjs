@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern } from '@nestjs/microservices';
-import { patterns, tracingImports, transportOptions } from './common.mjs';
+import { inContext, patterns, tracingImports, transportOptions } from './common.mjs';
 
 const counts = { handled: 0, events: 0 };
 const { sum, event } = patterns();
@@ -43,7 +43,7 @@ const app = await NestFactory.createMicroservice(ServerModule, {
   logger: ['error', 'warn'],
 });
 app.enableShutdownHooks();
-await app.listen();
+await inContext(() => app.listen());
 
 process.on('message', (message) => {
   if (message?.type === 'stats') process.send({ type: 'stats:reply', ...counts });
