@@ -254,6 +254,21 @@ export async function freePort() {
   });
 }
 
+/**
+ * Runs a one-shot worker of a bench on the app core: waits for its 'ready', sends it `message`
+ * and returns its 'result', stopping it whatever happens.
+ */
+export async function runWorker(name, script, message, { nodeArgs = [] } = {}) {
+  const worker = new Child(name, script, { core: APP_CORE, nodeArgs });
+  try {
+    await worker.waitFor('ready', 60_000);
+    worker.send(message);
+    return await worker.waitFor('result', 600_000);
+  } finally {
+    await worker.stop(5000);
+  }
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the OTLP sink on the load core; `counts()` reads its totals. */

@@ -1,6 +1,6 @@
 // bench/decorator: the cost of a span around a method, @Trace() against the
 // hand-written tracer.startActiveSpan wrapper. One process on the app core.
-import { APP_CORE, BENCH_DIR, Child } from '../common/proc.mjs';
+import { BENCH_DIR, runWorker } from '../common/proc.mjs';
 import { median, min, num, ratio, table } from '../common/report.mjs';
 
 /** @Trace() on an async method should cost at most this much more than startActiveSpan. */
@@ -8,24 +8,18 @@ const TARGET = 1.1;
 
 export async function run(settings, log) {
   const failures = [];
-  const worker = new Child('decorator worker', `${BENCH_DIR}decorator/worker.mjs`, {
-    core: APP_CORE,
-    nodeArgs: ['--expose-gc'],
-  });
-  let result;
-  try {
-    await worker.waitFor('ready', 60_000);
-    log(`decorator: ${settings.rounds} rounds of ${settings.calls} calls per case`);
-    worker.send({
+  log(`decorator: ${settings.rounds} rounds of ${settings.calls} calls per case`);
+  const result = await runWorker(
+    'decorator worker',
+    `${BENCH_DIR}decorator/worker.mjs`,
+    {
       type: 'run',
       calls: settings.calls,
       rounds: settings.rounds,
       warmupCalls: Math.min(settings.calls, 20_000),
-    });
-    result = await worker.waitFor('result', 600_000);
-  } finally {
-    await worker.stop(5000);
-  }
+    },
+    { nodeArgs: ['--expose-gc'] },
+  );
 
   const medianOf = new Map(result.cases.map((c) => [c.name, median(c.ns)]));
   const bare = (kind) => result.cases.find((c) => c.kind === kind && !c.hand && !c.traced);

@@ -1,26 +1,18 @@
 // bench/export: the cost of encoding spans for OTLP/protobuf export, per span,
 // OpenTelemetry's serializer against the package's writer. One process on the
 // app core; interleaved rounds; the bench fails if the two write different bytes.
-import { APP_CORE, BENCH_DIR, Child } from '../common/proc.mjs';
+import { BENCH_DIR, runWorker } from '../common/proc.mjs';
 import { median, num, ratio, table } from '../common/report.mjs';
 
 export async function run(settings, log) {
   const failures = [];
-  const worker = new Child('export worker', `${BENCH_DIR}export/worker.mjs`, { core: APP_CORE });
-  let result;
-  try {
-    await worker.waitFor('ready', 60_000);
-    log(`export: ${settings.rounds} rounds of ${settings.iterations} batches per shape`);
-    worker.send({
-      type: 'run',
-      rounds: settings.rounds,
-      iterations: settings.iterations,
-      warmup: Math.max(50, settings.iterations / 2),
-    });
-    result = await worker.waitFor('result', 600_000);
-  } finally {
-    await worker.stop(5000);
-  }
+  log(`export: ${settings.rounds} rounds of ${settings.iterations} batches per shape`);
+  const result = await runWorker('export worker', `${BENCH_DIR}export/worker.mjs`, {
+    type: 'run',
+    rounds: settings.rounds,
+    iterations: settings.iterations,
+    warmup: Math.max(50, settings.iterations / 2),
+  });
   const rows = result.cases.map((c) => {
     if (!c.identical) failures.push(`export ${c.name}: the two serializers wrote different bytes.`);
     const otel = median(c.otel);
