@@ -9,12 +9,19 @@ import {
   type IExportTraceServiceResponse,
   type ISerializer,
 } from '@opentelemetry/otlp-transformer';
+import type { ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { serializeSpans } from './otlp-span-serializer.js';
+import { EncodedSpanBatch, serializeSpans } from './otlp-span-serializer.js';
 
-/** Requests encoded by our serializer, responses parsed by OpenTelemetry's. */
-const serializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
-  serializeRequest: serializeSpans,
+type Items = ReadableSpan[] | EncodedSpanBatch;
+
+/**
+ * Requests encoded by our serializer (or already encoded, by the batch processor that encodes
+ * spans as they end), responses parsed by OpenTelemetry's.
+ */
+const serializer: ISerializer<Items, IExportTraceServiceResponse> = {
+  serializeRequest: (items) =>
+    items instanceof EncodedSpanBatch ? items.serialize() : serializeSpans(items),
   deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
 };
 
@@ -24,10 +31,7 @@ const serializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
  * `@opentelemetry/exporter-trace-otlp-proto`), with the request body encoded by
  * {@link serializeSpans}, which writes the same bytes in a third of the time.
  */
-export class OtlpProtoTraceExporter
-  extends OTLPExporterBase<ReadableSpan[]>
-  implements SpanExporter
-{
+export class OtlpProtoTraceExporter extends OTLPExporterBase<Items> implements SpanExporter {
   constructor() {
     super(
       createOtlpHttpExportDelegate(
@@ -37,9 +41,15 @@ export class OtlpProtoTraceExporter
         serializer,
         // `otel.component.type` of OpenTelemetry's own OTLP/HTTP span exporter.
         'otlp_http_span_exporter',
-        TraceExporterMetricsHelper,
+        // Counts items by `length`, which a batch of encoded spans has too.
+        TraceExporterMetricsHelper as never,
         undefined,
       ),
     );
+  }
+
+  /** Sends spans the batch processor encoded as they ended. */
+  exportEncoded(batch: EncodedSpanBatch, resultCallback: (result: ExportResult) => void): void {
+    this.export(batch, resultCallback);
   }
 }

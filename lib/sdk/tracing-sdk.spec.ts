@@ -16,6 +16,7 @@ import {
 import type { ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import {
@@ -485,6 +486,19 @@ describe('createSpanProcessors', () => {
     expect(processors).toHaveLength(2);
     for (const p of processors) expect(p).toBeInstanceOf(BatchSpanProcessor);
     expect(processors[0]).toMatchObject({ _maxQueueSize: 7, _maxExportBatchSize: 3 });
+    await Promise.all(processors.map((p) => p.shutdown()));
+  });
+
+  it('encodes spans as they end for the default OTLP/protobuf exporter, with the batch settings', async () => {
+    const processors = createSpanProcessors(
+      config({ batch: { maxQueueSize: 7, maxExportBatchSize: 3 } }),
+      [new OtlpProtoTraceExporter(), new InMemorySpanExporter()],
+    );
+    expect(processors[0]).toBeInstanceOf(EncodingBatchSpanProcessor);
+    expect(processors[0]).toMatchObject({
+      settings: { maxQueueSize: 7, maxExportBatchSize: 3, scheduledDelayMillis: 5000 },
+    });
+    expect(processors[1]).toBeInstanceOf(BatchSpanProcessor);
     await Promise.all(processors.map((p) => p.shutdown()));
   });
 

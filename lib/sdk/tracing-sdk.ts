@@ -40,6 +40,7 @@ import type {
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
+import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import {
   TracingConfigError,
@@ -215,11 +216,14 @@ export function createSpanProcessors(
   exporters: SpanExporter[],
 ): SpanProcessor[] {
   if (typeof config.spanProcessor === 'object') return [config.spanProcessor];
-  return exporters.map((exporter) =>
-    config.spanProcessor === 'simple'
-      ? new SimpleSpanProcessor(exporter)
-      : new BatchSpanProcessor(exporter, config.batch),
-  );
+  return exporters.map((exporter) => {
+    if (config.spanProcessor === 'simple') return new SimpleSpanProcessor(exporter);
+    // The default exporter's spans are encoded as they end (same behaviour, less garbage).
+    if (exporter instanceof OtlpProtoTraceExporter) {
+      return new EncodingBatchSpanProcessor(exporter, config.batch);
+    }
+    return new BatchSpanProcessor(exporter, config.batch);
+  });
 }
 
 let reportedExternalProvider = false;

@@ -1,0 +1,334 @@
+import { createServer, type ServerResponse, type Server } from 'node:http';
+import { diag, DiagLogLevel, TraceFlags, type DiagLogger, type Tracer } from '@opentelemetry/api';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import type { BatchProcessorOptions } from '../interfaces/tracing-module-options.interface.js';
+import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
+import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
+import { EncodedSpanQueue } from './otlp-span-serializer.js';
+
+/** OpenTelemetry's own encoding of the same spans: the reference, byte for byte. */
+const reference = (spans: ReadableSpan[]) =>
+  Buffer.from(ProtobufTraceSerializer.serializeRequest(spans) ?? new Uint8Array());
+
+/** A provider whose spans go to `processor` and, for the reference, to memory. */
+function provider(processor?: SpanProcessor, resource = { 'service.name': 'encoding-spec' }) {
+  const memory = new InMemorySpanExporter();
+  const spanProcessors: SpanProcessor[] = [new SimpleSpanProcessor(memory)];
+  if (processor) spanProcessors.push(processor);
+  const p = new BasicTracerProvider({ resource: resourceFromAttributes(resource), spanProcessors });
+  return {
+    tracer: p.getTracer('encoding-spec', '1.0.0'),
+    p,
+    spans: () => memory.getFinishedSpans(),
+  };
+}
+
+describe('EncodedSpanQueue', () => {
+  it('encodes spans as they are pushed and writes the request OpenTelemetry writes for them', () => {
+    // Two resources and two scopes, interleaved: grouped by identity, in first-seen order.
+    const a = provider(undefined, { 'service.name': 'a' });
+    const b = provider(undefined, { 'service.name': 'b' });
+    const spans: ReadableSpan[] = [];
+    const record = (tracer: Tracer, name: string, get: () => ReadableSpan[]) => {
+      tracer.startSpan(name, { attributes: { 'x.name': name, 'x.n': spans.length } }).end();
+      spans.push(get().at(-1)!);
+    };
+    const otherScope = a.p.getTracer('other-scope');
+    record(a.tracer, 'a1', a.spans);
+    record(b.tracer, 'b1', b.spans);
+    record(otherScope, 'a-other', a.spans);
+    record(a.tracer, 'a2', a.spans);
+    record(b.tracer, 'b2', b.spans);
+
+    const queue = new EncodedSpanQueue();
+    for (const span of spans) queue.push(span);
+    expect(queue.length).toBe(5);
+    const batch = queue.take(10);
+    expect(batch.length).toBe(5);
+    expect(queue.length).toBe(0);
+    expect(Buffer.from(batch.serialize()).equals(reference(spans))).toBe(true);
+  });
+
+  it('takes batches off the front in order, the rest staying queued', () => {
+    const { tracer, spans } = provider();
+    const queue = new EncodedSpanQueue();
+    for (let i = 0; i < 7; i++) {
+      tracer.startSpan(`span ${i}`, { attributes: { 'x.body': 'b'.repeat(i * 50) } }).end();
+      queue.push(spans().at(-1)!);
+    }
+    const first = queue.take(3);
+    // Pushed after a take: lands behind what is still queued.
+    tracer.startSpan('late').end();
+    queue.push(spans().at(-1)!);
+    const second = queue.take(3);
+    const third = queue.take(3);
+    expect([first.length, second.length, third.length, queue.length]).toEqual([3, 3, 2, 0]);
+    const all = spans();
+    expect(Buffer.from(first.serialize()).equals(reference(all.slice(0, 3)))).toBe(true);
+    expect(Buffer.from(second.serialize()).equals(reference(all.slice(3, 6)))).toBe(true);
+    expect(Buffer.from(third.serialize()).equals(reference(all.slice(6)))).toBe(true);
+  });
+
+  it('queues nothing for a span it cannot encode', () => {
+    const { tracer, spans } = provider();
+    const queue = new EncodedSpanQueue();
+    tracer.startSpan('good').end();
+    const [good] = spans();
+    const broken = Object.create(good!, {
+      name: {
+        get() {
+          throw new Error('no name');
+        },
+      },
+    }) as ReadableSpan;
+    expect(() => queue.push(broken)).toThrow('no name');
+    queue.push(good!);
+    expect(queue.length).toBe(1);
+    expect(Buffer.from(queue.take(5).serialize()).equals(reference([good!]))).toBe(true);
+  });
+});
+
+describe('EncodingBatchSpanProcessor', () => {
+  let server: Server;
+  let bodies: Buffer[];
+  /** Responses held back while `hold` is on (a collector that accepts and does not answer). */
+  let held: ServerResponse[];
+  let hold: boolean;
+  const saved = { ...process.env };
+  const processors: EncodingBatchSpanProcessor[] = [];
+
+  beforeEach(async () => {
+    bodies = [];
+    held = [];
+    hold = false;
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(Buffer.concat(chunks));
+        if (hold) {
+          held.push(res);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `http://127.0.0.1:${port}/v1/traces`;
+  });
+
+  afterEach(async () => {
+    for (const res of held) res.destroy();
+    await Promise.all(processors.splice(0).map((p) => p.shutdown().catch(() => undefined)));
+    process.env = { ...saved };
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    diag.disable();
+  });
+
+  const start = (options: BatchProcessorOptions = {}) => {
+    const processor = new EncodingBatchSpanProcessor(new OtlpProtoTraceExporter(), options);
+    processors.push(processor);
+    return { processor, ...provider(processor) };
+  };
+  const until = async (what: () => boolean, ms = 5000) => {
+    const deadline = Date.now() + ms;
+    while (!what()) {
+      if (Date.now() > deadline) throw new Error('timed out waiting');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const diagnostics = () => {
+    const messages: string[] = [];
+    const keep = (message: string) => messages.push(message);
+    const logger: DiagLogger = { error: keep, warn: keep, info: keep, debug: keep, verbose: keep };
+    diag.setLogger(logger, DiagLogLevel.WARN);
+    return messages;
+  };
+
+  it('exports a full batch at once, the bytes OpenTelemetry writes for those spans', async () => {
+    const { tracer, spans } = start({ maxExportBatchSize: 3, scheduledDelayMillis: 60_000 });
+    for (let i = 0; i < 4; i++) tracer.startSpan(`op ${i}`, { attributes: { 'x.i': i } }).end();
+    await until(() => bodies.length === 1);
+    expect(bodies[0]!.equals(reference(spans().slice(0, 3)))).toBe(true);
+    // The fourth waits for the schedule delay (or a flush).
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bodies).toHaveLength(1);
+  });
+
+  it('exports what is queued once the schedule delay has passed', async () => {
+    const { tracer, spans } = start({ scheduledDelayMillis: 50 });
+    tracer.startSpan('alone').end();
+    expect(bodies).toHaveLength(0);
+    await until(() => bodies.length === 1);
+    expect(bodies[0]!.equals(reference(spans()))).toBe(true);
+  });
+
+  it('does not queue unsampled spans', async () => {
+    const { processor, tracer, spans } = start();
+    tracer.startSpan('sampled').end();
+    // A non-recording span never reaches a processor; a recording one that is not sampled can.
+    const [sampled] = spans();
+    const notSampled = Object.create(sampled!, {
+      spanContext: { value: () => ({ ...sampled!.spanContext(), traceFlags: TraceFlags.NONE }) },
+    }) as ReadableSpan;
+    processor.onEnd(notSampled);
+    await processor.forceFlush();
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]!.equals(reference([sampled!]))).toBe(true);
+  });
+
+  it('forceFlush exports everything queued, in batches, and resolves once answered', async () => {
+    const { processor, tracer, spans } = start({
+      maxExportBatchSize: 2,
+      scheduledDelayMillis: 60_000,
+    });
+    hold = true;
+    for (let i = 0; i < 5; i++) tracer.startSpan(`op ${i}`).end();
+    // Two full batches went at once (one at a time): the first is held by the collector.
+    await until(() => bodies.length === 1);
+    let flushed = false;
+    const flush = processor.forceFlush().then(() => (flushed = true));
+    await until(() => bodies.length === 3);
+    expect(flushed).toBe(false);
+    hold = false;
+    for (const res of held.splice(0)) res.writeHead(200).end();
+    await flush;
+    await until(() => bodies.length === 3);
+    const all = spans();
+    expect(bodies.map((b) => spanNames(b))).toEqual([['op 0', 'op 1'], ['op 2', 'op 3'], ['op 4']]);
+    expect(all.map((s) => s.name)).toEqual(['op 0', 'op 1', 'op 2', 'op 3', 'op 4']);
+  });
+
+  it('drops spans beyond maxQueueSize while an export hangs, and says how many', async () => {
+    const messages = diagnostics();
+    const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 2 });
+    hold = true;
+    tracer.startSpan('in flight 1').end();
+    tracer.startSpan('in flight 2').end();
+    await until(() => bodies.length === 1);
+    for (let i = 0; i < 10; i++) tracer.startSpan(`queued ${i}`).end();
+    hold = false;
+    for (const res of held.splice(0)) res.writeHead(200).end();
+    // The next span after the drops is kept, and the drops are reported with their count.
+    await until(() => messages.length > 0 || bodies.length > 1);
+    tracer.startSpan('after').end();
+    expect(messages).toContain('Dropped 6 spans because maxQueueSize reached');
+    await processor.forceFlush();
+    const names = bodies.slice(1).flatMap((b) => spanNames(b));
+    expect(names).toEqual(['queued 0', 'queued 1', 'queued 2', 'queued 3', 'after']);
+  });
+
+  it('gives up on an export after exportTimeoutMillis and lets the next batch go', async () => {
+    const { processor, tracer } = start({ exportTimeoutMillis: 100, scheduledDelayMillis: 60_000 });
+    hold = true;
+    tracer.startSpan('lost').end();
+    await expect(processor.forceFlush()).rejects.toThrow('Timeout');
+    hold = false;
+    tracer.startSpan('next').end();
+    await processor.forceFlush();
+    expect(bodies.map((b) => spanNames(b))).toEqual([['lost'], ['next']]);
+  });
+
+  it('shutdown exports what is queued, then ignores later spans', async () => {
+    const { processor, tracer } = start({ scheduledDelayMillis: 60_000 });
+    tracer.startSpan('before').end();
+    const first = processor.shutdown();
+    expect(processor.shutdown()).toBe(first);
+    await first;
+    tracer.startSpan('after').end();
+    await processor.forceFlush();
+    expect(bodies.map((b) => spanNames(b))).toEqual([['before']]);
+  });
+
+  it('waits for a resource still detecting attributes, and exports them', async () => {
+    const processor = new EncodingBatchSpanProcessor(new OtlpProtoTraceExporter(), {
+      scheduledDelayMillis: 60_000,
+    });
+    processors.push(processor);
+    let resolveRegion!: (v: string) => void;
+    const region = new Promise<string>((r) => (resolveRegion = r));
+    const resource = resourceFromAttributes({ 'service.name': 'async', 'cloud.region': region });
+    expect(resource.asyncAttributesPending).toBe(true);
+    const p = new BasicTracerProvider({ resource, spanProcessors: [processor] });
+    p.getTracer('async').startSpan('waits').end();
+    const flushed = processor.forceFlush();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bodies).toHaveLength(0);
+    resolveRegion('eu-west-1');
+    await flushed;
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]!.includes(Buffer.from('eu-west-1'))).toBe(true);
+  });
+
+  it('takes its settings from the options, else OTEL_BSP_*, and keeps the batch within the queue', async () => {
+    process.env.OTEL_BSP_MAX_QUEUE_SIZE = '3';
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '60000';
+    const messages = diagnostics();
+    const { processor, tracer } = start({ maxExportBatchSize: 10 });
+    expect(messages.some((m) => m.includes('maxExportBatchSize must be smaller or equal'))).toBe(
+      true,
+    );
+    hold = true;
+    // The batch size became the queue size (3): three spans go at once, the rest is dropped.
+    for (let i = 0; i < 3; i++) tracer.startSpan(`op ${i}`).end();
+    await until(() => bodies.length === 1);
+    expect(spanNames(bodies[0]!)).toEqual(['op 0', 'op 1', 'op 2']);
+    hold = false;
+    for (const res of held.splice(0)) res.writeHead(200).end();
+    await processor.forceFlush();
+  });
+});
+
+/** Span names of an encoded request, in order (OpenTelemetry's decoder reads only responses). */
+function spanNames(body: Buffer): string[] {
+  const names: string[] = [];
+  const read = (buf: Buffer, from: number, to: number, depth: number) => {
+    let pos = from;
+    while (pos < to) {
+      let key = 0;
+      let shift = 0;
+      let byte: number;
+      do {
+        byte = buf[pos++]!;
+        key += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (byte & 0x80);
+      const field = Math.floor(key / 8);
+      const wire = key & 7;
+      if (wire === 0) {
+        while (buf[pos++]! & 0x80);
+      } else if (wire === 1) pos += 8;
+      else if (wire === 5) pos += 4;
+      else if (wire === 2) {
+        let len = 0;
+        shift = 0;
+        do {
+          byte = buf[pos++]!;
+          len += (byte & 0x7f) * 2 ** shift;
+          shift += 7;
+        } while (byte & 0x80);
+        // ExportTraceServiceRequest.resource_spans(1) > ResourceSpans.scope_spans(2) >
+        // ScopeSpans.spans(2) > Span.name(5)
+        const path = [1, 2, 2, 5];
+        if (field === path[depth]) {
+          if (depth === 3) names.push(buf.toString('utf8', pos, pos + len));
+          else read(buf, pos, pos + len, depth + 1);
+        }
+        pos += len;
+      }
+    }
+  };
+  read(body, 0, body.length, 0);
+  return names;
+}

@@ -1,0 +1,193 @@
+import { context, diag, TraceFlags, type Context } from '@opentelemetry/api';
+import {
+  BindOnceFuture,
+  ExportResultCode,
+  getNumberFromEnv,
+  globalErrorHandler,
+  suppressTracing,
+} from '@opentelemetry/core';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { BatchProcessorOptions } from '../interfaces/tracing-module-options.interface.js';
+import type { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
+import { EncodedSpanQueue, type EncodedSpanBatch } from './otlp-span-serializer.js';
+
+/** Each setting: the option, else its `OTEL_BSP_*` variable, else the SDK's default. */
+const SETTINGS = [
+  ['maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE', 2048],
+  ['maxExportBatchSize', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512],
+  ['scheduledDelayMillis', 'OTEL_BSP_SCHEDULE_DELAY', 5000],
+  ['exportTimeoutMillis', 'OTEL_BSP_EXPORT_TIMEOUT', 30000],
+] as const;
+
+type Settings = Required<BatchProcessorOptions>;
+
+function resolveSettings(options: BatchProcessorOptions): Settings {
+  const settings = {} as Settings;
+  for (const [key, env, fallback] of SETTINGS) {
+    settings[key] = options[key] ?? getNumberFromEnv(env) ?? fallback;
+  }
+  if (settings.maxExportBatchSize > settings.maxQueueSize) {
+    diag.warn(
+      'BatchSpanProcessor: maxExportBatchSize must be smaller or equal to maxQueueSize, ' +
+        'setting maxExportBatchSize to match maxQueueSize',
+    );
+    settings.maxExportBatchSize = settings.maxQueueSize;
+  }
+  return settings;
+}
+
+/**
+ * The batch processor of the default exporter (OTLP over `http/protobuf`): OpenTelemetry's
+ * BatchSpanProcessor in behaviour (the same settings, `OTEL_BSP_*` variables and defaults; a
+ * bounded queue that drops the newest spans when full and says how many; an export as soon as a
+ * batch is full, else after the schedule delay; one export at a time; an export timeout after
+ * which the next batch may go; forceFlush and shutdown export everything queued), except that
+ * a span is encoded when it ends and only its bytes are queued (see {@link EncodedSpanQueue}).
+ * Under load that keeps every span object out of the old generation.
+ */
+export class EncodingBatchSpanProcessor implements SpanProcessor {
+  private readonly settings: Settings;
+  private readonly queue = new EncodedSpanQueue();
+  private readonly shutdownOnce: BindOnceFuture<void>;
+  private exporting = false;
+  private timer: NodeJS.Timeout | undefined;
+  private dropped = 0;
+
+  constructor(
+    private readonly exporter: OtlpProtoTraceExporter,
+    options: BatchProcessorOptions = {},
+  ) {
+    this.settings = resolveSettings(options);
+    this.shutdownOnce = new BindOnceFuture(this.doShutdown, this);
+  }
+
+  onStart(_span: Span, _parentContext: Context): void {}
+
+  onEnd(span: ReadableSpan): void {
+    if (this.shutdownOnce.isCalled) return;
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (this.queue.length >= this.settings.maxQueueSize) {
+      if (this.dropped === 0) diag.debug('maxQueueSize reached, dropping spans');
+      this.dropped++;
+      return;
+    }
+    if (this.dropped > 0) {
+      diag.warn(`Dropped ${this.dropped} spans because maxQueueSize reached`);
+      this.dropped = 0;
+    }
+    try {
+      this.queue.push(span);
+    } catch (error) {
+      // A span the encoder cannot write (an attribute getter that throws, say) is dropped alone.
+      globalErrorHandler(error as Error);
+      return;
+    }
+    this.maybeStartTimer();
+  }
+
+  forceFlush(): Promise<void> {
+    if (this.shutdownOnce.isCalled) return this.shutdownOnce.promise;
+    return this.flushAll();
+  }
+
+  shutdown(): Promise<void> {
+    return this.shutdownOnce.call();
+  }
+
+  private async doShutdown(): Promise<void> {
+    await this.flushAll();
+    await this.exporter.shutdown();
+  }
+
+  /** Exports everything queued now, batch by batch (forceFlush and shutdown). */
+  private async flushAll(): Promise<void> {
+    const batches = Math.ceil(this.queue.length / this.settings.maxExportBatchSize);
+    const exports: Promise<void>[] = [];
+    for (let i = 0; i < batches; i++) exports.push(this.flushOneBatch());
+    await Promise.all(exports);
+  }
+
+  private flushOneBatch(): Promise<void> {
+    this.clearTimer();
+    if (this.queue.length === 0) return Promise.resolve();
+    const batch = this.queue.take(this.settings.maxExportBatchSize);
+    return new Promise<void>((resolve, reject) => {
+      // Past the timeout the next batch may go; this one's late result is ignored.
+      const timer = setTimeout(
+        () => reject(new Error('Timeout')),
+        this.settings.exportTimeoutMillis,
+      );
+      // The exporter's own requests are not traced.
+      context.with(suppressTracing(context.active()), () => {
+        const send = () =>
+          this.exporter.exportEncoded(batch, (result) => {
+            clearTimeout(timer);
+            if (result.code === ExportResultCode.SUCCESS) resolve();
+            else reject(result.error ?? new Error('BatchSpanProcessor: span export failed'));
+          });
+        const pending = pendingResources(batch);
+        if (pending === undefined) {
+          send();
+          return;
+        }
+        Promise.all(pending).then(send, (error: unknown) => {
+          clearTimeout(timer);
+          globalErrorHandler(error as Error);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        });
+      });
+    });
+  }
+
+  private maybeStartTimer(): void {
+    if (this.exporting) return;
+    if (this.queue.length >= this.settings.maxExportBatchSize) {
+      this.flushInBackground();
+      return;
+    }
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => this.flushInBackground(), this.settings.scheduledDelayMillis);
+    this.timer.unref();
+  }
+
+  /** One batch, then the next one if spans are waiting; failures go to the global error handler. */
+  private flushInBackground(): void {
+    this.exporting = true;
+    this.flushOneBatch().then(
+      () => this.afterBackgroundFlush(),
+      (error: unknown) => {
+        this.afterBackgroundFlush();
+        globalErrorHandler(error as Error);
+      },
+    );
+  }
+
+  private afterBackgroundFlush(): void {
+    this.exporting = false;
+    if (this.queue.length > 0) {
+      this.clearTimer();
+      this.maybeStartTimer();
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
+/** Resources of the batch whose asynchronous attributes are still being detected. */
+function pendingResources(batch: EncodedSpanBatch): Promise<void>[] | undefined {
+  let pending: Promise<void>[] | undefined;
+  const seen = new Set<unknown>();
+  for (const resource of batch.resources) {
+    if (seen.has(resource)) continue;
+    seen.add(resource);
+    if (resource.asyncAttributesPending && resource.waitForAsyncAttributes) {
+      (pending ??= []).push(resource.waitForAsyncAttributes());
+    }
+  }
+  return pending;
+}
