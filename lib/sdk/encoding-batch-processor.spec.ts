@@ -271,11 +271,13 @@ describe('EncodingBatchSpanProcessor', () => {
     expect(bodies[0]!.includes(Buffer.from('eu-west-1'))).toBe(true);
   });
 
-  it('takes its settings from the options, else OTEL_BSP_*, and keeps the batch within the queue', async () => {
-    process.env.OTEL_BSP_MAX_QUEUE_SIZE = '3';
-    process.env.OTEL_BSP_SCHEDULE_DELAY = '60000';
+  it('holds a batch size beyond the queue to the queue size, and says so', async () => {
     const messages = diagnostics();
-    const { processor, tracer } = start({ maxExportBatchSize: 10 });
+    const { processor, tracer } = start({
+      maxQueueSize: 3,
+      maxExportBatchSize: 10,
+      scheduledDelayMillis: 60_000,
+    });
     expect(messages.some((m) => m.includes('maxExportBatchSize must be smaller or equal'))).toBe(
       true,
     );

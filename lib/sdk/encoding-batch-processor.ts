@@ -2,7 +2,6 @@ import { context, diag, TraceFlags, type Context } from '@opentelemetry/api';
 import {
   BindOnceFuture,
   ExportResultCode,
-  getNumberFromEnv,
   globalErrorHandler,
   suppressTracing,
 } from '@opentelemetry/core';
@@ -10,21 +9,15 @@ import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace
 import type { BatchProcessorOptions } from '../interfaces/tracing-module-options.interface.js';
 import type { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { EncodedSpanQueue, type EncodedSpanBatch } from './otlp-span-serializer.js';
-
-/** Each setting: the option, else its `OTEL_BSP_*` variable, else the SDK's default. */
-const SETTINGS = [
-  ['maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE', 2048],
-  ['maxExportBatchSize', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512],
-  ['scheduledDelayMillis', 'OTEL_BSP_SCHEDULE_DELAY', 5000],
-  ['exportTimeoutMillis', 'OTEL_BSP_EXPORT_TIMEOUT', 30000],
-] as const;
+import { BATCH_DEFAULTS } from './tracing-config.js';
 
 type Settings = Required<BatchProcessorOptions>;
 
+/** The options over the defaults (`OTEL_BSP_*` are resolved with the module's other settings). */
 function resolveSettings(options: BatchProcessorOptions): Settings {
-  const settings = {} as Settings;
-  for (const [key, env, fallback] of SETTINGS) {
-    settings[key] = options[key] ?? getNumberFromEnv(env) ?? fallback;
+  const settings: Settings = { ...BATCH_DEFAULTS };
+  for (const key of Object.keys(BATCH_DEFAULTS) as Array<keyof Settings>) {
+    if (options[key] !== undefined) settings[key] = options[key];
   }
   if (settings.maxExportBatchSize > settings.maxQueueSize) {
     diag.warn(
@@ -38,7 +31,7 @@ function resolveSettings(options: BatchProcessorOptions): Settings {
 
 /**
  * The batch processor of the default exporter (OTLP over `http/protobuf`): OpenTelemetry's
- * BatchSpanProcessor in behaviour (the same settings, `OTEL_BSP_*` variables and defaults; a
+ * BatchSpanProcessor in behaviour (the same settings and defaults; a
  * bounded queue that drops the newest spans when full and says how many; an export as soon as a
  * batch is full, else after the schedule delay; one export at a time; an export timeout after
  * which the next batch may go; forceFlush and shutdown export everything queued), except that

@@ -305,6 +305,53 @@ describe('resolveTracingConfig', () => {
       ).toEqual({ maxQueueSize: 1, maxExportBatchSize: 1, scheduledDelayMillis: 0 });
     });
 
+    it('takes what the options leave out from OTEL_BSP_*', () => {
+      const config = resolve(
+        { batch: { maxQueueSize: 100 } },
+        {
+          OTEL_BSP_MAX_QUEUE_SIZE: '7',
+          OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ' 50 ',
+          OTEL_BSP_SCHEDULE_DELAY: '0',
+          OTEL_BSP_EXPORT_TIMEOUT: '1000',
+        },
+      );
+      expect(config.batch).toEqual({
+        maxQueueSize: 100,
+        maxExportBatchSize: 50,
+        scheduledDelayMillis: 0,
+        exportTimeoutMillis: 1000,
+      });
+      expect(config.warnings).toEqual([]);
+    });
+
+    it.each([
+      ['OTEL_BSP_MAX_QUEUE_SIZE', 'lots', 1],
+      ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE', '0', 1],
+      ['OTEL_BSP_SCHEDULE_DELAY', '-1', 0],
+      ['OTEL_BSP_EXPORT_TIMEOUT', '2.5', 1],
+    ])('ignores %s=%p with a warning (minimum %p)', (name, raw, min) => {
+      const config = resolve({}, { [name]: raw });
+      expect(config.batch).toEqual({});
+      expect(config.warnings).toEqual([
+        `${name} value '${raw}' is not an integer >= ${min}; ignored.`,
+      ]);
+    });
+
+    it('holds a batch size from the environment to the queue size, with a warning', () => {
+      const fromEnv = resolve(
+        { batch: { maxQueueSize: 10 } },
+        { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '64' },
+      );
+      expect(fromEnv.batch).toEqual({ maxQueueSize: 10, maxExportBatchSize: 10 });
+      expect(fromEnv.warnings).toEqual([
+        'The batch size (64) exceeds the span queue (10); batches are 10 spans.',
+      ]);
+      // Against the default queue (2048) when only the batch size is given.
+      expect(resolve({ batch: { maxExportBatchSize: 4096 } }).batch).toEqual({
+        maxExportBatchSize: 2048,
+      });
+    });
+
     it('rejects maxExportBatchSize > maxQueueSize with both values in the message', () => {
       expect(() => resolve({ batch: { maxQueueSize: 10, maxExportBatchSize: 11 } })).toThrow(
         /batch\.maxExportBatchSize \(11\) must not exceed batch\.maxQueueSize \(10\)/,

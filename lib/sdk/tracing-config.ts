@@ -142,7 +142,7 @@ export function resolveTracingConfig(
   const spanProcessor = resolveSpanProcessor(opts);
   const exporters = resolveExporters(opts, env, warnings);
   const otlpProtocol = resolveOtlpProtocol(env, warnings);
-  const batch = resolveBatch(opts.batch);
+  const batch = resolveBatch(opts.batch, env, warnings);
   const sampler = resolveSampler(opts.sampler, env, warnings);
   const propagators = resolvePropagators(opts.propagators, env, warnings);
   const http = resolveHttp(opts.http);
@@ -280,17 +280,39 @@ function resolveOtlpProtocol(env: Env, warnings: string[]): OtlpProtocol {
   return 'http/protobuf';
 }
 
-function resolveBatch(value: unknown): BatchProcessorOptions {
-  if (value === undefined) return {};
-  if (!isPlainObject(value)) {
+/** The environment variable behind each batch setting an option leaves out. */
+const BATCH_ENV: Readonly<Record<keyof BatchProcessorOptions, string>> = {
+  maxQueueSize: 'OTEL_BSP_MAX_QUEUE_SIZE',
+  maxExportBatchSize: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
+  scheduledDelayMillis: 'OTEL_BSP_SCHEDULE_DELAY',
+  exportTimeoutMillis: 'OTEL_BSP_EXPORT_TIMEOUT',
+};
+/** OpenTelemetry's BatchSpanProcessor defaults, for every setting neither option nor variable sets. */
+export const BATCH_DEFAULTS: Readonly<Required<BatchProcessorOptions>> = {
+  maxQueueSize: 2048,
+  maxExportBatchSize: 512,
+  scheduledDelayMillis: 5000,
+  exportTimeoutMillis: 30000,
+};
+
+function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProcessorOptions {
+  if (value !== undefined && !isPlainObject(value)) {
     throw new TracingConfigError(`batch must be an object, got ${describe(value)}.`);
   }
-  checkKnownKeys(value, BATCH_KEYS, 'batch');
+  const given = value ?? {};
+  checkKnownKeys(given, BATCH_KEYS, 'batch');
   const batch: BatchProcessorOptions = {};
   for (const key of BATCH_KEYS) {
-    const v = value[key];
-    if (v === undefined) continue;
+    const v = given[key];
     const min = key === 'scheduledDelayMillis' ? 0 : 1;
+    if (v === undefined) {
+      const raw = nonEmpty(env[BATCH_ENV[key]])?.trim();
+      if (raw === undefined) continue;
+      const n = Number(raw);
+      if (Number.isInteger(n) && n >= min) batch[key] = n;
+      else warnings.push(`${BATCH_ENV[key]} value '${raw}' is not an integer >= ${min}; ignored.`);
+      continue;
+    }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
       throw new TracingConfigError(
         `batch.${key} must be an integer >= ${min}, got ${describe(v)}.`,
@@ -298,14 +320,19 @@ function resolveBatch(value: unknown): BatchProcessorOptions {
     }
     batch[key] = v;
   }
-  if (
-    batch.maxExportBatchSize !== undefined &&
-    batch.maxQueueSize !== undefined &&
-    batch.maxExportBatchSize > batch.maxQueueSize
-  ) {
-    throw new TracingConfigError(
-      `batch.maxExportBatchSize (${batch.maxExportBatchSize}) must not exceed batch.maxQueueSize (${batch.maxQueueSize}).`,
+  const queueSize = batch.maxQueueSize ?? BATCH_DEFAULTS.maxQueueSize;
+  if (batch.maxExportBatchSize !== undefined && batch.maxExportBatchSize > queueSize) {
+    if (given.maxExportBatchSize !== undefined && given.maxQueueSize !== undefined) {
+      throw new TracingConfigError(
+        `batch.maxExportBatchSize (${batch.maxExportBatchSize}) must not exceed batch.maxQueueSize (${batch.maxQueueSize}).`,
+      );
+    }
+    // One of them came from the environment or is the default: held to the queue, as the SDK does.
+    warnings.push(
+      `The batch size (${batch.maxExportBatchSize}) exceeds the span queue (${queueSize}); ` +
+        `batches are ${queueSize} spans.`,
     );
+    batch.maxExportBatchSize = queueSize;
   }
   return batch;
 }

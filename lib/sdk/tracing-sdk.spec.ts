@@ -489,6 +489,22 @@ describe('createSpanProcessors', () => {
     await Promise.all(processors.map((p) => p.shutdown()));
   });
 
+  it('gives the SDK batch processor every setting, so that it reads no OTEL_BSP_* itself', async () => {
+    process.env.OTEL_BSP_MAX_QUEUE_SIZE = '-5';
+    try {
+      const [processor] = createSpanProcessors(config({}), [new InMemorySpanExporter()]);
+      expect(processor).toMatchObject({
+        _maxQueueSize: 2048,
+        _maxExportBatchSize: 512,
+        _scheduledDelayMillis: 5000,
+        _exportTimeoutMillis: 30000,
+      });
+      await processor!.shutdown();
+    } finally {
+      delete process.env.OTEL_BSP_MAX_QUEUE_SIZE;
+    }
+  });
+
   it('encodes spans as they end for the default OTLP/protobuf exporter, with the batch settings', async () => {
     const processors = createSpanProcessors(
       config({ batch: { maxQueueSize: 7, maxExportBatchSize: 3 } }),

@@ -43,6 +43,7 @@ import type {
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import {
+  BATCH_DEFAULTS,
   TracingConfigError,
   type ResolvedTracingConfig,
   type SamplerSpec,
@@ -222,7 +223,8 @@ export function createSpanProcessors(
     if (exporter instanceof OtlpProtoTraceExporter) {
       return new EncodingBatchSpanProcessor(exporter, config.batch);
     }
-    return new BatchSpanProcessor(exporter, config.batch);
+    // Every setting given: OTEL_BSP_* are resolved (and invalid ones dropped) with the others.
+    return new BatchSpanProcessor(exporter, { ...BATCH_DEFAULTS, ...config.batch });
   });
 }
 
