@@ -30,13 +30,13 @@ function resolveSettings(options: BatchProcessorOptions): Settings {
 }
 
 /**
- * The batch processor of the default exporter (OTLP over `http/protobuf`): OpenTelemetry's
- * BatchSpanProcessor in behaviour (the same settings and defaults; a
- * bounded queue that drops the newest spans when full and says how many; an export as soon as a
- * batch is full, else after the schedule delay; one export at a time; an export timeout after
- * which the next batch may go; forceFlush and shutdown export everything queued), except that
- * a span is encoded when it ends and only its bytes are queued (see {@link EncodedSpanQueue}).
- * Under load that keeps every span object out of the old generation.
+ * The batch processor of the default exporter (OTLP over `http/protobuf`). It behaves as
+ * OpenTelemetry's BatchSpanProcessor: the same settings and defaults; a bounded queue that drops
+ * new spans when full and says how many; an export as soon as a batch is full, else after the
+ * schedule delay; one export at a time; an export timeout after which the next batch may go;
+ * forceFlush and shutdown export everything queued. But a span is encoded when it ends and only
+ * its bytes are queued (see {@link EncodedSpanQueue}), which under load keeps span objects out of
+ * V8's old generation.
  */
 export class EncodingBatchSpanProcessor implements SpanProcessor {
   private readonly settings: Settings;

@@ -614,11 +614,28 @@ export class EncodedSpanBatch {
 
   /** The `ExportTraceServiceRequest`: the same bytes {@link serializeSpans} writes for the spans. */
   serialize(): Uint8Array {
-    const { bytes, ends } = this;
+    const { bytes, ends, resources, scopes } = this;
+    const count = ends.length;
+    let oneGroup = true;
+    for (let i = 1; i < count && oneGroup; i++) {
+      oneGroup = resources[i] === resources[0] && scopes[i] === scopes[0];
+    }
+    if (oneGroup && count > 0) {
+      // The usual batch (one provider, one tracer): every span's bytes in one copy.
+      return writeRequest(
+        1,
+        () => resources[0]!,
+        () => scopes[0]!,
+        (w) => {
+          w.ensure(bytes.length);
+          w.pos += bytes.copy(w.buf, w.pos, 0, bytes.length);
+        },
+      );
+    }
     return writeRequest(
-      ends.length,
-      (i) => this.resources[i]!,
-      (i) => this.scopes[i]!,
+      count,
+      (i) => resources[i]!,
+      (i) => scopes[i]!,
       (w, i) => {
         const start = i === 0 ? 0 : ends[i - 1]!;
         const end = ends[i]!;
