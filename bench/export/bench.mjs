@@ -45,8 +45,9 @@ export async function run(settings, log) {
     ],
     notes: [
       'OpenTelemetry: ProtobufTraceSerializer.serializeRequest (what @opentelemetry/exporter-trace-otlp-proto sends); ' +
-        "nestjs-tracing: the writer behind exporter 'otlp' over http/protobuf. Encoding runs on the app's thread at " +
-        'every batch export, so it is part of the app CPU per request in the http and rpc tables.',
+        "nestjs-tracing: the writer behind exporter 'otlp' over http/protobuf. Encoding runs on the app's thread " +
+        '(with the default batch processor, as each span ends), so it is part of the app CPU per request in the ' +
+        'http and rpc tables.',
     ],
     failures,
   };
