@@ -228,6 +228,23 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     expect(Buffer.from(first).equals(copy)).toBe(true);
   });
 
+  it('decodes ids as OpenTelemetry does, upper case and characters that are not hex included', () => {
+    const { provider, spans } = recorder();
+    provider.getTracer('ids').startSpan('base', {}, REMOTE_PARENT).end();
+    const [base] = spans();
+    const ids = [
+      ['0AF7651916CD43DD8448EB211C80319C', 'B7AD6B7169203331', 'ABCDEF0123456789'],
+      ['zz-7651916cd43dd8448eb211c8031 !', 'g7ad6b71692033~~', 'é7ad6b716920333\u0100'],
+    ];
+    for (const [traceId, spanId, parentId] of ids) {
+      const custom = Object.create(base!, {
+        spanContext: { value: () => ({ ...base!.spanContext(), traceId, spanId }) },
+        parentSpanContext: { value: { ...base!.parentSpanContext!, spanId: parentId } },
+      }) as ReadableSpan;
+      expect(ours([custom]).equals(reference([custom]))).toBe(true);
+    }
+  });
+
   it('writes attribute names beyond the cached ones the same way', () => {
     const { provider, spans } = recorder();
     const tracer = provider.getTracer('many-keys');

@@ -45,6 +45,9 @@ function hexNibble(code: number): number {
   return code - 55; // A-F (anything else decodes as OpenTelemetry's decoder does)
 }
 
+/** {@link hexNibble} of every ASCII code, looked up: ids are most of a span's characters. */
+const HEX_NIBBLES = Int32Array.from({ length: 128 }, (_, code) => hexNibble(code));
+
 /** A growable byte buffer with the protobuf primitives the trace messages need. */
 class Writer {
   buf: Buffer;
@@ -197,7 +200,11 @@ class Writer {
     const buf = this.buf;
     let pos = this.pos;
     for (let i = 0; i < hex.length - 1; i += 2) {
-      buf[pos++] = (hexNibble(hex.charCodeAt(i)) << 4) | hexNibble(hex.charCodeAt(i + 1));
+      const hi = hex.charCodeAt(i);
+      const lo = hex.charCodeAt(i + 1);
+      buf[pos++] =
+        ((hi < 128 ? HEX_NIBBLES[hi]! : hexNibble(hi)) << 4) |
+        (lo < 128 ? HEX_NIBBLES[lo]! : hexNibble(lo));
     }
     this.pos = pos;
   }
