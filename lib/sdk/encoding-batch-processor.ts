@@ -9,25 +9,9 @@ import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace
 import type { BatchProcessorOptions } from '../interfaces/tracing-module-options.interface.js';
 import type { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { EncodedSpanQueue, type EncodedSpanBatch } from './otlp-span-serializer.js';
-import { BATCH_DEFAULTS } from './tracing-config.js';
 
+/** Every setting resolved (options, else `OTEL_BSP_*`, else the defaults; see tracing-config). */
 type Settings = Required<BatchProcessorOptions>;
-
-/** The options over the defaults (`OTEL_BSP_*` are resolved with the module's other settings). */
-function resolveSettings(options: BatchProcessorOptions): Settings {
-  const settings: Settings = { ...BATCH_DEFAULTS };
-  for (const key of Object.keys(BATCH_DEFAULTS) as Array<keyof Settings>) {
-    if (options[key] !== undefined) settings[key] = options[key];
-  }
-  if (settings.maxExportBatchSize > settings.maxQueueSize) {
-    diag.warn(
-      'BatchSpanProcessor: maxExportBatchSize must be smaller or equal to maxQueueSize, ' +
-        'setting maxExportBatchSize to match maxQueueSize',
-    );
-    settings.maxExportBatchSize = settings.maxQueueSize;
-  }
-  return settings;
-}
 
 /**
  * The batch processor of the default exporter (OTLP over `http/protobuf`). It behaves as
@@ -39,7 +23,6 @@ function resolveSettings(options: BatchProcessorOptions): Settings {
  * V8's old generation.
  */
 export class EncodingBatchSpanProcessor implements SpanProcessor {
-  private readonly settings: Settings;
   private readonly queue = new EncodedSpanQueue();
   private readonly shutdownOnce: BindOnceFuture<void>;
   private exporting = false;
@@ -48,9 +31,8 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
 
   constructor(
     private readonly exporter: OtlpProtoTraceExporter,
-    options: BatchProcessorOptions = {},
+    private readonly settings: Settings,
   ) {
-    this.settings = resolveSettings(options);
     this.shutdownOnce = new BindOnceFuture(this.doShutdown, this);
   }
 

@@ -217,14 +217,16 @@ export function createSpanProcessors(
   exporters: SpanExporter[],
 ): SpanProcessor[] {
   if (typeof config.spanProcessor === 'object') return [config.spanProcessor];
+  // Every setting given: OTEL_BSP_* are resolved (and invalid ones dropped) with the others, so
+  // the SDK's processor reads no variable of its own.
+  const settings = { ...BATCH_DEFAULTS, ...config.batch };
   return exporters.map((exporter) => {
     if (config.spanProcessor === 'simple') return new SimpleSpanProcessor(exporter);
     // The default exporter's spans are encoded as they end (same behaviour, less garbage).
     if (exporter instanceof OtlpProtoTraceExporter) {
-      return new EncodingBatchSpanProcessor(exporter, config.batch);
+      return new EncodingBatchSpanProcessor(exporter, settings);
     }
-    // Every setting given: OTEL_BSP_* are resolved (and invalid ones dropped) with the others.
-    return new BatchSpanProcessor(exporter, { ...BATCH_DEFAULTS, ...config.batch });
+    return new BatchSpanProcessor(exporter, settings);
   });
 }
 

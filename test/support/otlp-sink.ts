@@ -60,7 +60,8 @@ export class OtlpSink {
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
-function decodeProtobuf(body: Buffer): ReceivedSpan[] {
+/** The spans of an OTLP/protobuf ExportTraceServiceRequest, in the order they were written. */
+export function decodeProtobuf(body: Uint8Array): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
   // ExportTraceServiceRequest.resource_spans = 1
   forEachField(body, (field, reader) => {
