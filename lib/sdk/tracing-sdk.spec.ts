@@ -17,6 +17,7 @@ import type { ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
+import { PooledIdGenerator } from './id-generator.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import {
@@ -568,6 +569,34 @@ describe('TracingSdk', () => {
       expect(finished?.resource.attributes['service.name']).toBe('svc');
       expect(logger.log).not.toHaveBeenCalled();
     } finally {
+      await sdk.shutdown();
+    }
+  });
+
+  it("makes ids with the package's pooled generator", async () => {
+    const traceIds = jest.spyOn(PooledIdGenerator.prototype, 'generateTraceId');
+    const spanIds = jest.spyOn(PooledIdGenerator.prototype, 'generateSpanId');
+    const exporter = new KeepingExporter();
+    const sdk = await TracingSdk.start(
+      config({ spanProcessor: 'simple' }),
+      [exporter],
+      makeLogger(),
+    );
+    try {
+      const tracer = trace.getTracer('t');
+      const root = tracer.startSpan('root');
+      tracer.startSpan('child', {}, trace.setSpan(ROOT_CONTEXT, root)).end();
+      root.end();
+      const [child, parent] = exporter.getFinishedSpans();
+      expect(traceIds.mock.results.map((r) => r.value)).toEqual([parent?.spanContext().traceId]);
+      expect(spanIds.mock.results.map((r) => r.value)).toEqual([
+        parent?.spanContext().spanId,
+        child?.spanContext().spanId,
+      ]);
+      expect(child?.spanContext().traceId).toBe(parent?.spanContext().traceId);
+    } finally {
+      traceIds.mockRestore();
+      spanIds.mockRestore();
       await sdk.shutdown();
     }
   });

@@ -35,6 +35,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { PooledIdGenerator } from './id-generator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type {
   ExporterName,
@@ -344,6 +345,7 @@ export class TracingSdk {
     const provider = new NodeTracerProvider({
       resource: createResource(config),
       sampler: createSampler(config.sampler),
+      idGenerator: new PooledIdGenerator(),
       spanProcessors: [processor],
     });
     if (!trace.setGlobalTracerProvider(provider)) {

@@ -1,0 +1,154 @@
+import { randomFillSync } from 'node:crypto';
+import type { IdGenerator } from '@opentelemetry/sdk-trace-base';
+
+/**
+ * Random bytes drawn from the system's generator at once: 4,096 span ids' worth. A draw costs a
+ * few microseconds whatever its size, 64 KiB about four times a 2 KiB one.
+ */
+const POOL_SIZE = 65536;
+
+/** The two lower-case hex digits of every byte, as character codes: [high, low] at 2 × byte. */
+const HEX_CODES = new Uint8Array(512);
+for (let b = 0; b < 256; b++) {
+  const hex = b.toString(16).padStart(2, '0');
+  HEX_CODES[2 * b] = hex.charCodeAt(0);
+  HEX_CODES[2 * b + 1] = hex.charCodeAt(1);
+}
+
+/**
+ * Trace and span ids from a pool of cryptographically random bytes (OpenTelemetry's
+ * `RandomIdGenerator` draws them from `Math.random`), written as lower-case hex in one string
+ * allocation each, without a call into Node's buffer encoder per id. An id is never all zeros
+ * (W3C Trace Context makes that id invalid): an all-zero draw is drawn again.
+ */
+export class PooledIdGenerator implements IdGenerator {
+  private readonly pool = Buffer.allocUnsafe(POOL_SIZE);
+  private offset = POOL_SIZE;
+
+  generateTraceId(): string {
+    const at = this.take(16);
+    const p = this.pool;
+    if ((word(p, at) | word(p, at + 4) | word(p, at + 8) | word(p, at + 12)) === 0) {
+      return this.generateTraceId();
+    }
+    return hex16(p, at);
+  }
+
+  generateSpanId(): string {
+    const at = this.take(8);
+    const p = this.pool;
+    if ((word(p, at) | word(p, at + 4)) === 0) return this.generateSpanId();
+    return hex8(p, at);
+  }
+
+  /** Fills the pool with random bytes. */
+  protected fill(pool: Buffer): void {
+    randomFillSync(pool);
+  }
+
+  /** The offset of `n` fresh bytes in the pool, refilled when it runs out. */
+  private take(n: number): number {
+    let at = this.offset;
+    if (at + n > POOL_SIZE) {
+      this.fill(this.pool);
+      at = 0;
+    }
+    this.offset = at + n;
+    return at;
+  }
+}
+
+/** Four bytes or-ed together: zero only when all four are. */
+function word(p: Buffer, at: number): number {
+  return p[at]! | p[at + 1]! | p[at + 2]! | p[at + 3]!;
+}
+
+// One String.fromCharCode call with every digit as an argument makes one flat string: no
+// intermediate strings (as `+` of two-digit strings makes), no call into Node's encoder, no
+// array (`apply` with one is three times slower).
+
+/** Eight bytes from `at` as sixteen hex digits. */
+function hex8(p: Buffer, at: number): string {
+  const h = HEX_CODES;
+  const b0 = 2 * p[at]!;
+  const b1 = 2 * p[at + 1]!;
+  const b2 = 2 * p[at + 2]!;
+  const b3 = 2 * p[at + 3]!;
+  const b4 = 2 * p[at + 4]!;
+  const b5 = 2 * p[at + 5]!;
+  const b6 = 2 * p[at + 6]!;
+  const b7 = 2 * p[at + 7]!;
+  return String.fromCharCode(
+    h[b0]!,
+    h[b0 + 1]!,
+    h[b1]!,
+    h[b1 + 1]!,
+    h[b2]!,
+    h[b2 + 1]!,
+    h[b3]!,
+    h[b3 + 1]!,
+    h[b4]!,
+    h[b4 + 1]!,
+    h[b5]!,
+    h[b5 + 1]!,
+    h[b6]!,
+    h[b6 + 1]!,
+    h[b7]!,
+    h[b7 + 1]!,
+  );
+}
+
+/** Sixteen bytes from `at` as thirty-two hex digits. */
+function hex16(p: Buffer, at: number): string {
+  const h = HEX_CODES;
+  const b0 = 2 * p[at]!;
+  const b1 = 2 * p[at + 1]!;
+  const b2 = 2 * p[at + 2]!;
+  const b3 = 2 * p[at + 3]!;
+  const b4 = 2 * p[at + 4]!;
+  const b5 = 2 * p[at + 5]!;
+  const b6 = 2 * p[at + 6]!;
+  const b7 = 2 * p[at + 7]!;
+  const b8 = 2 * p[at + 8]!;
+  const b9 = 2 * p[at + 9]!;
+  const b10 = 2 * p[at + 10]!;
+  const b11 = 2 * p[at + 11]!;
+  const b12 = 2 * p[at + 12]!;
+  const b13 = 2 * p[at + 13]!;
+  const b14 = 2 * p[at + 14]!;
+  const b15 = 2 * p[at + 15]!;
+  return String.fromCharCode(
+    h[b0]!,
+    h[b0 + 1]!,
+    h[b1]!,
+    h[b1 + 1]!,
+    h[b2]!,
+    h[b2 + 1]!,
+    h[b3]!,
+    h[b3 + 1]!,
+    h[b4]!,
+    h[b4 + 1]!,
+    h[b5]!,
+    h[b5 + 1]!,
+    h[b6]!,
+    h[b6 + 1]!,
+    h[b7]!,
+    h[b7 + 1]!,
+    h[b8]!,
+    h[b8 + 1]!,
+    h[b9]!,
+    h[b9 + 1]!,
+    h[b10]!,
+    h[b10 + 1]!,
+    h[b11]!,
+    h[b11 + 1]!,
+    h[b12]!,
+    h[b12 + 1]!,
+    h[b13]!,
+    h[b13 + 1]!,
+    h[b14]!,
+    h[b14 + 1]!,
+    h[b15]!,
+    h[b15 + 1]!,
+  );
+}
