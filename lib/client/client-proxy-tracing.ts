@@ -155,10 +155,12 @@ class ClientProxyTracer {
     }
     const profile = this.profileOf(client);
     const route = routeSpan(profile, client, args[0]);
-    const attributes =
-      batchCount === undefined
-        ? route.attributes
-        : { ...route.attributes, [ATTR_MESSAGING_BATCH_MESSAGE_COUNT]: batchCount };
+    let attributes = route.attributes;
+    if (batchCount !== undefined) {
+      // Key by key: a literal with a computed key is defined through V8's runtime.
+      attributes = { ...attributes };
+      attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
+    }
     const parent = context.active();
     const span = getTracer().startSpan(route.name, { kind: SpanKind.PRODUCER, attributes }, parent);
     let result: Observable<unknown>;

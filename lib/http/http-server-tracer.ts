@@ -139,11 +139,16 @@ export class HttpServerTracer {
     const parent = isServerSpan(trace.getSpan(active))
       ? active
       : propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
-    const attributes: Attributes = {
-      [ATTR_HTTP_REQUEST_METHOD]: method,
-      [ATTR_URL_PATH]: path,
-      [ATTR_URL_SCHEME]: (req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http',
-    };
+    // Key by key, not as a literal with computed keys (`{ [ATTR_HTTP_REQUEST_METHOD]: method }`):
+    // V8 defines each computed key of a literal through its runtime, and the object's map
+    // changes on every request: 36k instructions per Fastify `GET /hello` for these three keys
+    // (callgrind), where a keyed store of a constant key hits V8's caches.
+    const attributes: Attributes = {};
+    attributes[ATTR_HTTP_REQUEST_METHOD] = method;
+    attributes[ATTR_URL_PATH] = path;
+    attributes[ATTR_URL_SCHEME] = (req.socket as TLSSocket | undefined)?.encrypted
+      ? 'https'
+      : 'http';
     if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rawMethod;
     const host = headers.host ?? headers[':authority'];
     if (typeof host === 'string') {

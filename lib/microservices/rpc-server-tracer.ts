@@ -76,6 +76,46 @@ interface Inbound {
   grpc: boolean;
 }
 
+// Attribute objects are built key by key, not as literals with computed keys: see
+// HttpServerTracer.start.
+
+/** The attributes every processed message has. */
+function processAttributes(system: string): Attributes {
+  const attributes: Attributes = {};
+  attributes[ATTR_MESSAGING_SYSTEM] = system;
+  attributes[ATTR_MESSAGING_OPERATION_NAME] = MESSAGING_OPERATION_TYPE_VALUE_PROCESS;
+  attributes[ATTR_MESSAGING_OPERATION_TYPE] = MESSAGING_OPERATION_TYPE_VALUE_PROCESS;
+  return attributes;
+}
+
+function grpcAttributes(method: string): Attributes {
+  const attributes: Attributes = {};
+  attributes[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_NAME_VALUE_GRPC;
+  attributes[ATTR_RPC_METHOD] = method;
+  return attributes;
+}
+
+/** A message of a transport with a destination (subject, channel, queue, topic, pattern). */
+function messagingInbound(
+  system: string,
+  destination: unknown,
+  carrier: unknown,
+  getter: TextMapGetter<never>,
+  eventPattern: string | undefined,
+): Inbound {
+  const dest = typeof destination === 'string' ? destination : (JSON.stringify(destination) ?? '');
+  const attributes = processAttributes(system);
+  attributes[ATTR_MESSAGING_DESTINATION_NAME] = dest;
+  return {
+    name: `process ${eventPattern ?? dest}`,
+    kind: eventPattern !== undefined ? SpanKind.CONSUMER : SpanKind.SERVER,
+    carrier,
+    getter: getter,
+    attributes,
+    grpc: false,
+  };
+}
+
 /** Where to find a message's span at the end hook (gRPC reports the request object there). */
 function endKeyOf(ctx: object): object {
   const request = (ctx as { request?: unknown }).request;
@@ -157,43 +197,43 @@ export class RpcServerTracer {
     const eventPattern = this.events.get(ctx);
     const event = eventPattern !== undefined;
     if (event) this.events.delete(ctx);
-    const messaging = (
-      system: string,
-      destination: unknown,
-      carrier: unknown,
-      getter: TextMapGetter<never>,
-    ): Inbound => {
-      const dest =
-        typeof destination === 'string' ? destination : (JSON.stringify(destination) ?? '');
-      const pattern = eventPattern ?? dest;
-      return {
-        name: `process ${pattern}`,
-        kind: event ? SpanKind.CONSUMER : SpanKind.SERVER,
-        carrier,
-        getter: getter,
-        attributes: {
-          [ATTR_MESSAGING_SYSTEM]: system,
-          [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
-          [ATTR_MESSAGING_OPERATION_TYPE]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
-          [ATTR_MESSAGING_DESTINATION_NAME]: dest,
-        },
-        grpc: false,
-      };
-    };
-
     if (ctx instanceof ms.TcpContext) {
-      return messaging(TCP_SYSTEM, ctx.getPattern(), ctx.getMetadata(), tcpGetter);
+      return messagingInbound(
+        TCP_SYSTEM,
+        ctx.getPattern(),
+        ctx.getMetadata(),
+        tcpGetter,
+        eventPattern,
+      );
     }
     if (ctx instanceof ms.RedisContext) {
-      return messaging(REDIS_SYSTEM, ctx.getChannel(), ctx.getMetadata(), redisGetter);
+      return messagingInbound(
+        REDIS_SYSTEM,
+        ctx.getChannel(),
+        ctx.getMetadata(),
+        redisGetter,
+        eventPattern,
+      );
     }
     if (ctx instanceof ms.NatsContext) {
-      return messaging(NATS_SYSTEM, ctx.getSubject(), ctx.getHeaders(), natsGetter);
+      return messagingInbound(
+        NATS_SYSTEM,
+        ctx.getSubject(),
+        ctx.getHeaders(),
+        natsGetter,
+        eventPattern,
+      );
     }
     if (ctx instanceof ms.RmqContext) {
       const message = ctx.getMessage() as Parameters<typeof rmqHeaders>[0];
       const routingKey = message?.fields?.routingKey;
-      const inbound = messaging(RMQ_SYSTEM, routingKey, rmqHeaders(message), rmqGetter);
+      const inbound = messagingInbound(
+        RMQ_SYSTEM,
+        routingKey,
+        rmqHeaders(message),
+        rmqGetter,
+        eventPattern,
+      );
       // Many patterns share one queue: the span is named after the pattern.
       if (!event) inbound.name = `process ${ctx.getPattern()}`;
       rmqMessageAttributes(message, inbound.attributes);
@@ -201,18 +241,25 @@ export class RpcServerTracer {
     }
     if (ctx instanceof ms.MqttContext) {
       const packet = ctx.getPacket() as Parameters<typeof mqttUserProperties>[0];
-      const inbound = messaging(
+      const inbound = messagingInbound(
         MQTT_SYSTEM,
         ctx.getTopic(),
         mqttUserProperties(packet),
         mqttGetter,
+        eventPattern,
       );
       mqttMessageAttributes(packet, inbound.attributes);
       return inbound;
     }
     if (ctx instanceof ms.KafkaContext) {
       const message = ctx.getMessage() as Parameters<typeof kafkaHeaders>[0];
-      const inbound = messaging(KAFKA_SYSTEM, ctx.getTopic(), kafkaHeaders(message), kafkaGetter);
+      const inbound = messagingInbound(
+        KAFKA_SYSTEM,
+        ctx.getTopic(),
+        kafkaHeaders(message),
+        kafkaGetter,
+        eventPattern,
+      );
       kafkaMessageAttributes(message, ctx.getPartition(), inbound.attributes);
       return inbound;
     }
@@ -227,10 +274,7 @@ export class RpcServerTracer {
         kind: SpanKind.SERVER,
         carrier: grpcCall.metadata,
         getter: grpcGetter,
-        attributes: {
-          [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC,
-          [ATTR_RPC_METHOD]: method,
-        },
+        attributes: grpcAttributes(method),
         grpc: true,
       };
     }
@@ -265,11 +309,7 @@ export class RpcServerTracer {
       kind: eventPattern !== undefined ? SpanKind.CONSUMER : SpanKind.SERVER,
       carrier,
       getter: recordGetter,
-      attributes: {
-        [ATTR_MESSAGING_SYSTEM]: system,
-        [ATTR_MESSAGING_OPERATION_NAME]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
-        [ATTR_MESSAGING_OPERATION_TYPE]: MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
-      },
+      attributes: processAttributes(system),
       grpc: false,
     };
   }
