@@ -59,7 +59,10 @@ export async function tracingImports(serviceName) {
     return [];
   }
   const { TracingModule } = await import('nestjs-tracing');
-  return [TracingModule.forRoot({ serviceName })];
+  // BENCH_TRACING_OPTIONS (JSON, merged over the defaults) is for profiling by hand, as in
+  // bench/http: e.g. {"exporter":"none"}.
+  const extra = JSON.parse(process.env.BENCH_TRACING_OPTIONS ?? '{}');
+  return [TracingModule.forRoot({ serviceName, ...extra })];
 }
 
 const MARK = Symbol('bench.rpc.context');
