@@ -88,6 +88,7 @@ function processAttributes(system: string): Attributes {
   return attributes;
 }
 
+/** The attributes of a gRPC call. */
 function grpcAttributes(method: string): Attributes {
   const attributes: Attributes = {};
   attributes[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_NAME_VALUE_GRPC;
