@@ -157,7 +157,7 @@ class ClientProxyTracer {
     const route = routeSpan(profile, client, args[0]);
     let attributes = route.attributes;
     if (batchCount !== undefined) {
-      // Key by key: a literal with a computed key is defined through V8's runtime.
+      // Key by key: V8 can define a literal's computed key through its runtime every time.
       attributes = { ...attributes };
       attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
     }

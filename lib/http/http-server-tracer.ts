@@ -140,9 +140,9 @@ export class HttpServerTracer {
       ? active
       : propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
     // Key by key, not as a literal with computed keys (`{ [ATTR_HTTP_REQUEST_METHOD]: method }`):
-    // V8 defines each computed key of a literal through its runtime, and the object's map
-    // changes on every request: 34k instructions per Fastify `GET /hello` for these three keys
-    // (callgrind), where a keyed store of a constant key hits V8's caches.
+    // V8 can end up defining each computed key of a literal through its runtime and migrating
+    // the object's map, on every request: 34k instructions per Fastify `GET /hello` for these
+    // three keys (callgrind), where a keyed store of a constant key hits V8's caches.
     const attributes: Attributes = {};
     attributes[ATTR_HTTP_REQUEST_METHOD] = method;
     attributes[ATTR_URL_PATH] = path;

@@ -35,13 +35,13 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { PooledIdGenerator } from './id-generator.js';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type {
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
+import { PooledIdGenerator } from './id-generator.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import {
   BATCH_DEFAULTS,
