@@ -7,6 +7,8 @@ import {
   type Attributes,
   type Context,
   type Span,
+  type SpanContext,
+  type TraceState,
 } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
@@ -140,7 +142,7 @@ class ClientProxyTracer {
     return new Observable<unknown>((subscriber) => {
       const parent = context.active();
       const span = getTracer().startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
-      return followReply(source, span, trace.setSpan(parent, span), parent, subscriber);
+      return followReply(source, span, sendingContext(parent, span), parent, subscriber);
     });
   }
 
@@ -166,7 +168,7 @@ class ClientProxyTracer {
     let result: Observable<unknown>;
     try {
       // emit() publishes eagerly: everything it starts runs in the span's context.
-      result = context.with(trace.setSpan(parent, span), () =>
+      result = context.with(sendingContext(parent, span), () =>
         original.apply(client, args),
       ) as Observable<unknown>;
     } catch (error) {
@@ -441,6 +443,39 @@ function routeSpan(profile: ClientProfile, client: TracedClient, pattern: unknow
   const built = { name: `send ${route}`, attributes };
   if (profile.routes.size < MAX_ROUTES_PER_CLIENT) profile.routes.set(route, built);
   return built;
+}
+
+/**
+ * The context Nest's client builds and sends a message in: the CLIENT/PRODUCER span's ids, as a
+ * non-recording span, instead of the span itself. Everything that reads the active span there
+ * (the carriers, a child span) gets the same trace and parent; only writes to the active span
+ * from inside the client's send pipeline (a custom serializer's, say) are not recorded.
+ *
+ * Why: every promise Nest's `send` makes carries the context it was made in, and with the SDK's
+ * span object reachable from there V8 took to allocating that span's parts in the old generation
+ * (allocation-site pretenuring): on a traced TCP client, scavenges of ~9 ms every ~1,000
+ * messages and a full GC every few seconds, against ~2 ms and none with the ids alone. The ids
+ * live in an instance of a class, which V8 never pretenures.
+ */
+function sendingContext(parent: Context, span: Span): Context {
+  return trace.setSpan(parent, trace.wrapSpanContext(new SentSpanContext(span.spanContext())));
+}
+
+/** A copy of a span's context. */
+class SentSpanContext implements SpanContext {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceFlags: number;
+  readonly traceState: TraceState | undefined;
+  readonly isRemote: boolean | undefined;
+
+  constructor(of: SpanContext) {
+    this.traceId = of.traceId;
+    this.spanId = of.spanId;
+    this.traceFlags = of.traceFlags;
+    this.traceState = of.traceState;
+    this.isRemote = of.isRemote;
+  }
 }
 
 /**
