@@ -80,6 +80,28 @@ describe('hooks the application sets itself', () => {
     });
   });
 
+  it("gives code in the client's send pipeline the CLIENT span's ids, not the span to write to", async () => {
+    const inHook: Array<{ spanId?: string; recording?: boolean }> = [];
+    client.setOnDispatchHook(() => {
+      const active = trace.getActiveSpan();
+      inHook.push({ spanId: active?.spanContext().spanId, recording: active?.isRecording() });
+      active?.setAttribute('written.in.hook', true);
+      trace.getTracer('e2e').startSpan('in hook').end();
+    });
+    try {
+      await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+        await firstValueFrom(client.send('echo', {}));
+        caller.end();
+      });
+    } finally {
+      client.setOnDispatchHook(undefined as never);
+    }
+    const send = spans.one('send echo');
+    expect(inHook).toEqual([{ spanId: send.spanContext().spanId, recording: false }]);
+    expectChildOf(spans.one('in hook'), send);
+    expect(send.attributes['written.in.hook']).toBeUndefined();
+  });
+
   it("runs an app's processing hooks, set after the server started, inside the message's span", async () => {
     // Nest chains on what the hook returns (the processing's Promise).
     const appHook = (_transportId: unknown, _ctx: unknown, done: () => Promise<void>) => {
