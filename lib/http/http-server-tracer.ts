@@ -34,7 +34,7 @@ import {
   parseHost,
 } from '../propagation/http.carrier.js';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
-import { getTracer } from '../sdk/tracer.js';
+import { startSpanWith } from '../sdk/tracer.js';
 import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
 
 /** Where a request's tracing state lives: on the raw request and response objects. */
@@ -167,7 +167,7 @@ export class HttpServerTracer {
     }
 
     const name = method === '_OTHER' ? 'HTTP' : method;
-    const span = getTracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    const span = startSpanWith(name, SpanKind.SERVER, attributes, parent);
     const state: HttpRequestState = {
       span,
       context: trace.setSpan(parent, span),

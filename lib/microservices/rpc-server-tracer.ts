@@ -48,7 +48,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
 } from '../propagation/semconv.js';
 import { TCP_SYSTEM, tcpGetter } from '../propagation/tcp.carrier.js';
-import { getTracer } from '../sdk/tracer.js';
+import { startSpanWith } from '../sdk/tracer.js';
 import { errorMessage, errorTypeOf } from './rpc-errors.js';
 import type { MicroservicesPackage } from './microservices-package.js';
 
@@ -147,11 +147,7 @@ export class RpcServerTracer {
     try {
       const inbound = this.describe(transportId, ctx);
       const parent = propagation.extract(ROOT_CONTEXT, inbound.carrier, inbound.getter);
-      const span = getTracer().startSpan(
-        inbound.name,
-        { kind: inbound.kind, attributes: inbound.attributes },
-        parent,
-      );
+      const span = startSpanWith(inbound.name, inbound.kind, inbound.attributes, parent);
       const state: RpcServerState = {
         span,
         grpc: inbound.grpc,

@@ -18,6 +18,9 @@ import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/expor
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
+import { PackageSpan, PackageTracer } from './span.js';
+import { getTracer, SHARED_SDK, startSpanWith } from './tracer.js';
+import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import {
@@ -599,6 +602,56 @@ describe('TracingSdk', () => {
       spanIds.mockRestore();
       await sdk.shutdown();
     }
+  });
+
+  it("starts the package's own spans with its PackageTracer, on the provider's settings", async () => {
+    const exporter = new KeepingExporter();
+    const endings: string[] = [];
+    const sdk = await TracingSdk.start(
+      config({
+        spanProcessor: 'simple',
+        resourceAttributes: { 'deployment.environment.name': 'spec' },
+      }),
+      [exporter],
+      makeLogger(),
+    );
+    const noteEnding = { onEnding: (span: { name: string }) => endings.push(span.name) };
+    const shared = (globalThis as Record<symbol, { processor: { processors: object[] } }>)[
+      SHARED_SDK
+    ]!;
+    shared.processor.processors.push({
+      onStart: () => undefined,
+      onEnd: () => undefined,
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+      ...noteEnding,
+    });
+    try {
+      expect(getTracer()).toBeInstanceOf(PackageTracer);
+      const attributes = { 'url.path': '/p' };
+      const own = startSpanWith('own', SpanKind.SERVER, attributes, ROOT_CONTEXT);
+      expect(own).toBeInstanceOf(PackageSpan);
+      expect((own as PackageSpan).attributes).toBe(attributes);
+      const app = trace.getTracer('app').startSpan('app', {}, trace.setSpan(ROOT_CONTEXT, own));
+      expect(app).not.toBeInstanceOf(PackageSpan);
+      app.end();
+      own.end();
+      const [appSpan, ownSpan] = exporter.getFinishedSpans();
+      expect(ownSpan?.instrumentationScope).toMatchObject({
+        name: TRACER_NAME,
+        version: TRACER_VERSION,
+      });
+      expect(ownSpan?.resource).toBe(appSpan?.resource);
+      expect(ownSpan?.resource.attributes['deployment.environment.name']).toBe('spec');
+      expect(appSpan?.parentSpanContext?.spanId).toBe(own.spanContext().spanId);
+      // Both kinds of span reach a processor's onEnding (the SDK's through the provider).
+      expect(endings).toEqual(['app', 'own']);
+    } finally {
+      await sdk.shutdown();
+    }
+    // Once the provider is gone, the API's (no-op) tracer is used again.
+    expect(getTracer()).not.toBeInstanceOf(PackageTracer);
+    expect(startSpanWith('after', SpanKind.SERVER, {}, ROOT_CONTEXT).isRecording()).toBe(false);
   });
 
   it('shutdown flushes batched spans, then unregisters the globals', async () => {

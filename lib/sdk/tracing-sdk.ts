@@ -4,7 +4,6 @@ import {
   trace,
   type Context,
   type TextMapPropagator,
-  type TracerProvider,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
@@ -42,6 +41,9 @@ import type {
 } from '../interfaces/tracing-module-options.interface.js';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
+import { PackageTracer, SPAN_LIMITS } from './span.js';
+import { globalDelegate, SHARED_SDK } from './tracer.js';
+import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import {
   BATCH_DEFAULTS,
@@ -247,6 +249,10 @@ class SharedSpanProcessor implements SpanProcessor {
     for (const processor of this.processors) processor.onStart(span, parentContext);
   }
 
+  onEnding(span: Parameters<SpanProcessor['onStart']>[0]): void {
+    for (const processor of this.processors) processor.onEnding?.(span);
+  }
+
   onEnd(span: ReadableSpan): void {
     for (const processor of this.processors) processor.onEnd(span);
   }
@@ -263,24 +269,19 @@ class SharedSpanProcessor implements SpanProcessor {
 /** The provider this package registered globally, shared by the modules running in this process. */
 interface SharedSdk {
   provider: NodeTracerProvider;
+  /** Starts this package's own spans on `provider`'s settings (see {@link PackageTracer}). */
+  tracer: PackageTracer;
   processor: SharedSpanProcessor;
   users: number;
   owns: { context: boolean; propagation: boolean };
 }
 
-// On globalThis under Symbol.for, so that two copies of the package agree.
-const SHARED = Symbol.for('nestjs-tracing:shared-sdk');
-type WithShared = typeof globalThis & { [SHARED]?: SharedSdk };
+type WithShared = typeof globalThis & { [SHARED_SDK]?: SharedSdk };
 
 function sharedSdk(): SharedSdk | undefined {
-  const shared = (globalThis as WithShared)[SHARED];
+  const shared = (globalThis as WithShared)[SHARED_SDK];
   // Someone may have reset the API since (trace.disable() in a test): then it is gone.
   return shared !== undefined && globalDelegate() === shared.provider ? shared : undefined;
-}
-
-function globalDelegate(): unknown {
-  const global = trace.getTracerProvider() as TracerProvider & { getDelegate?: () => unknown };
-  return typeof global.getDelegate === 'function' ? global.getDelegate() : global;
 }
 
 /**
@@ -342,12 +343,19 @@ export class TracingSdk {
 
     const processor = new SharedSpanProcessor();
     processor.processors.push(...spanProcessors);
-    const provider = new NodeTracerProvider({
+    const settings = {
       resource: createResource(config),
       sampler: createSampler(config.sampler),
       idGenerator: new PooledIdGenerator(),
-      spanProcessors: [processor],
-    });
+      spanLimits: SPAN_LIMITS,
+    };
+    // Spans of other tracers on this provider (`trace.getTracer(...)` in an app) are the SDK's;
+    // the package's own are PackageTracer's, on the same settings and processors.
+    const provider = new NodeTracerProvider({ ...settings, spanProcessors: [processor] });
+    const tracer = new PackageTracer(
+      { name: TRACER_NAME, version: TRACER_VERSION },
+      { ...settings, processor },
+    );
     if (!trace.setGlobalTracerProvider(provider)) {
       if (!reportedExternalProvider) {
         reportedExternalProvider = true;
@@ -366,11 +374,12 @@ export class TracingSdk {
     const ownsPropagation = propagation.setGlobalPropagator(propagator);
     const shared: SharedSdk = {
       provider,
+      tracer,
       processor,
       users: 1,
       owns: { context: ownsContext, propagation: ownsPropagation },
     };
-    (globalThis as WithShared)[SHARED] = shared;
+    (globalThis as WithShared)[SHARED_SDK] = shared;
     return new TracingSdk(provider, true, config.shutdownTimeoutMs, logger, spanProcessors, shared);
   }
 
@@ -425,7 +434,7 @@ export class TracingSdk {
   /** The last module out shuts the provider down and unregisters what it registered. */
   private release(shared: SharedSdk): void {
     const global = globalThis as WithShared;
-    if (global[SHARED] === shared) delete global[SHARED];
+    if (global[SHARED_SDK] === shared) delete global[SHARED_SDK];
     // Its processors are all gone by now, so nothing is left to export.
     void shared.provider.shutdown().catch(() => undefined);
     if (globalDelegate() === shared.provider) trace.disable();
