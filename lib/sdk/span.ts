@@ -175,7 +175,8 @@ export class PackageTracer implements Tracer {
     let traceId: string;
     let traceState: TraceState | undefined;
     let validParent: SpanContext | undefined;
-    if (parent === undefined || !trace.isSpanContextValid(parent)) {
+    // The ids of this tracer's own spans are valid by construction: only others' are checked.
+    if (parent === undefined || (!(parent instanceof Ids) && !trace.isSpanContextValid(parent))) {
       traceId = idGenerator.generateTraceId();
     } else {
       traceId = parent.traceId;
@@ -198,11 +199,9 @@ export class PackageTracer implements Tracer {
         : TraceFlags.NONE;
     const ids = new Ids(traceId, spanId, flags, traceState);
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(ids);
-    let adopt = owned !== undefined;
     if (result.attributes !== undefined) {
       // The sampler's attributes join the span's: one merged, checked copy (as the SDK does).
       attributes = sanitizeAttributes(Object.assign(attributes, result.attributes));
-      adopt = true;
     }
     return new PackageSpan(
       this,
@@ -214,7 +213,6 @@ export class PackageTracer implements Tracer {
       validParent,
       links,
       attributes,
-      adopt,
       options?.startTime,
     );
   }
@@ -259,8 +257,8 @@ export class PackageSpan implements Span, ReadableSpan {
     kind: SpanKind,
     parent: SpanContext | undefined,
     links: Link[],
+    /** Fresh (the caller's own object or a checked copy): kept when it fits the limits. */
     attributes: Attributes,
-    adopt: boolean,
     startTime: TimeInput | undefined,
   ) {
     const now = Date.now();
@@ -278,7 +276,7 @@ export class PackageSpan implements Span, ReadableSpan {
     this.links = [];
     for (const link of links) this.addLink(link);
     this.startTime = startTime == null ? millisToHrTime(now) : this.time(startTime);
-    if (adopt && this.canAdopt(attributes)) {
+    if (this.canAdopt(attributes)) {
       this.attributes = attributes;
     } else {
       this.attributes = {};
