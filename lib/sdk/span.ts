@@ -91,21 +91,20 @@ const EXCEPTION_EVENT = 'exception';
  * tracer (the provider's sampler, id generator, resource, span processors and limits; the spans
  * are `ReadableSpan`s every processor and exporter takes), in a fraction of its time: an SDK span
  * copies and checks its attributes three times (`sanitizeAttributes` before and after sampling,
- * then `setAttribute` for each key), reads two clocks and turns both into `HrTime` arrays, and
- * allocates its status, link, event and time arrays whether they are used or not.
+ * then `setAttribute` for each key), and allocates its status and end-time arrays before they are
+ * set; here the attributes are checked once (or not copied at all, below) and unset status and
+ * times are shared constants. Clocks and times follow the SDK span's (wall clock at the start,
+ * the monotonic clock for the duration).
  *
  * {@link startOwned} is for the package's own hot paths, whose attribute objects are built fresh
  * for the span with valid values: the span keeps that object instead of copying it.
  */
 export class PackageTracer implements Tracer {
-  private readonly settings: TracerSettings;
-
   constructor(
     readonly instrumentationScope: Scope,
-    settings: TracerSettings,
-  ) {
-    this.settings = settings;
-  }
+    /** What its spans are made with (read by {@link PackageSpan}). */
+    readonly settings: TracerSettings,
+  ) {}
 
   startSpan(name: string, options: SpanOptions = {}, ctx: Context = context.active()): Span {
     return this.start(name, options.kind ?? SpanKind.INTERNAL, options, undefined, ctx);
@@ -205,7 +204,6 @@ export class PackageTracer implements Tracer {
     }
     return new PackageSpan(
       this,
-      this.settings,
       ctx,
       ids,
       name,
@@ -250,7 +248,6 @@ export class PackageSpan implements Span, ReadableSpan {
 
   constructor(
     tracer: PackageTracer,
-    settings: TracerSettings,
     parentContext: Context,
     ids: SpanContext,
     name: string,
@@ -262,6 +259,7 @@ export class PackageSpan implements Span, ReadableSpan {
     startTime: TimeInput | undefined,
   ) {
     const now = Date.now();
+    const settings = tracer.settings;
     this.settings = settings;
     this.ids = ids;
     this.name = name;
