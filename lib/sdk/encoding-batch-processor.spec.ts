@@ -204,8 +204,8 @@ describe('EncodingBatchSpanProcessor', () => {
     });
     hold = true;
     for (let i = 0; i < 5; i++) tracer.startSpan(`op ${i}`).end();
-    // Two full batches went at once (one at a time): the first is held by the collector.
-    await until(() => bodies.length === 1);
+    // The two full batches went at once and are held by the collector; forceFlush sends the rest.
+    await until(() => bodies.length === 2);
     let flushed = false;
     const flush = processor.forceFlush().then(() => (flushed = true));
     await until(() => bodies.length === 3);
@@ -219,23 +219,69 @@ describe('EncodingBatchSpanProcessor', () => {
     expect(all.map((s) => s.name)).toEqual(['op 0', 'op 1', 'op 2', 'op 3', 'op 4']);
   });
 
-  it('drops spans beyond maxQueueSize while an export hangs, and says how many', async () => {
+  it('drops spans beyond maxQueueSize while exports hang, and says how many', async () => {
     const messages = diagnostics();
-    const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 2 });
+    const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 1 });
     hold = true;
-    tracer.startSpan('in flight 1').end();
-    tracer.startSpan('in flight 2').end();
-    await until(() => bodies.length === 1);
+    // Four exports of one span each go at once and hang; four more spans fill the queue.
+    for (let i = 0; i < 4; i++) tracer.startSpan(`in flight ${i}`).end();
+    await until(() => bodies.length === 4);
     for (let i = 0; i < 10; i++) tracer.startSpan(`queued ${i}`).end();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bodies).toHaveLength(4);
     hold = false;
     for (const res of held.splice(0)) res.writeHead(200).end();
     // The next span after the drops is kept, and the drops are reported with their count.
-    await until(() => messages.length > 0 || bodies.length > 1);
+    await until(() => messages.length > 0 || bodies.length > 4);
     tracer.startSpan('after').end();
     expect(messages).toContain('Dropped 6 spans because maxQueueSize reached');
     await processor.forceFlush();
-    const names = bodies.slice(1).flatMap((b) => spanNames(b));
-    expect(names).toEqual(['queued 0', 'queued 1', 'queued 2', 'queued 3', 'after']);
+    // Exports in flight together reach the collector in any order.
+    const names = bodies.slice(4).flatMap((b) => spanNames(b));
+    expect(names.sort()).toEqual(['after', 'queued 0', 'queued 1', 'queued 2', 'queued 3']);
+  });
+
+  it('sends full batches up to four at a time; a partial one waits until none is in flight', async () => {
+    const { processor, tracer } = start({ maxExportBatchSize: 2, scheduledDelayMillis: 20 });
+    hold = true;
+    for (let i = 0; i < 11; i++) tracer.startSpan(`op ${i}`).end();
+    // Five full batches and one span: four batches go, one waits for an answer.
+    await until(() => bodies.length === 4);
+    await new Promise((r) => setTimeout(r, 100));
+    // Exports in flight together reach the collector in any order.
+    expect(bodies.map((b) => spanNames(b).join()).sort()).toEqual([
+      'op 0,op 1',
+      'op 2,op 3',
+      'op 4,op 5',
+      'op 6,op 7',
+    ]);
+    // One answer: the fifth full batch goes in its place; the lone span still waits.
+    held.shift()!.writeHead(200).end();
+    await until(() => bodies.length === 5);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(bodies).toHaveLength(5);
+    expect(spanNames(bodies[4]!)).toEqual(['op 8', 'op 9']);
+    // Every answer in: the lone span goes after the schedule delay.
+    hold = false;
+    for (const res of held.splice(0)) res.writeHead(200).end();
+    await until(() => bodies.length === 6);
+    expect(spanNames(bodies[5]!)).toEqual(['op 10']);
+    await processor.forceFlush();
+    expect(bodies).toHaveLength(6);
+  });
+
+  it('forceFlush also waits for the exports already in flight', async () => {
+    const { processor, tracer } = start({ maxExportBatchSize: 1, scheduledDelayMillis: 60_000 });
+    hold = true;
+    tracer.startSpan('in flight').end();
+    await until(() => bodies.length === 1);
+    let flushed = false;
+    const flush = processor.forceFlush().then(() => (flushed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(flushed).toBe(false);
+    held.shift()!.writeHead(200).end();
+    await flush;
+    expect(bodies.map((b) => spanNames(b))).toEqual([['in flight']]);
   });
 
   it('gives up on an export after exportTimeoutMillis and lets the next batch go', async () => {

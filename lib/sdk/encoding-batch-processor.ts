@@ -10,6 +10,15 @@ import type { BatchProcessorOptions } from '../interfaces/tracing-module-options
 import type { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { EncodedSpanQueue, type EncodedSpanBatch } from './otlp-span-serializer.js';
 
+/**
+ * Background exports at a time while full batches wait. One at a time (the SDK's processor) caps
+ * the export rate at one batch per round trip, and an answer is read only between two turns of
+ * the event loop: a busy consumer's turns can last a second (a RabbitMQ consumer reading a
+ * prefetch burst), which caps the rate at one batch per turn. OpenTelemetry's OTLP exporter takes
+ * concurrent exports (its own limit is 30), as forceFlush makes them too.
+ */
+const MAX_CONCURRENT_EXPORTS = 4;
+
 /** Every setting resolved (options, else `OTEL_BSP_*`, else the defaults; see tracing-config). */
 type Settings = Required<BatchProcessorOptions>;
 
@@ -17,15 +26,18 @@ type Settings = Required<BatchProcessorOptions>;
  * The batch processor of the default exporter (OTLP over `http/protobuf`). It behaves as
  * OpenTelemetry's BatchSpanProcessor: the same settings and defaults; a bounded queue that drops
  * new spans when full and says how many; an export as soon as a batch is full, else after the
- * schedule delay; one export at a time; an export timeout after which the next batch may go;
+ * schedule delay; an export timeout after which the next batch may go;
  * forceFlush and shutdown export everything queued. But a span is encoded when it ends and only
  * its bytes are queued (see {@link EncodedSpanQueue}), which under load keeps span objects out of
- * V8's old generation.
+ * V8's old generation; and while full batches wait, up to {@link MAX_CONCURRENT_EXPORTS} go at
+ * once instead of one at a time (a partial batch still waits for the schedule delay and for
+ * nothing else to be in flight).
  */
 export class EncodingBatchSpanProcessor implements SpanProcessor {
   private readonly queue = new EncodedSpanQueue();
   private readonly shutdownOnce: BindOnceFuture<void>;
-  private exporting = false;
+  /** Background exports awaiting their answer (settled as they end; they never reject). */
+  private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private dropped = 0;
 
@@ -74,10 +86,13 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     await this.exporter.shutdown();
   }
 
-  /** Exports everything queued now, batch by batch (forceFlush and shutdown). */
+  /**
+   * Exports everything queued now, batch by batch, and waits for the exports already in flight
+   * too (forceFlush and shutdown).
+   */
   private async flushAll(): Promise<void> {
     const batches = Math.ceil(this.queue.length / this.settings.maxExportBatchSize);
-    const exports: Promise<void>[] = [];
+    const exports: Promise<void>[] = [...this.inFlight];
     for (let i = 0; i < batches; i++) exports.push(this.flushOneBatch());
     await Promise.all(exports);
   }
@@ -114,35 +129,40 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     });
   }
 
+  /**
+   * A full batch goes at once, next to those in flight up to {@link MAX_CONCURRENT_EXPORTS};
+   * a partial one after the schedule delay, once nothing is in flight.
+   */
   private maybeStartTimer(): void {
-    if (this.exporting) return;
-    if (this.queue.length >= this.settings.maxExportBatchSize) {
+    while (
+      this.queue.length >= this.settings.maxExportBatchSize &&
+      this.inFlight.size < MAX_CONCURRENT_EXPORTS
+    ) {
       this.flushInBackground();
-      return;
     }
-    if (this.timer !== undefined) return;
-    this.timer = setTimeout(() => this.flushInBackground(), this.settings.scheduledDelayMillis);
+    if (this.inFlight.size > 0 || this.queue.length === 0 || this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flushInBackground();
+    }, this.settings.scheduledDelayMillis);
     this.timer.unref();
   }
 
-  /** One batch, then the next one if spans are waiting; failures go to the global error handler. */
+  /** One batch; when it is answered, what waits goes on. Failures go to the global error handler. */
   private flushInBackground(): void {
-    this.exporting = true;
-    this.flushOneBatch().then(
-      () => this.afterBackgroundFlush(),
+    const done: Promise<void> = this.flushOneBatch().then(
+      () => this.afterBackgroundFlush(done),
       (error: unknown) => {
-        this.afterBackgroundFlush();
+        this.afterBackgroundFlush(done);
         globalErrorHandler(error as Error);
       },
     );
+    this.inFlight.add(done);
   }
 
-  private afterBackgroundFlush(): void {
-    this.exporting = false;
-    if (this.queue.length > 0) {
-      this.clearTimer();
-      this.maybeStartTimer();
-    }
+  private afterBackgroundFlush(done: Promise<void>): void {
+    this.inFlight.delete(done);
+    this.maybeStartTimer();
   }
 
   private clearTimer(): void {
