@@ -29,7 +29,7 @@ if (values.help) {
   process.stdout.write(
     'usage: npm run bench -- [--quick] [--only http,rpc,decorator,export,outage] [--rounds N]\n' +
       '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
-      '                        [--variant untraced,nestjs-tracing,...]\n',
+      '                        [--variant untraced,nestjs-tracing,...]   (variants of the http bench)\n',
   );
   process.exit(0);
 }
@@ -45,7 +45,9 @@ for (const name of only) {
 const variantNames = VARIANTS.map((v) => v.name);
 for (const name of list(values.variant)) {
   if (!variantNames.includes(name)) {
-    process.stderr.write(`unknown variant '${name}'; choose from ${variantNames.join(', ')}\n`);
+    process.stderr.write(
+      `unknown variant '${name}'; --variant picks variants of the http bench: ${variantNames.join(', ')}\n`,
+    );
     process.exit(2);
   }
 }
