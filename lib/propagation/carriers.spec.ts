@@ -1,5 +1,13 @@
 import { ROOT_CONTEXT, trace, type TextMapGetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  NoopSpanProcessor,
+  RandomIdGenerator,
+} from '@opentelemetry/sdk-trace-base';
+import { isOwnSpanContext, PackageTracer, SPAN_LIMITS } from '../sdk/span.js';
 import * as incubating from '@opentelemetry/semantic-conventions/incubating';
 import {
   grpcGetter,
@@ -48,6 +56,36 @@ describe('formatTraceparent (traceresponse, Server-Timing)', () => {
     expect(formatTraceparent({ traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 0xab })).toBe(
       `00-${TRACE_ID}-${SPAN_ID}-ab`,
     );
+  });
+
+  it.each([
+    ['sampled', new AlwaysOnSampler()],
+    ['not sampled', new AlwaysOffSampler()],
+  ])(
+    "writes what the W3C propagator writes for the package tracer's own span, %s",
+    (_l, sampler) => {
+      const tracer = new PackageTracer(
+        { name: 'carriers-spec' },
+        {
+          resource: resourceFromAttributes({ 'service.name': 'carriers-spec' }),
+          sampler,
+          idGenerator: new RandomIdGenerator(),
+          spanLimits: SPAN_LIMITS,
+          processor: new NoopSpanProcessor(),
+        },
+      );
+      const spanContext = tracer.startSpan('own').spanContext();
+      // The fast path (no regular expressions) is the one taken, and it writes the same value.
+      expect(isOwnSpanContext(spanContext)).toBe(true);
+      expect(formatTraceparent(spanContext)).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+      expect(formatTraceparent(spanContext)).toBe(injected(spanContext));
+    },
+  );
+
+  it("checks a span context that is not the package tracer's own", () => {
+    const foreign = { traceId: 'g'.repeat(32), spanId: SPAN_ID, traceFlags: 1 };
+    expect(isOwnSpanContext(foreign)).toBe(false);
+    expect(formatTraceparent(foreign)).toBeUndefined();
   });
 
   it.each([

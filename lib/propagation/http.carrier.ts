@@ -1,5 +1,6 @@
 import { isSpanContextValid, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
 import type { IncomingHttpHeaders, OutgoingHttpHeader } from 'node:http';
+import { isOwnSpanContext } from '../sdk/span.js';
 
 /**
  * Reads propagation headers from Node's parsed request headers. Node lower-cases
@@ -18,10 +19,11 @@ const FLAGS_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(
  * of W3C Trace Context (what OpenTelemetry's W3C propagator writes for the
  * same span context), or undefined for an invalid span context. Formatted
  * here rather than by running the propagator: that would build a context and
- * a span wrapper per response.
+ * a span wrapper per response. The package's own spans skip the validity check (their ids are
+ * valid by construction); any other span context is checked.
  */
 export function formatTraceparent(spanContext: SpanContext): string | undefined {
-  if (!isSpanContextValid(spanContext)) return undefined;
+  if (!isOwnSpanContext(spanContext) && !isSpanContextValid(spanContext)) return undefined;
   return `00-${spanContext.traceId}-${spanContext.spanId}-${FLAGS_HEX[spanContext.traceFlags & 0xff]}`;
 }
 
