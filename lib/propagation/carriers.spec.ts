@@ -7,7 +7,6 @@ import {
   NoopSpanProcessor,
   RandomIdGenerator,
 } from '@opentelemetry/sdk-trace-base';
-import { isOwnSpanContext, PackageTracer, SPAN_LIMITS } from '../sdk/span.js';
 import * as incubating from '@opentelemetry/semantic-conventions/incubating';
 import {
   grpcGetter,
@@ -23,6 +22,7 @@ import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
 import { natsGetter, type NatsHeadersLike } from './nats.carrier.js';
 import { rmqHeaders, rmqMessageAttributes } from './rmq.carrier.js';
 import * as semconv from './semconv.js';
+import { isOwnSpanContext, PackageTracer, SPAN_LIMITS } from '../sdk/span.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN_ID = '00f067aa0ba902b7';

@@ -184,7 +184,7 @@ export class PackageTracer implements Tracer {
     let traceState: TraceState | undefined;
     let validParent: SpanContext | undefined;
     // The ids of this tracer's own spans are valid by construction: only others' are checked.
-    if (parent === undefined || (!(parent instanceof Ids) && !trace.isSpanContextValid(parent))) {
+    if (parent === undefined || (!isOwnSpanContext(parent) && !trace.isSpanContextValid(parent))) {
       traceId = idGenerator.generateTraceId();
     } else {
       traceId = parent.traceId;
