@@ -73,7 +73,7 @@ const settings = {
     transports: list(values.transport).length ? list(values.transport) : undefined,
   },
   decorator: {
-    rounds: rounds ?? (quick ? 1 : 5),
+    rounds: rounds ?? (quick ? 1 : 11),
     calls: 100_000,
   },
   export: {
