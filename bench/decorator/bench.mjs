@@ -33,6 +33,7 @@ export async function run(settings, log) {
   const medianOf = new Map(result.cases.map((c) => [c.name, median(c.ns)]));
   const bare = (kind) => result.cases.find((c) => c.kind === kind && !c.hand && !c.traced);
   const hand = (kind) => result.cases.find((c) => c.kind === kind && c.hand);
+  const traced = (kind) => result.cases.find((c) => c.kind === kind && c.traced);
   const rows = result.cases.map((c) => {
     const ns = medianOf.get(c.name);
     const base = bare(c.kind);
@@ -46,10 +47,7 @@ export async function run(settings, log) {
       c.ns.map((v) => num(v, 0)).join(' / '),
     ];
   });
-  const asyncRatio = pairedRatio(
-    result.cases.find((c) => c.name === '@Trace() async method'),
-    hand('async'),
-  );
+  const asyncRatio = pairedRatio(traced('async'), hand('async'));
   if (result.exported < result.spansExpected) {
     failures.push(
       `decorator: the no-op exporter got ${result.exported} spans of ${result.spansExpected} started; ` +
