@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [-- --only http,rpc] [-- --rounds N] [-- --seconds S]`
-// Runs the benches (http, rpc, decorator, export, outage) and prints their tables as
+// Runs the benches (http, paired, rpc, decorator, export, outage) and prints their tables as
 // markdown. Exits non-zero when a bench failed or a traced variant was not
 // comparable (for example: it exported no spans). See bench/README.md.
 import { execFileSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { pinning, pinSelf, ROOT_DIR } from './common/proc.mjs';
 import { VARIANTS } from './http/bench.mjs';
 
-const BENCHES = ['http', 'rpc', 'decorator', 'export', 'outage'];
+const BENCHES = ['http', 'paired', 'rpc', 'decorator', 'export', 'outage'];
 
 const { values } = parseArgs({
   options: {
@@ -27,9 +27,9 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'usage: npm run bench -- [--quick] [--only http,rpc,decorator,export,outage] [--rounds N]\n' +
+    'usage: npm run bench -- [--quick] [--only http,paired,rpc,decorator,export,outage] [--rounds N]\n' +
       '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
-      '                        [--variant untraced,nestjs-tracing,...]   (variants of the http bench)\n',
+      '                        [--variant untraced,nestjs-tracing,...]   (of the http and paired benches)\n',
   );
   process.exit(0);
 }
@@ -46,7 +46,7 @@ const variantNames = VARIANTS.map((v) => v.name);
 for (const name of list(values.variant)) {
   if (!variantNames.includes(name)) {
     process.stderr.write(
-      `unknown variant '${name}'; --variant picks variants of the http bench: ${variantNames.join(', ')}\n`,
+      `unknown variant '${name}'; --variant picks variants of the http and paired benches: ${variantNames.join(', ')}\n`,
     );
     process.exit(2);
   }
@@ -61,6 +61,14 @@ const settings = {
     rounds: rounds ?? (quick ? 1 : 3),
     warmupSeconds: quick ? 1 : 3,
     seconds: seconds ?? (quick ? 3 : 10),
+    connections: 50,
+    platforms: list(values.platform).length ? list(values.platform) : undefined,
+    variants: list(values.variant).length ? list(values.variant) : undefined,
+  },
+  paired: {
+    windows: rounds ?? (quick ? 1 : 5),
+    warmupSeconds: quick ? 1 : 6,
+    seconds: seconds ?? (quick ? 3 : 6),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
     variants: list(values.variant).length ? list(values.variant) : undefined,
