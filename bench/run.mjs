@@ -66,9 +66,10 @@ const settings = {
     variants: list(values.variant).length ? list(values.variant) : undefined,
   },
   paired: {
-    windows: rounds ?? (quick ? 1 : 5),
-    warmupSeconds: quick ? 1 : 6,
-    seconds: seconds ?? (quick ? 3 : 6),
+    rounds: rounds ?? (quick ? 1 : 3),
+    windows: quick ? 1 : 3,
+    warmupSeconds: quick ? 1 : 5,
+    seconds: seconds ?? (quick ? 3 : 5),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
     variants: list(values.variant).length ? list(values.variant) : undefined,

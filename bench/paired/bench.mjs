@@ -14,6 +14,7 @@ const LOAD = `${BENCH_DIR}common/load-http.mjs`;
 const REGISTER = `${BENCH_DIR}common/otel-register.mjs`;
 /** How many variants share the core with the untraced app in one group. */
 const GROUP_SIZE = 2;
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 function installed(pkg) {
   try {
@@ -148,47 +149,72 @@ export async function run(settings, log) {
   const platforms = settings.platforms ?? ['express', 'fastify'];
   const routes = ['/hello', '/work'];
 
-  const rows = [];
+  // key → per round: the group's members (untraced first) with their windows
+  const results = new Map();
   const sink = await startSink();
   try {
-    for (const platform of platforms) {
-      for (const route of routes) {
-        for (const group of groups) {
-          const names = group.map((v) => v.name).join(' + ');
-          log(`paired: ${platform} ${route}: ${names}`);
-          let members;
-          try {
-            members = await runGroup({ group, platform, route, sink, settings, failures });
-          } catch (error) {
-            failures.push(`paired ${platform} ${route} (${names}): ${error.message}`);
-            continue;
-          }
-          const [base, ...variants] = members;
-          for (const m of variants) {
-            const ratios = m.windows.map((r, i) => base.windows[i].cpuPerRequest / r.cpuPerRequest);
-            const produced = m.variant.spans?.[`${platform} ${route}`];
-            rows.push([
-              platform,
-              route,
-              m.variant.name,
-              variants
-                .filter((o) => o !== m)
-                .map((o) => o.variant.name)
-                .join(', ') || '–',
-              num(median(base.windows.map((r) => r.cpuPerRequest)), 1),
-              num(median(m.windows.map((r) => r.cpuPerRequest)), 1),
-              ratio(median(ratios)),
-              num(median(m.windows.map((r) => r.rps))),
-              num(median(m.windows.map((r) => r.busy * 100))),
-              produced === undefined ? '–' : `${num(m.spansPerRequest, 2)} / ${produced}`,
-              ratios.map((x) => ratio(x)).join(' / '),
-            ]);
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const platform of platforms) {
+        for (const route of routes) {
+          for (const group of groups) {
+            const names = group.map((v) => v.name).join(' + ');
+            log(`paired round ${round}/${settings.rounds}: ${platform} ${route}: ${names}`);
+            let members;
+            try {
+              members = await runGroup({ group, platform, route, sink, settings, failures });
+            } catch (error) {
+              failures.push(
+                `paired ${platform} ${route} (${names}), round ${round}: ${error.message}`,
+              );
+              continue;
+            }
+            const [base, ...variants] = members;
+            for (const m of variants) {
+              const k = `${platform} ${route} ${m.variant.name}`;
+              if (!results.has(k)) results.set(k, { platform, route, variants, runs: [] });
+              const ratios = m.windows.map(
+                (r, i) => base.windows[i].cpuPerRequest / r.cpuPerRequest,
+              );
+              results.get(k).runs.push({
+                ratio: median(ratios),
+                base: median(base.windows.map((r) => r.cpuPerRequest)),
+                cpu: median(m.windows.map((r) => r.cpuPerRequest)),
+                rps: median(m.windows.map((r) => r.rps)),
+                busy: median(m.windows.map((r) => r.busy * 100)),
+                spansPerRequest: m.spansPerRequest,
+                produced: m.variant.spans?.[`${platform} ${route}`],
+              });
+            }
           }
         }
       }
     }
   } finally {
     await sink.stop();
+  }
+
+  const rows = [];
+  for (const [k, { platform, route, variants, runs }] of results) {
+    const name = k.slice(`${platform} ${route} `.length);
+    const produced = runs[0].produced;
+    rows.push([
+      platform,
+      route,
+      name,
+      variants
+        .map((o) => o.variant.name)
+        .filter((n) => n !== name)
+        .join(', ') || '–',
+      num(median(runs.map((r) => r.base)), 1),
+      num(median(runs.map((r) => r.cpu)), 1),
+      ratio(median(runs.map((r) => r.ratio))),
+      num(median(runs.map((r) => r.rps))),
+      num(median(runs.map((r) => r.busy))),
+      produced === undefined
+        ? '–'
+        : `${num(median(runs.map((r) => r.spansPerRequest)), 2)} / ${produced}`,
+      runs.map((r) => ratio(r.ratio)).join(' / '),
+    ]);
   }
 
   const columns = [
@@ -202,7 +228,7 @@ export async function run(settings, log) {
     ['variant req/s (core shared)', 'r'],
     ['app core busy %', 'r'],
     ['spans/req exported / produced', 'r'],
-    ['ratio per window', 'r'],
+    ['ratio per round', 'r'],
   ];
   return {
     title: `HTTP, paired: each variant and the untraced app at once on core ${APP_CORE}, autocannon -c ${settings.connections} on each`,
@@ -210,11 +236,13 @@ export async function run(settings, log) {
     notes: [
       ...notes,
       `Each group (the untraced app and up to ${GROUP_SIZE} variants) runs at the same time on one core, ` +
-        `each app under its own load; ${settings.windows} windows of ${settings.seconds} s after ` +
-        `a ${settings.warmupSeconds} s warm-up. The ratio is, per window, the untraced app's CPU ` +
-        'per request over the variant\'s, and its median over windows: what the req/s ratio would be ' +
-        'for a CPU-bound app that had the core to itself. "also on the core": the other variant of ' +
-        'the group, besides the untraced app.',
+        `each app under its own load: ${plural(settings.windows, 'window')} of ${settings.seconds} s after ` +
+        `a ${settings.warmupSeconds} s warm-up, in ${plural(settings.rounds, 'round')} of fresh processes. ` +
+        "A round's ratio is the median over its windows of the untraced app's CPU per request over " +
+        "the variant's: what the req/s ratio would be for a CPU-bound app that had the core to " +
+        'itself. The table shows the median over rounds. Windows of one round agree within ~2%; ' +
+        'rounds differ by up to ~5%, as each process compiles its hot code its own way. ' +
+        '"also on the core": the other variant of the group, besides the untraced app.',
       'An "app core busy %" below ~95 means the load generator, not the core, set the pace; ' +
         'CPU per request then still compares the variants, under a lighter load.',
     ],
