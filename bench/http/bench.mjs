@@ -69,18 +69,35 @@ function installed(pkg) {
   }
 }
 
-async function runOne({ variant, platform, route, sink, settings }) {
-  const before = await sink.counts();
-  const app = new Child(`app ${variant.name}/${platform}${route}`, APP, {
+/** The variants `settings.variants` picks (all by default) whose packages are installed. */
+export function selectVariants(settings, notes) {
+  return VARIANTS.filter((v) => {
+    if (settings.variants && !settings.variants.includes(v.name)) return false;
+    if (v.package && !installed(v.package)) {
+      notes.push(`${v.name}: left out, the package '${v.package}' is not installed.`);
+      return false;
+    }
+    return true;
+  });
+}
+
+/** Starts the app of `variant` on the app core, exporting to `sink` as `serviceName`. */
+export function startApp(variant, platform, sink, serviceName, label = platform) {
+  return new Child(`app ${variant.name}/${label}`, APP, {
     core: APP_CORE,
     nodeArgs: variant.register ? ['--import', REGISTER] : [],
     env: {
       BENCH_VARIANT: variant.name,
       BENCH_PLATFORM: platform,
-      BENCH_SERVICE_NAME: `bench-http-${variant.name}`,
+      BENCH_SERVICE_NAME: serviceName,
       OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint,
     },
   });
+}
+
+async function runOne({ variant, platform, route, sink, settings }) {
+  const before = await sink.counts();
+  const app = startApp(variant, platform, sink, `bench-http-${variant.name}`, platform + route);
   let load;
   try {
     const { port } = await app.waitFor('ready', 60_000);
@@ -127,14 +144,7 @@ async function runOne({ variant, platform, route, sink, settings }) {
 export async function run(settings, log) {
   const failures = [];
   const notes = [];
-  const variants = VARIANTS.filter((v) => {
-    if (settings.variants && !settings.variants.includes(v.name)) return false;
-    if (v.package && !installed(v.package)) {
-      notes.push(`${v.name}: left out, the package '${v.package}' is not installed.`);
-      return false;
-    }
-    return true;
-  });
+  const variants = selectVariants(settings, notes);
   const platforms = settings.platforms ?? ['express', 'fastify'];
   const routes = ['/hello', '/work'];
   const results = new Map(); // key → array of per-round results

@@ -2,28 +2,16 @@
 // the untraced app on the same core, both under load at once. The scheduler
 // splits the core between them, so whatever slows the machine down slows both
 // alike, and the ratio of their CPU per request holds where the req/s of
-// back-to-back runs moves by ±15% on a busy VM. See ../README.md.
+// back-to-back runs moves by up to 30% on a busy VM. See ../README.md.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { APP_CORE, BENCH_DIR, Child, LOAD_CORE, sinkDelta, startSink } from '../common/proc.mjs';
 import { median, num, ratio, table } from '../common/report.mjs';
-import { MIN_EXPORTED_SHARE, VARIANTS } from '../http/bench.mjs';
+import { MIN_EXPORTED_SHARE, selectVariants, startApp, VARIANTS } from '../http/bench.mjs';
 
-const APP = `${BENCH_DIR}http/app.mjs`;
 const LOAD = `${BENCH_DIR}common/load-http.mjs`;
-const REGISTER = `${BENCH_DIR}common/otel-register.mjs`;
 /** How many variants share the core with the untraced app in one group. */
 const GROUP_SIZE = 2;
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-function installed(pkg) {
-  try {
-    createRequire(import.meta.url).resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Busy and total clock ticks of one core so far (from /proc/stat). */
 function coreTicks(core) {
@@ -35,19 +23,6 @@ function coreTicks(core) {
   const idle = t[3] + (t[4] ?? 0); // idle + iowait
   const total = t.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
-}
-
-function startApp(variant, platform, sink) {
-  return new Child(`app ${variant.name}/${platform}`, APP, {
-    core: APP_CORE,
-    nodeArgs: variant.register ? ['--import', REGISTER] : [],
-    env: {
-      BENCH_VARIANT: variant.name,
-      BENCH_PLATFORM: platform,
-      BENCH_SERVICE_NAME: `bench-paired-${variant.name}`,
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint,
-    },
-  });
 }
 
 /** One load window on every app of a group at once; resolves to each app's measurement. */
@@ -91,7 +66,7 @@ async function runGroup({ group, platform, route, sink, settings, failures }) {
   const before = await sink.counts();
   try {
     for (const variant of group) {
-      const app = startApp(variant, platform, sink);
+      const app = startApp(variant, platform, sink, `bench-paired-${variant.name}`);
       members.push({ variant, app });
       const { port } = await app.waitFor('ready', 60_000);
       members.at(-1).port = port;
@@ -133,15 +108,7 @@ export async function run(settings, log) {
   const failures = [];
   const notes = [];
   const baseline = VARIANTS.find((v) => v.name === 'untraced');
-  const others = VARIANTS.filter((v) => {
-    if (v === baseline) return false;
-    if (settings.variants && !settings.variants.includes(v.name)) return false;
-    if (v.package && !installed(v.package)) {
-      notes.push(`${v.name}: left out, the package '${v.package}' is not installed.`);
-      return false;
-    }
-    return true;
-  });
+  const others = selectVariants(settings, notes).filter((v) => v !== baseline);
   const groups = [];
   for (let i = 0; i < others.length; i += GROUP_SIZE) {
     groups.push([baseline, ...others.slice(i, i + GROUP_SIZE)]);
