@@ -116,7 +116,7 @@ export async function run(settings, log) {
   const platforms = settings.platforms ?? ['express', 'fastify'];
   const routes = ['/hello', '/work'];
 
-  // key → per round: the group's members (untraced first) with their windows
+  // 'platform route variant' → the variant's group mates and its result in each round
   const results = new Map();
   const sink = await startSink();
   try {
