@@ -66,22 +66,20 @@ async function runGroup({ group, platform, route, sink, settings, failures }) {
   const before = await sink.counts();
   try {
     for (const variant of group) {
-      const app = startApp(variant, platform, sink, `bench-paired-${variant.name}`);
-      members.push({ variant, app });
-      const { port } = await app.waitFor('ready', 60_000);
-      members.at(-1).port = port;
-      const load = new Child(`autocannon ${variant.name}`, LOAD, { core: LOAD_CORE });
-      members.at(-1).load = load;
-      await load.waitFor('ready');
+      const member = { variant, windows: [] };
+      members.push(member);
+      member.app = startApp(variant, platform, sink, `bench-paired-${variant.name}`);
+      ({ port: member.port } = await member.app.waitFor('ready', 60_000));
+      member.load = new Child(`autocannon ${variant.name}`, LOAD, { core: LOAD_CORE });
+      await member.load.waitFor('ready');
     }
-    for (const m of members) m.windows = [];
     for (let w = 0; w < settings.windows; w++) {
       const results = await window(members, route, settings, w === 0 ? settings.warmupSeconds : 0);
       results.forEach((r, i) => members[i].windows.push(r));
     }
   } finally {
     for (const m of members) await m.load?.stop(5000);
-    for (const m of members) m.stopped = await m.app.stop(20_000);
+    for (const m of members) m.stopped = await m.app?.stop(20_000);
   }
   const delta = sinkDelta(before, await sink.counts());
   const label = `${platform} ${route}`;
@@ -90,8 +88,9 @@ async function runGroup({ group, platform, route, sink, settings, failures }) {
     const bad = m.windows.reduce((a, r) => a + r.bad, 0);
     const k = `paired ${label} ${m.variant.name}`;
     if (bad > 0) failures.push(`${k}: ${bad} errors or non-2xx responses.`);
-    if (m.stopped.killed) failures.push(`${k}: the app did not exit on SIGTERM.`);
+    if (m.stopped?.killed) failures.push(`${k}: the app did not exit on SIGTERM.`);
     const produced = m.variant.spans?.[label];
+    m.produced = produced;
     m.spans = delta.byService[`bench-paired-${m.variant.name}`] ?? 0;
     m.spansPerRequest = requests > 0 ? m.spans / requests : undefined;
     if (produced !== undefined && m.spans < requests * produced * MIN_EXPORTED_SHARE) {
@@ -149,7 +148,7 @@ export async function run(settings, log) {
                 rps: median(m.windows.map((r) => r.rps)),
                 busy: median(m.windows.map((r) => r.busy * 100)),
                 spansPerRequest: m.spansPerRequest,
-                produced: m.variant.spans?.[`${platform} ${route}`],
+                produced: m.produced,
               });
             }
           }
