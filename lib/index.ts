@@ -6,7 +6,6 @@ export type {
   ExporterName,
   ExporterOption,
   ExporterProvider,
-  ExportThread,
   HttpClientTracingOptions,
   HttpIgnoreRule,
   HttpTracingOptions,

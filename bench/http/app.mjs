@@ -28,13 +28,12 @@ let handWritten;
 const imports = [];
 const providers = [];
 
-if (variant === 'nestjs-tracing' || variant === 'nestjs-tracing/main-thread') {
+if (variant === 'nestjs-tracing') {
   const { Trace, TracingModule } = await import('nestjs-tracing');
   // BENCH_TRACING_OPTIONS (JSON, merged over the defaults) is for profiling by hand: which
   // part of the module costs what (e.g. {"exporter":"none"}, {"http":{"traceResponse":false}}).
   const extra = JSON.parse(process.env.BENCH_TRACING_OPTIONS ?? '{}');
-  const thread = variant === 'nestjs-tracing/main-thread' ? { exportThread: 'main' } : {};
-  imports.push(TracingModule.forRoot({ serviceName, ...thread, ...extra }));
+  imports.push(TracingModule.forRoot({ serviceName, ...extra }));
   methodDecorators = [Trace()];
 } else if (variant === 'nestjs-otel') {
   // Its README: the NodeSDK started first (here by --import ../common/otel-register.mjs),
