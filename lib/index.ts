@@ -6,6 +6,7 @@ export type {
   ExporterName,
   ExporterOption,
   ExporterProvider,
+  ExportThread,
   HttpClientTracingOptions,
   HttpIgnoreRule,
   HttpTracingOptions,

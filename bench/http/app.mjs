@@ -28,12 +28,13 @@ let handWritten;
 const imports = [];
 const providers = [];
 
-if (variant === 'nestjs-tracing') {
+if (variant === 'nestjs-tracing' || variant === 'nestjs-tracing/main-thread') {
   const { Trace, TracingModule } = await import('nestjs-tracing');
   // BENCH_TRACING_OPTIONS (JSON, merged over the defaults) is for profiling by hand: which
   // part of the module costs what (e.g. {"exporter":"none"}, {"http":{"traceResponse":false}}).
   const extra = JSON.parse(process.env.BENCH_TRACING_OPTIONS ?? '{}');
-  imports.push(TracingModule.forRoot({ serviceName, ...extra }));
+  const thread = variant === 'nestjs-tracing/main-thread' ? { exportThread: 'main' } : {};
+  imports.push(TracingModule.forRoot({ serviceName, ...thread, ...extra }));
   methodDecorators = [Trace()];
 } else if (variant === 'nestjs-otel') {
   // Its README: the NodeSDK started first (here by --import ../common/otel-register.mjs),

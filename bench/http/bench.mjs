@@ -39,6 +39,11 @@ export const VARIANTS = [
     spans: { 'express /hello': 1, 'express /work': 4, 'fastify /hello': 1, 'fastify /work': 4 },
   },
   {
+    // The same, with `exportThread: 'main'`: what sending from a worker thread saves.
+    name: 'nestjs-tracing/main-thread',
+    spans: { 'express /hello': 1, 'express /work': 4, 'fastify /hello': 1, 'fastify /work': 4 },
+  },
+  {
     name: 'otel-sdk',
     register: true,
     spans: { 'express /hello': 5, 'express /work': 5, 'fastify /hello': 11, 'fastify /work': 11 },

@@ -7,6 +7,9 @@ import type { InjectionToken, OptionalFactoryDependency, Type } from '@nestjs/co
 export type ExporterName =
   'otlp' | 'otlp-http-json' | 'otlp-grpc' | 'zipkin' | 'console' | 'memory' | 'none';
 
+/** Where the `'otlp'` exporter sends its `http/protobuf` requests from; see `exportThread`. */
+export type ExportThread = 'worker' | 'main';
+
 /** Propagator shorthands understood by the `propagators` option (and `OTEL_PROPAGATORS`). */
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
 
@@ -89,6 +92,17 @@ export interface TracingModuleOptions {
   resourceAttributes?: Attributes;
   /** Where spans go. Default `OTEL_TRACES_EXPORTER`, else `'otlp'`. An array exports to each. */
   exporter?: ExporterOption | ExporterOption[];
+  /**
+   * Where the `'otlp'` exporter (OTLP over `http/protobuf`, the default) sends its requests from:
+   * `'worker'` (default), a worker thread of its own, started with the first export, that runs
+   * OpenTelemetry's OTLP/HTTP exporter with the same `OTEL_EXPORTER_OTLP_*` settings; or
+   * `'main'`, the application's thread. Spans are encoded on the application's thread either
+   * way; only the finished request crosses. The worker saves the application the CPU of Node's
+   * HTTP client (see the README's Performance section) and costs about 10 MB of memory. If it
+   * cannot start (a bundle without its file), the exporter falls back to `'main'` with a warning.
+   * Other exporters run on the application's thread.
+   */
+  exportThread?: ExportThread;
   /** `'batch'` (default), `'simple'`, or any `SpanProcessor` instance (then `exporter` is not used). */
   spanProcessor?: 'batch' | 'simple' | SpanProcessor;
   /** Settings of the batch processor (default: `OTEL_BSP_*`, else the SDK's defaults). */

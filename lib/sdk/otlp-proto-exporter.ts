@@ -1,55 +1,70 @@
-import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
-import {
-  convertLegacyHttpOptions,
-  createOtlpHttpExportDelegate,
-} from '@opentelemetry/otlp-exporter-base/node-http';
-import {
-  ProtobufTraceSerializer,
-  TraceExporterMetricsHelper,
-  type IExportTraceServiceResponse,
-  type ISerializer,
-} from '@opentelemetry/otlp-transformer';
-import type { ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { ExportThread } from '../interfaces/tracing-module-options.interface.js';
+import { OtlpExportThread } from './otlp-export-thread.js';
+import { createOtlpProtoHttpDelegate } from './otlp-http-delegate.js';
 import { EncodedSpanBatch, serializeSpans } from './otlp-span-serializer.js';
 
-type Items = ReadableSpan[] | EncodedSpanBatch;
-
-/**
- * Requests encoded by our serializer (or already encoded, by the batch processor that encodes
- * spans as they end), responses parsed by OpenTelemetry's.
- */
-const serializer: ISerializer<Items, IExportTraceServiceResponse> = {
-  serializeRequest: (items) =>
-    items instanceof EncodedSpanBatch ? items.serialize() : serializeSpans(items),
-  deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
-};
+/** An encoded request; `length` is what OpenTelemetry's exporter metrics count (spans). */
+interface EncodedRequest {
+  body: Uint8Array;
+  length: number;
+}
 
 /**
  * The `'otlp'` exporter over `http/protobuf`: OpenTelemetry's OTLP/HTTP exporter (the same
  * delegate, transport, retries, compression and `OTEL_EXPORTER_OTLP_*` configuration as
  * `@opentelemetry/exporter-trace-otlp-proto`), with the request body encoded by
- * {@link serializeSpans}, which writes the same bytes in a third of the time.
+ * {@link serializeSpans}, which writes the same bytes in a third of the time, and sent from a
+ * worker thread ({@link OtlpExportThread}) unless `thread` is `'main'`.
  */
-export class OtlpProtoTraceExporter extends OTLPExporterBase<Items> implements SpanExporter {
-  constructor() {
-    super(
-      createOtlpHttpExportDelegate(
-        convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', {
-          'Content-Type': 'application/x-protobuf',
-        }),
-        serializer,
-        // `otel.component.type` of OpenTelemetry's own OTLP/HTTP span exporter.
-        'otlp_http_span_exporter',
-        // Counts items by `length`, which a batch of encoded spans has too.
-        TraceExporterMetricsHelper as never,
-        undefined,
-      ),
-    );
+export class OtlpProtoTraceExporter implements SpanExporter {
+  private readonly thread: OtlpExportThread | undefined;
+  /** The delegate on the app's thread: `thread: 'main'`, or the worker could not be used. */
+  private delegate: ReturnType<typeof createOtlpProtoHttpDelegate<EncodedRequest>> | undefined;
+  private isShutdown = false;
+
+  constructor(thread: ExportThread = 'worker') {
+    this.thread =
+      thread === 'worker'
+        ? new OtlpExportThread({ ...process.env }, (body, spans, done) =>
+            this.sendInProcess(body, spans, done),
+          )
+        : undefined;
+  }
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    this.send(serializeSpans(spans), spans.length, resultCallback);
   }
 
   /** Sends spans the batch processor encoded as they ended. */
   exportEncoded(batch: EncodedSpanBatch, resultCallback: (result: ExportResult) => void): void {
-    this.export(batch, resultCallback);
+    this.send(batch.serialize(), batch.length, resultCallback);
+  }
+
+  async forceFlush(): Promise<void> {
+    await this.thread?.flush();
+    await this.delegate?.forceFlush();
+  }
+
+  async shutdown(): Promise<void> {
+    this.isShutdown = true;
+    await this.thread?.shutdown();
+    await this.delegate?.shutdown();
+  }
+
+  private send(body: Uint8Array, spans: number, done: (result: ExportResult) => void): void {
+    if (this.isShutdown) {
+      done({ code: ExportResultCode.FAILED, error: new Error('The exporter is shut down') });
+    } else if (this.thread !== undefined) {
+      this.thread.send(body, spans, done);
+    } else {
+      this.sendInProcess(body, spans, done);
+    }
+  }
+
+  private sendInProcess(body: Uint8Array, spans: number, done: (result: ExportResult) => void) {
+    this.delegate ??= createOtlpProtoHttpDelegate((request: EncodedRequest) => request.body);
+    this.delegate.export({ body, length: spans }, done);
   }
 }

@@ -10,6 +10,7 @@ import {
   SimpleSpanProcessor,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
+import type { ExportThread } from '../interfaces/tracing-module-options.interface.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { serializeSpans } from './otlp-span-serializer.js';
 
@@ -279,37 +280,45 @@ describe('OtlpProtoTraceExporter', () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 
-  const exportWith = async (env: Record<string, string>, spans: ReadableSpan[]) => {
+  const exportWith = async (
+    env: Record<string, string>,
+    spans: ReadableSpan[],
+    thread: ExportThread = 'worker',
+  ) => {
     Object.assign(process.env, env);
-    const exporter = new OtlpProtoTraceExporter();
+    const exporter = new OtlpProtoTraceExporter(thread);
     const result = await new Promise<ExportResult>((resolve) => exporter.export(spans, resolve));
     await exporter.shutdown();
     return result;
   };
 
-  it("posts OpenTelemetry's bytes to the endpoint, with the OTEL_EXPORTER_OTLP_* settings", async () => {
-    const { provider, spans } = recorder();
-    provider
-      .getTracer('exporter')
-      .startSpan('exported', { attributes: { 'http.request.method': 'GET' } })
-      .end();
-    const result = await exportWith(
-      {
-        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
-        OTEL_EXPORTER_OTLP_HEADERS: 'api-key=secret',
-        OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
-      },
-      spans(),
-    );
-    expect(result.code).toBe(ExportResultCode.SUCCESS);
-    expect(received).toHaveLength(1);
-    const [request] = received;
-    expect(request!.url).toBe('/v1/traces');
-    expect(request!.headers['content-type']).toBe('application/x-protobuf');
-    expect(request!.headers['api-key']).toBe('secret');
-    expect(request!.headers['content-encoding']).toBe('gzip');
-    expect(gunzipSync(request!.body).equals(reference(spans()))).toBe(true);
-  });
+  it.each<ExportThread>(['worker', 'main'])(
+    "posts OpenTelemetry's bytes to the endpoint, with the OTEL_EXPORTER_OTLP_* settings (thread: %s)",
+    async (thread) => {
+      const { provider, spans } = recorder();
+      provider
+        .getTracer('exporter')
+        .startSpan('exported', { attributes: { 'http.request.method': 'GET' } })
+        .end();
+      const result = await exportWith(
+        {
+          OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+          OTEL_EXPORTER_OTLP_HEADERS: 'api-key=secret',
+          OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+        },
+        spans(),
+        thread,
+      );
+      expect(result.code).toBe(ExportResultCode.SUCCESS);
+      expect(received).toHaveLength(1);
+      const [request] = received;
+      expect(request!.url).toBe('/v1/traces');
+      expect(request!.headers['content-type']).toBe('application/x-protobuf');
+      expect(request!.headers['api-key']).toBe('secret');
+      expect(request!.headers['content-encoding']).toBe('gzip');
+      expect(gunzipSync(request!.body).equals(reference(spans()))).toBe(true);
+    },
+  );
 
   it('reports a failed export when the collector refuses the request', async () => {
     server.removeAllListeners('request');
@@ -324,5 +333,17 @@ describe('OtlpProtoTraceExporter', () => {
       spans(),
     );
     expect(result.code).toBe(ExportResultCode.FAILED);
+  });
+
+  it('fails an export after shutdown, sending nothing', async () => {
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = endpoint;
+    const exporter = new OtlpProtoTraceExporter();
+    await exporter.shutdown();
+    const { provider, spans } = recorder();
+    provider.getTracer('exporter').startSpan('late').end();
+    const result = await new Promise<ExportResult>((resolve) => exporter.export(spans(), resolve));
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(result.error?.message).toMatch(/shut down/);
+    expect(received).toHaveLength(0);
   });
 });

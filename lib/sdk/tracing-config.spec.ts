@@ -47,6 +47,7 @@ describe('resolveTracingConfig', () => {
         resourceAttributes: {},
         exporters: ['otlp'],
         otlpProtocol: 'http/protobuf',
+        exportThread: 'worker',
         spanProcessor: 'batch',
         batch: {},
         sampler: { type: 'parentbased_always_on', ratio: 1 },
@@ -533,6 +534,18 @@ describe('resolveTracingConfig', () => {
 
     it('still validates the other options when disabled', () => {
       expect(() => resolve({ enabled: false, exporter: 'nope' })).toThrow(/exporter 'nope'/);
+    });
+  });
+
+  describe('exportThread', () => {
+    it.each(['worker', 'main'] as const)('accepts %p', (value) => {
+      expect(resolve({ exportThread: value }).exportThread).toBe(value);
+    });
+
+    it.each([['Main'], [true], [{ thread: 'main' }]])('rejects %p', (value) => {
+      const error = errorOf({ exportThread: value });
+      expect(error).toBeInstanceOf(TracingConfigError);
+      expect(error.message).toMatch(/exportThread must be 'worker' or 'main', got /);
     });
   });
 

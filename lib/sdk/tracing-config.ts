@@ -5,6 +5,7 @@ import type {
   ExporterName,
   ExporterOption,
   ExporterProvider,
+  ExportThread,
   HttpIgnoreRule,
   PropagatorName,
   TracingModuleOptions,
@@ -35,6 +36,7 @@ export interface ResolvedTracingConfig {
   resourceAttributes: Attributes;
   exporters: ExporterOption[];
   otlpProtocol: OtlpProtocol;
+  exportThread: ExportThread;
   spanProcessor: 'batch' | 'simple' | SpanProcessor;
   batch: BatchProcessorOptions;
   sampler: SamplerSpec;
@@ -85,6 +87,7 @@ const OPTION_KEYS: ReadonlyArray<keyof TracingModuleOptions> = [
   'serviceVersion',
   'resourceAttributes',
   'exporter',
+  'exportThread',
   'spanProcessor',
   'batch',
   'sampler',
@@ -142,6 +145,7 @@ export function resolveTracingConfig(
   const spanProcessor = resolveSpanProcessor(opts);
   const exporters = resolveExporters(opts, env, warnings);
   const otlpProtocol = resolveOtlpProtocol(env, warnings);
+  const exportThread = resolveExportThread(opts.exportThread);
   const batch = resolveBatch(opts.batch, env, warnings);
   const sampler = resolveSampler(opts.sampler, env, warnings);
   const propagators = resolvePropagators(opts.propagators, env, warnings);
@@ -157,6 +161,7 @@ export function resolveTracingConfig(
     resourceAttributes,
     exporters,
     otlpProtocol,
+    exportThread,
     spanProcessor,
     batch,
     sampler,
@@ -515,6 +520,12 @@ function resolveSwitch(value: unknown, label: string): { enabled: boolean } {
     );
   }
   return { enabled: value.enabled ?? true };
+}
+
+function resolveExportThread(value: unknown): ExportThread {
+  if (value === undefined) return 'worker';
+  if (value === 'worker' || value === 'main') return value;
+  throw new TracingConfigError(`exportThread must be 'worker' or 'main', got ${describe(value)}.`);
 }
 
 function resolveShutdownTimeout(value: unknown): number {

@@ -142,7 +142,7 @@ describe('createExporter', () => {
     name: Parameters<typeof createExporter>[0],
     otlpProtocol: 'http/protobuf' | 'http/json' | 'grpc' = 'http/protobuf',
   ) => {
-    const exporter = await createExporter(name, { otlpProtocol });
+    const exporter = await createExporter(name, { otlpProtocol, exportThread: 'worker' });
     if (exporter) created.push(exporter);
     return exporter;
   };
@@ -189,9 +189,14 @@ describe('createExporter', () => {
       jest.unstable_mockModule('@opentelemetry/exporter-zipkin', (): never => {
         throw notFound('@opentelemetry/exporter-zipkin');
       });
-      const attempt = createExporter('zipkin', { otlpProtocol: 'http/protobuf' });
+      const attempt = createExporter('zipkin', {
+        otlpProtocol: 'http/protobuf',
+        exportThread: 'worker',
+      });
       await expect(attempt).rejects.toThrow(TracingConfigError);
-      await expect(createExporter('zipkin', { otlpProtocol: 'http/protobuf' })).rejects.toThrow(
+      await expect(
+        createExporter('zipkin', { otlpProtocol: 'http/protobuf', exportThread: 'worker' }),
+      ).rejects.toThrow(
         /The 'zipkin' exporter needs the optional package @opentelemetry\/exporter-zipkin, which is not installed: install @opentelemetry\/exporter-zipkin \(npm install @opentelemetry\/exporter-zipkin@\^2\.12\.0\)\./,
       );
     });
@@ -200,7 +205,9 @@ describe('createExporter', () => {
       jest.unstable_mockModule('@opentelemetry/exporter-trace-otlp-grpc', (): never => {
         throw notFound('@opentelemetry/exporter-trace-otlp-grpc');
       });
-      await expect(createExporter('otlp', { otlpProtocol: 'grpc' })).rejects.toThrow(
+      await expect(
+        createExporter('otlp', { otlpProtocol: 'grpc', exportThread: 'worker' }),
+      ).rejects.toThrow(
         /The 'otlp-grpc' exporter needs .*install @opentelemetry\/exporter-trace-otlp-grpc \(npm install @opentelemetry\/exporter-trace-otlp-grpc@\^0\.223\.0\)/,
       );
     });
@@ -223,9 +230,9 @@ describe('createExporter', () => {
       jest.unstable_mockModule('@opentelemetry/exporter-zipkin', (): never => {
         throw broken;
       });
-      await expect(createExporter('zipkin', { otlpProtocol: 'http/protobuf' })).rejects.toBe(
-        broken,
-      );
+      await expect(
+        createExporter('zipkin', { otlpProtocol: 'http/protobuf', exportThread: 'worker' }),
+      ).rejects.toBe(broken);
     });
 
     it('loads the real package again once it is there', async () => {

@@ -94,7 +94,7 @@ async function loadOptional<T>(
 /** Builds the exporter a shorthand names; `undefined` for `'none'`. */
 export async function createExporter(
   name: ExporterName,
-  config: Pick<ResolvedTracingConfig, 'otlpProtocol'>,
+  config: Pick<ResolvedTracingConfig, 'otlpProtocol' | 'exportThread'>,
 ): Promise<SpanExporter | undefined> {
   const resolved =
     name === 'otlp'
@@ -108,7 +108,7 @@ export async function createExporter(
     // The OTLP exporters read OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / HEADERS /
     // TIMEOUT / COMPRESSION themselves, and default to localhost:4318 (4317 for gRPC).
     case 'otlp-proto':
-      return new OtlpProtoTraceExporter();
+      return new OtlpProtoTraceExporter(config.exportThread);
     case 'otlp-http-json':
       return new OTLPJsonTraceExporter();
     case 'otlp-grpc': {

@@ -1,0 +1,218 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createServer, type Server } from 'node:http';
+import { diag, DiagLogLevel } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
+import { OtlpExportThread, type SendInProcess } from './otlp-export-thread.js';
+import { createExporter } from './tracing-sdk.js';
+
+/** Node publishes every `http.request` made on this thread here (not a worker's). */
+const CLIENT_REQUESTS = 'http.client.request.start';
+
+interface Received {
+  url: string;
+  body: Buffer;
+}
+
+describe('OtlpExportThread', () => {
+  let server: Server;
+  let received: Received[];
+  let status: number;
+  let delayMs: number;
+  let env: NodeJS.ProcessEnv;
+  let inProcess: Array<{ body: Uint8Array; spans: number }>;
+  const sendInProcess: SendInProcess = (body, spans, done) => {
+    inProcess.push({ body, spans });
+    done({ code: ExportResultCode.SUCCESS });
+  };
+  const threads: OtlpExportThread[] = [];
+  const thread = (url?: URL) => {
+    const made = new OtlpExportThread(env, sendInProcess, url);
+    threads.push(made);
+    return made;
+  };
+  const send = (to: OtlpExportThread, body: Uint8Array, spans = 1) =>
+    new Promise<ExportResult>((resolve) => to.send(body, spans, resolve));
+
+  beforeEach(async () => {
+    received = [];
+    inProcess = [];
+    status = 200;
+    delayMs = 0;
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push({ url: req.url ?? '', body: Buffer.concat(chunks) });
+        setTimeout(() => {
+          res.writeHead(status, { 'content-type': 'application/x-protobuf' });
+          res.end();
+        }, delayMs);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    env = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` };
+  });
+
+  afterEach(async () => {
+    await Promise.all(threads.splice(0).map((t) => t.shutdown()));
+    diag.disable();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it("sends the request from a worker: no HTTP request on the app's thread", async () => {
+    const onThisThread: unknown[] = [];
+    const listener = (message: unknown) => onThisThread.push(message);
+    subscribe(CLIENT_REQUESTS, listener);
+    try {
+      // A pooled Buffer (a view into shared memory) is copied, a body of its own transferred.
+      const small = Buffer.from([1, 2, 3]);
+      const large = new Uint8Array(64 * 1024).fill(7);
+      const t = thread();
+      const results = await Promise.all([send(t, small), send(t, large, 512)]);
+      expect(results.map((r) => r.code)).toEqual([
+        ExportResultCode.SUCCESS,
+        ExportResultCode.SUCCESS,
+      ]);
+      expect(received.map((r) => r.url)).toEqual(['/v1/traces', '/v1/traces']);
+      const bodies = received.map((r) => r.body.length).sort((a, b) => a - b);
+      expect(bodies).toEqual([3, 64 * 1024]);
+      expect(received.find((r) => r.body.length === 3)!.body).toEqual(Buffer.from([1, 2, 3]));
+      expect(small).toEqual(Buffer.from([1, 2, 3])); // the app's pooled memory is untouched
+      expect(onThisThread).toEqual([]);
+      expect(inProcess).toEqual([]);
+    } finally {
+      unsubscribe(CLIENT_REQUESTS, listener);
+    }
+  });
+
+  it("the check above sees the app's thread: exportThread 'main' makes its request here", async () => {
+    const onThisThread: unknown[] = [];
+    const listener = (message: unknown) => onThisThread.push(message);
+    subscribe(CLIENT_REQUESTS, listener);
+    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const exporter = (await createExporter('otlp', {
+      otlpProtocol: 'http/protobuf',
+      exportThread: 'main',
+    }))!;
+    try {
+      const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+      expect(result.code).toBe(ExportResultCode.SUCCESS);
+      expect(received).toHaveLength(1);
+      expect(onThisThread).toHaveLength(1);
+    } finally {
+      unsubscribe(CLIENT_REQUESTS, listener);
+      await exporter.shutdown();
+      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
+    }
+  });
+
+  it("'otlp' sends from the worker, with process.env as it was when it was made", async () => {
+    const onThisThread: unknown[] = [];
+    const listener = (message: unknown) => onThisThread.push(message);
+    subscribe(CLIENT_REQUESTS, listener);
+    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const exporter = (await createExporter('otlp', {
+      otlpProtocol: 'http/protobuf',
+      exportThread: 'worker',
+    }))!;
+    // The thread starts with the first export, after the app changed its environment.
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
+    try {
+      const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+      expect(result.code).toBe(ExportResultCode.SUCCESS);
+      expect(received).toHaveLength(1);
+      expect(onThisThread).toEqual([]);
+    } finally {
+      unsubscribe(CLIENT_REQUESTS, listener);
+      await exporter.shutdown();
+      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
+    }
+  });
+
+  it("reports a collector's refusal as OpenTelemetry's OTLPExporterError with the status", async () => {
+    status = 400;
+    const result = await send(thread(), Buffer.from([1]));
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(result.error).toBeInstanceOf(OTLPExporterError);
+    expect((result.error as OTLPExporterError).code).toBe(400);
+    expect(received).toHaveLength(1);
+  });
+
+  it('flush waits for the requests in flight', async () => {
+    delayMs = 300;
+    const t = thread();
+    const answered: number[] = [];
+    t.send(Buffer.from([1]), 1, () => answered.push(1));
+    t.send(Buffer.from([2]), 1, () => answered.push(2));
+    await t.flush();
+    expect(answered.sort()).toEqual([1, 2]);
+    expect(received).toHaveLength(2);
+  });
+
+  it('shutdown waits for the requests in flight, then stops the thread', async () => {
+    delayMs = 200;
+    const t = thread();
+    let answer: ExportResult | undefined;
+    t.send(Buffer.from([1]), 1, (result) => (answer = result));
+    await t.shutdown();
+    expect(answer?.code).toBe(ExportResultCode.SUCCESS);
+    // Stopped: what is sent now is the app thread's to send.
+    await send(t, Buffer.from([2]));
+    expect(inProcess.map((r) => [...r.body])).toEqual([[2]]);
+    expect(received).toHaveLength(1);
+  });
+
+  it('a thread that cannot start: its requests and later ones go in-process, with a warning', async () => {
+    const warnings: string[] = [];
+    diag.setLogger(
+      {
+        error: () => {},
+        warn: (m: string) => warnings.push(m),
+        info: () => {},
+        debug: () => {},
+        verbose: () => {},
+      },
+      DiagLogLevel.WARN,
+    );
+    const t = thread(new URL('./no-such-export-worker.js', import.meta.url));
+    const results = await Promise.all([send(t, Buffer.from([1])), send(t, Buffer.from([2]), 3)]);
+    expect(results.map((r) => r.code)).toEqual([
+      ExportResultCode.SUCCESS,
+      ExportResultCode.SUCCESS,
+    ]);
+    await send(t, Buffer.from([4]), 5);
+    expect(inProcess.map((r) => [[...r.body], r.spans])).toEqual([
+      [[1], 1],
+      [[2], 3],
+      [[4], 5],
+    ]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/OTLP export thread could not start .*application's thread/);
+  });
+
+  it('a thread that stops after it started: requests in flight fail, later ones go in-process', async () => {
+    // Ready at once, then gone at the first request (as a crash in the middle of an export).
+    const crashing = new URL(
+      'data:text/javascript,' +
+        encodeURIComponent(
+          "import { parentPort } from 'node:worker_threads';" +
+            'parentPort.postMessage({ ready: true });' +
+            "parentPort.on('message', () => process.exit(7));",
+        ),
+    );
+    const t = thread(crashing);
+    const lost = await send(t, Buffer.from([1]));
+    expect(lost.code).toBe(ExportResultCode.FAILED);
+    expect(lost.error?.message).toMatch(/export thread stopped: .*code 7/);
+    expect(inProcess).toEqual([]); // it may have reached the collector: not sent twice
+    const next = await send(t, Buffer.from([2]));
+    expect(next.code).toBe(ExportResultCode.SUCCESS);
+    expect(inProcess.map((r) => [...r.body])).toEqual([[2]]);
+  });
+});

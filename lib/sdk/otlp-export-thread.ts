@@ -1,0 +1,188 @@
+import { diag } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
+import { Worker } from 'node:worker_threads';
+
+/** An export request, or the end. */
+export type ToWorker = { id: number; body: Uint8Array; spans: number } | { shutdown: true };
+
+/** The worker is ready; an export's result; a warning for the app's diag logger; the end. */
+export type FromWorker =
+  | { ready: true }
+  | { id: number; ok: true }
+  | {
+      id: number;
+      ok: false;
+      error: { name: string; message: string; code?: number; data?: string };
+    }
+  | { log: 'error' | 'warn'; message: string }
+  | { shutdown: true };
+
+type Done = (result: ExportResult) => void;
+
+/** Sends one encoded request on the app's own thread. */
+export type SendInProcess = (body: Uint8Array, spans: number, done: Done) => void;
+
+interface Request {
+  body: Uint8Array;
+  spans: number;
+  done: Done;
+}
+
+const WORKER_URL = new URL('./otlp-export-worker.js', import.meta.url);
+
+/**
+ * Sends the default exporter's encoded OTLP/HTTP requests from a worker thread, which runs
+ * OpenTelemetry's own OTLP/HTTP delegate (see otlp-http-delegate.js) with the same settings.
+ *
+ * Why: running Node's HTTP client (`ClientRequest`, its response, agent and parser) in the app's
+ * thread costs the app more than the bytes do. Its stream code is the server's too, and sharing
+ * it puts the server's request handling on slower, less specialised paths. Spans are still
+ * encoded on the app's thread as they end; only the finished request body crosses, by transfer.
+ *
+ * The thread starts with the first export and holds the process open only while an export is in
+ * flight, as an in-process request would. If it cannot start, its requests and every later one
+ * are sent in-process; if it stops after it started, the exports in flight fail (they may have
+ * reached the collector) and later ones go in-process.
+ */
+export class OtlpExportThread {
+  private worker: Worker | undefined;
+  private ready = false;
+  /** The thread could not start or has stopped: everything goes in-process. */
+  private failed = false;
+  /** Sent to the thread (or waiting for it to be ready), not answered yet. */
+  private readonly requests = new Map<number, Request>();
+  private nextId = 0;
+  private drained: Array<() => void> = [];
+  private stopped: (() => void) | undefined;
+
+  constructor(
+    /** `process.env` as it was when the exporter was made: what the in-process exporter reads. */
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly sendInProcess: SendInProcess,
+    private readonly workerUrl: URL = WORKER_URL,
+  ) {}
+
+  send(body: Uint8Array, spans: number, done: Done): void {
+    if (this.failed) {
+      this.sendInProcess(body, spans, done);
+      return;
+    }
+    const worker = this.worker ?? this.start();
+    const id = this.nextId++;
+    if (this.requests.size === 0) worker.ref();
+    this.requests.set(id, { body, spans, done });
+    if (this.ready) this.post(worker, id, body, spans);
+  }
+
+  /** Resolves once every request sent so far is answered. */
+  flush(): Promise<void> {
+    if (this.requests.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  /** Waits for the requests in flight, then lets the thread finish and stops it. */
+  async shutdown(): Promise<void> {
+    await this.flush();
+    const worker = this.worker;
+    if (worker === undefined || this.failed) return;
+    this.failed = true; // nothing more goes to this thread
+    if (this.ready) {
+      await new Promise<void>((resolve) => {
+        this.stopped = resolve;
+        worker.postMessage({ shutdown: true } satisfies ToWorker);
+      });
+    }
+    await worker.terminate();
+  }
+
+  private start(): Worker {
+    const worker = new Worker(this.workerUrl, {
+      env: this.env,
+      // Not the app's flags: an `--import` that starts an SDK or a loader must not run twice.
+      execArgv: [],
+    });
+    worker.unref();
+    worker.on('message', (message: FromWorker) => this.onMessage(worker, message));
+    worker.on('error', (error) => this.onStopped(error));
+    worker.on('exit', (code) => {
+      if (!this.failed) this.onStopped(new Error(`the export thread exited with code ${code}`));
+      this.stopped?.();
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private onMessage(worker: Worker, message: FromWorker): void {
+    if ('ready' in message) {
+      this.ready = true;
+      for (const [id, { body, spans }] of this.requests) this.post(worker, id, body, spans);
+    } else if ('id' in message) {
+      const request = this.requests.get(message.id);
+      if (request === undefined) return;
+      this.answer(message.id, request, toResult(message));
+    } else if ('log' in message) {
+      diag[message.log](`OTLP export thread: ${message.message}`);
+    } else {
+      this.stopped?.();
+    }
+  }
+
+  private post(worker: Worker, id: number, body: Uint8Array, spans: number): void {
+    // Transfer a body that owns its memory; copy one that shares it (a pooled Buffer).
+    const own =
+      body.byteOffset === 0 && body.byteLength === body.buffer.byteLength
+        ? body
+        : new Uint8Array(body);
+    this.requests.get(id)!.body = own;
+    worker.postMessage({ id, body: own, spans } satisfies ToWorker, [own.buffer as ArrayBuffer]);
+  }
+
+  private answer(id: number, request: Request, result: ExportResult): void {
+    this.requests.delete(id);
+    this.settleIfDrained();
+    request.done(result);
+  }
+
+  private settleIfDrained(): void {
+    if (this.requests.size > 0) return;
+    this.worker?.unref();
+    const drained = this.drained;
+    this.drained = [];
+    for (const resolve of drained) resolve();
+  }
+
+  private onStopped(error: Error): void {
+    if (this.failed) return;
+    this.failed = true;
+    const unsent = !this.ready;
+    diag.warn(
+      `nestjs-tracing: the OTLP export thread ${unsent ? 'could not start' : 'stopped'} ` +
+        `(${error.message}); spans are exported from the application's thread from now on.`,
+    );
+    for (const [id, request] of this.requests) {
+      if (unsent) {
+        // Nothing reached the thread: these requests go in-process, as if sent there first.
+        this.requests.delete(id);
+        this.sendInProcess(request.body, request.spans, request.done);
+      } else {
+        this.answer(id, request, {
+          code: ExportResultCode.FAILED,
+          error: new Error(`nestjs-tracing: the OTLP export thread stopped: ${error.message}`),
+        });
+      }
+    }
+    this.settleIfDrained();
+  }
+}
+
+function toResult(message: Extract<FromWorker, { id: number }>): ExportResult {
+  if (message.ok) return { code: ExportResultCode.SUCCESS };
+  const { name, message: text, code, data } = message.error;
+  // OpenTelemetry's exporter metrics and callers tell errors by class and name.
+  const error =
+    name === 'OTLPExporterError'
+      ? new OTLPExporterError(text, code, data)
+      : Object.assign(new Error(text), { name });
+  return { code: ExportResultCode.FAILED, error };
+}
