@@ -36,7 +36,9 @@ function libSources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) return libSources(path);
-    return entry.name.endsWith('.ts') && !entry.name.endsWith('.spec.ts') ? [path] : [];
+    // The few plain JavaScript modules (the export worker) ship and import packages too.
+    const source = entry.name.endsWith('.ts') || entry.name.endsWith('.js');
+    return source && !entry.name.endsWith('.spec.ts') ? [path] : [];
   });
 }
 

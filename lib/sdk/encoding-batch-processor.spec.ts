@@ -142,8 +142,8 @@ describe('EncodingBatchSpanProcessor', () => {
     diag.disable();
   });
 
-  const start = (options: BatchProcessorOptions = {}) => {
-    const processor = new EncodingBatchSpanProcessor(new OtlpProtoTraceExporter(), {
+  const start = (options: BatchProcessorOptions = {}, exporter = new OtlpProtoTraceExporter()) => {
+    const processor = new EncodingBatchSpanProcessor(exporter, {
       ...BATCH_DEFAULTS,
       ...options,
     });
@@ -285,7 +285,14 @@ describe('EncodingBatchSpanProcessor', () => {
   });
 
   it('gives up on an export after exportTimeoutMillis and lets the next batch go', async () => {
-    const { processor, tracer } = start({ exportTimeoutMillis: 100, scheduledDelayMillis: 60_000 });
+    // The export thread starts with the first export: started here, it is not what times out.
+    const exporter = new OtlpProtoTraceExporter();
+    await new Promise((resolve) => exporter.export([], resolve));
+    bodies.length = 0;
+    const { processor, tracer } = start(
+      { exportTimeoutMillis: 100, scheduledDelayMillis: 60_000 },
+      exporter,
+    );
     hold = true;
     tracer.startSpan('lost').end();
     await expect(processor.forceFlush()).rejects.toThrow('Timeout');

@@ -3,7 +3,7 @@ import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { ExportThread } from '../interfaces/tracing-module-options.interface.js';
 import { OtlpExportThread } from './otlp-export-thread.js';
 import { createOtlpProtoHttpDelegate } from './otlp-http-delegate.js';
-import { EncodedSpanBatch, serializeSpans } from './otlp-span-serializer.js';
+import { serializeSpans, type EncodedSpanBatch } from './otlp-span-serializer.js';
 
 /** An encoded request; `length` is what OpenTelemetry's exporter metrics count (spans). */
 interface EncodedRequest {

@@ -54,6 +54,9 @@ describe('the packed package (npm pack), as a user installs it', () => {
     expect(files).toContain('index.js');
     expect(files).toContain('index.d.ts');
     expect(files).toContain(join('testing', 'index.js'));
+    // The export worker is started from its own file, next to the exporter.
+    expect(files).toContain(join('sdk', 'otlp-export-worker.js'));
+    expect(files).toContain(join('sdk', 'otlp-http-delegate.js'));
     expect(files.some((f) => f.includes('.spec.'))).toBe(false);
   });
 
