@@ -196,6 +196,30 @@ describe('OtlpExportThread', () => {
     expect(warnings[0]).toMatch(/OTLP export thread could not start .*application's thread/);
   });
 
+  it('a worker that cannot even be made (no such scheme): requests go in-process', async () => {
+    const warnings: string[] = [];
+    diag.setLogger(
+      {
+        error: () => {},
+        warn: (m: string) => warnings.push(m),
+        info: () => {},
+        debug: () => {},
+        verbose: () => {},
+      },
+      DiagLogLevel.WARN,
+    );
+    // Node only starts workers from file: and data: URLs, and says so when it is made.
+    const t = thread(new URL('http://127.0.0.1/otlp-export-worker.js'));
+    const results = [await send(t, Buffer.from([1])), await send(t, Buffer.from([2]))];
+    expect(results.map((r) => r.code)).toEqual([
+      ExportResultCode.SUCCESS,
+      ExportResultCode.SUCCESS,
+    ]);
+    expect(inProcess.map((r) => [...r.body])).toEqual([[1], [2]]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/could not start/);
+  });
+
   it('a thread that stops after it started: requests in flight fail, later ones go in-process', async () => {
     // Ready at once, then gone at the first request (as a crash in the middle of an export).
     const crashing = new URL(
