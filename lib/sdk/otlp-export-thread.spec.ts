@@ -33,6 +33,36 @@ describe('OtlpExportThread', () => {
   };
   const send = (to: OtlpExportThread, body: Uint8Array, spans = 1) =>
     new Promise<ExportResult>((resolve) => to.send(body, spans, resolve));
+  /** HTTP client requests made on this thread (the test's, the app's). */
+  let onThisThread: unknown[];
+  const listener = (message: unknown) => onThisThread.push(message);
+  const savedEndpoint = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const exporters: Array<{ shutdown(): Promise<void> }> = [];
+  /** The exporter `createExporter` makes, sending to this test's collector. */
+  const otlp = async (exportThread: 'worker' | 'main') => {
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const exporter = (await createExporter('otlp', {
+      otlpProtocol: 'http/protobuf',
+      exportThread,
+    }))!;
+    exporters.push(exporter);
+    return exporter;
+  };
+  const warnings = () => {
+    const seen: string[] = [];
+    const ignore = () => {};
+    diag.setLogger(
+      {
+        error: ignore,
+        warn: (m: string) => seen.push(m),
+        info: ignore,
+        debug: ignore,
+        verbose: ignore,
+      },
+      DiagLogLevel.WARN,
+    );
+    return seen;
+  };
 
   beforeEach(async () => {
     received = [];
@@ -53,86 +83,54 @@ describe('OtlpExportThread', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as { port: number };
     env = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` };
+    onThisThread = [];
+    subscribe(CLIENT_REQUESTS, listener);
   });
 
   afterEach(async () => {
-    await Promise.all(threads.splice(0).map((t) => t.shutdown()));
+    unsubscribe(CLIENT_REQUESTS, listener);
+    await Promise.all([...threads.splice(0), ...exporters.splice(0)].map((t) => t.shutdown()));
+    if (savedEndpoint === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = savedEndpoint;
     diag.disable();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 
   it("sends the request from a worker: no HTTP request on the app's thread", async () => {
-    const onThisThread: unknown[] = [];
-    const listener = (message: unknown) => onThisThread.push(message);
-    subscribe(CLIENT_REQUESTS, listener);
-    try {
-      // A pooled Buffer (a view into shared memory) is copied, a body of its own transferred.
-      const small = Buffer.from([1, 2, 3]);
-      const large = new Uint8Array(64 * 1024).fill(7);
-      const t = thread();
-      const results = await Promise.all([send(t, small), send(t, large, 512)]);
-      expect(results.map((r) => r.code)).toEqual([
-        ExportResultCode.SUCCESS,
-        ExportResultCode.SUCCESS,
-      ]);
-      expect(received.map((r) => r.url)).toEqual(['/v1/traces', '/v1/traces']);
-      const bodies = received.map((r) => r.body.length).sort((a, b) => a - b);
-      expect(bodies).toEqual([3, 64 * 1024]);
-      expect(received.find((r) => r.body.length === 3)!.body).toEqual(Buffer.from([1, 2, 3]));
-      expect(small).toEqual(Buffer.from([1, 2, 3])); // the app's pooled memory is untouched
-      expect(onThisThread).toEqual([]);
-      expect(inProcess).toEqual([]);
-    } finally {
-      unsubscribe(CLIENT_REQUESTS, listener);
-    }
+    // A pooled Buffer (a view into shared memory) is copied, a body of its own transferred.
+    const small = Buffer.from([1, 2, 3]);
+    const large = new Uint8Array(64 * 1024).fill(7);
+    const t = thread();
+    const results = await Promise.all([send(t, small), send(t, large, 512)]);
+    expect(results.map((r) => r.code)).toEqual([
+      ExportResultCode.SUCCESS,
+      ExportResultCode.SUCCESS,
+    ]);
+    expect(received.map((r) => r.url)).toEqual(['/v1/traces', '/v1/traces']);
+    const bodies = received.map((r) => r.body.length).sort((a, b) => a - b);
+    expect(bodies).toEqual([3, 64 * 1024]);
+    expect(received.find((r) => r.body.length === 3)!.body).toEqual(Buffer.from([1, 2, 3]));
+    expect(small).toEqual(Buffer.from([1, 2, 3])); // the app's pooled memory is untouched
+    expect(onThisThread).toEqual([]);
+    expect(inProcess).toEqual([]);
   });
 
   it("the check above sees the app's thread: exportThread 'main' makes its request here", async () => {
-    const onThisThread: unknown[] = [];
-    const listener = (message: unknown) => onThisThread.push(message);
-    subscribe(CLIENT_REQUESTS, listener);
-    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    const exporter = (await createExporter('otlp', {
-      otlpProtocol: 'http/protobuf',
-      exportThread: 'main',
-    }))!;
-    try {
-      const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
-      expect(result.code).toBe(ExportResultCode.SUCCESS);
-      expect(received).toHaveLength(1);
-      expect(onThisThread).toHaveLength(1);
-    } finally {
-      unsubscribe(CLIENT_REQUESTS, listener);
-      await exporter.shutdown();
-      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
-    }
+    const exporter = await otlp('main');
+    const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+    expect(result.code).toBe(ExportResultCode.SUCCESS);
+    expect(received).toHaveLength(1);
+    expect(onThisThread).toHaveLength(1);
   });
 
   it("'otlp' sends from the worker, with process.env as it was when it was made", async () => {
-    const onThisThread: unknown[] = [];
-    const listener = (message: unknown) => onThisThread.push(message);
-    subscribe(CLIENT_REQUESTS, listener);
-    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    const exporter = (await createExporter('otlp', {
-      otlpProtocol: 'http/protobuf',
-      exportThread: 'worker',
-    }))!;
+    const exporter = await otlp('worker');
     // The thread starts with the first export, after the app changed its environment.
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
-    try {
-      const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
-      expect(result.code).toBe(ExportResultCode.SUCCESS);
-      expect(received).toHaveLength(1);
-      expect(onThisThread).toEqual([]);
-    } finally {
-      unsubscribe(CLIENT_REQUESTS, listener);
-      await exporter.shutdown();
-      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
-    }
+    const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+    expect(result.code).toBe(ExportResultCode.SUCCESS);
+    expect(received).toHaveLength(1);
+    expect(onThisThread).toEqual([]);
   });
 
   it("reports a collector's refusal as OpenTelemetry's OTLPExporterError with the status", async () => {
@@ -169,17 +167,7 @@ describe('OtlpExportThread', () => {
   });
 
   it('a thread that cannot start: its requests and later ones go in-process, with a warning', async () => {
-    const warnings: string[] = [];
-    diag.setLogger(
-      {
-        error: () => {},
-        warn: (m: string) => warnings.push(m),
-        info: () => {},
-        debug: () => {},
-        verbose: () => {},
-      },
-      DiagLogLevel.WARN,
-    );
+    const warned = warnings();
     const t = thread(new URL('./no-such-export-worker.js', import.meta.url));
     const results = await Promise.all([send(t, Buffer.from([1])), send(t, Buffer.from([2]), 3)]);
     expect(results.map((r) => r.code)).toEqual([
@@ -192,22 +180,12 @@ describe('OtlpExportThread', () => {
       [[2], 3],
       [[4], 5],
     ]);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/OTLP export thread could not start .*application's thread/);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/OTLP export thread could not start .*application's thread/);
   });
 
   it('a worker that cannot even be made (no such scheme): requests go in-process', async () => {
-    const warnings: string[] = [];
-    diag.setLogger(
-      {
-        error: () => {},
-        warn: (m: string) => warnings.push(m),
-        info: () => {},
-        debug: () => {},
-        verbose: () => {},
-      },
-      DiagLogLevel.WARN,
-    );
+    const warned = warnings();
     // Node only starts workers from file: and data: URLs, and says so when it is made.
     const t = thread(new URL('http://127.0.0.1/otlp-export-worker.js'));
     const results = [await send(t, Buffer.from([1])), await send(t, Buffer.from([2]))];
@@ -216,8 +194,8 @@ describe('OtlpExportThread', () => {
       ExportResultCode.SUCCESS,
     ]);
     expect(inProcess.map((r) => [...r.body])).toEqual([[1], [2]]);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/could not start/);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/could not start/);
   });
 
   it('a thread that stops after it started: requests in flight fail, later ones go in-process', async () => {
