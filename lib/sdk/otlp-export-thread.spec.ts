@@ -117,6 +117,8 @@ describe('OtlpExportThread', () => {
 
   it("the check above sees the app's thread: exportThread 'main' makes its request here", async () => {
     const exporter = await otlp('main');
+    // Its settings too are the environment's when it was made, as in OpenTelemetry's exporter.
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
     const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
     expect(result.code).toBe(ExportResultCode.SUCCESS);
     expect(received).toHaveLength(1);

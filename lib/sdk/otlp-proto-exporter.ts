@@ -19,18 +19,21 @@ interface EncodedRequest {
  * worker thread ({@link OtlpExportThread}) unless `thread` is `'main'`.
  */
 export class OtlpProtoTraceExporter implements SpanExporter {
-  private readonly thread: OtlpExportThread | undefined;
+  private readonly thread: OtlpExportThread | undefined = undefined;
   /** The delegate on the app's thread: `thread: 'main'`, or the worker could not be used. */
-  private delegate: ReturnType<typeof createOtlpProtoHttpDelegate<EncodedRequest>> | undefined;
+  private delegate: ReturnType<typeof createInProcessDelegate> | undefined;
   private isShutdown = false;
 
   constructor(thread: ExportThread = 'worker') {
-    this.thread =
-      thread === 'worker'
-        ? new OtlpExportThread({ ...process.env }, (body, spans, done) =>
-            this.sendInProcess(body, spans, done),
-          )
-        : undefined;
+    // Either way the settings are the environment's as it is now, as OpenTelemetry's exporter
+    // reads them when it is made (a fallback to this thread reads it when it happens).
+    if (thread === 'worker') {
+      this.thread = new OtlpExportThread({ ...process.env }, (body, spans, done) =>
+        this.sendInProcess(body, spans, done),
+      );
+    } else {
+      this.delegate = createInProcessDelegate();
+    }
   }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
@@ -64,7 +67,11 @@ export class OtlpProtoTraceExporter implements SpanExporter {
   }
 
   private sendInProcess(body: Uint8Array, spans: number, done: (result: ExportResult) => void) {
-    this.delegate ??= createOtlpProtoHttpDelegate((request: EncodedRequest) => request.body);
+    this.delegate ??= createInProcessDelegate();
     this.delegate.export({ body, length: spans }, done);
   }
+}
+
+function createInProcessDelegate() {
+  return createOtlpProtoHttpDelegate((request: EncodedRequest) => request.body);
 }
