@@ -29,6 +29,9 @@ interface Request {
   done: Done;
 }
 
+/** The body of a request the thread has (only unsent bodies are ever sent again, in-process). */
+const SENT = new Uint8Array(0);
+
 const WORKER_URL = new URL('./otlp-export-worker.js', import.meta.url);
 
 /**
@@ -145,7 +148,8 @@ export class OtlpExportThread {
       body.byteOffset === 0 && body.byteLength === body.buffer.byteLength
         ? body
         : new Uint8Array(body);
-    this.requests.get(id)!.body = own;
+    // The thread has the bytes now: keep no reference to the app's copy while the answer is due.
+    this.requests.get(id)!.body = SENT;
     worker.postMessage({ id, body: own, spans } satisfies ToWorker, [own.buffer as ArrayBuffer]);
   }
 
