@@ -45,6 +45,7 @@ import { PackageTracer, SPAN_LIMITS } from './span.js';
 import { globalDelegate, SHARED_SDK } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
+import { keepTickShape } from './tick-shape.js';
 import {
   BATCH_DEFAULTS,
   TracingConfigError,
@@ -62,6 +63,9 @@ export interface SdkLogger {
   log(message: string): void;
   warn(message: string): void;
 }
+
+// As early as the package loads: the GCs of an app's start are what drop the tick classes.
+keepTickShape();
 
 /** Optional packages, loaded only when chosen. */
 const OPTIONAL_PACKAGES = {
@@ -371,6 +375,7 @@ export class TracingSdk {
     const contextManager = new AsyncLocalStorageContextManager().enable();
     const ownsContext = context.setGlobalContextManager(contextManager);
     if (!ownsContext) contextManager.disable();
+    else keepTickShape();
     const ownsPropagation = propagation.setGlobalPropagator(propagator);
     const shared: SharedSdk = {
       provider,
