@@ -12,7 +12,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { ExportThread } from '../interfaces/tracing-module-options.interface.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
-import { serializeSpans } from './otlp-span-serializer.js';
+import { EncodedSpanQueue, serializeSpans } from './otlp-span-serializer.js';
 
 /** OpenTelemetry's own encoding of the same spans: the reference, byte for byte. */
 const reference = (spans: ReadableSpan[]) =>
@@ -244,6 +244,48 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
       }) as ReadableSpan;
       expect(ours([custom]).equals(reference([custom]))).toBe(true);
     }
+  });
+
+  it('writes the ids of nested spans, ended child first, as OpenTelemetry does', () => {
+    // The writer copies a repeated trace id, and a span id equal to the last parent id, instead
+    // of decoding them again: interleaved traces, links and look-alike ids must not fool it.
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('nested');
+    const request = (parent = context.active()) => {
+      const server = tracer.startSpan('server', { kind: SpanKind.SERVER }, parent);
+      const inServer = trace.setSpan(context.active(), server);
+      const a = tracer.startSpan('a', {}, inServer);
+      const b = tracer.startSpan(
+        'b',
+        { links: [{ context: server.spanContext() }] },
+        trace.setSpan(inServer, a),
+      );
+      return [b, a, server];
+    };
+    const first = request();
+    const second = request(REMOTE_PARENT);
+    for (let i = 0; i < 3; i++) {
+      first[i]!.end();
+      second[i]!.end();
+    }
+    for (const span of request()) span.end();
+    const [base] = spans();
+    // Same length, other content: the id after a cached one must be decoded again.
+    const lookAlike = Object.create(base!, {
+      spanContext: {
+        value: () => ({
+          ...base!.spanContext(),
+          traceId: base!.spanContext().traceId.replace(/^./, (c) => (c === '0' ? '1' : '0')),
+        }),
+      },
+    }) as ReadableSpan;
+    const all = [...spans(), lookAlike, base!];
+    expect(new Set(all.map((span) => span.spanContext().traceId)).size).toBe(4);
+
+    expect(ours(all).equals(reference(all))).toBe(true);
+    const queue = new EncodedSpanQueue();
+    for (const span of all) queue.push(span);
+    expect(Buffer.from(queue.take(all.length).serialize()).equals(reference(all))).toBe(true);
   });
 
   it('writes attribute names beyond the cached ones the same way', () => {

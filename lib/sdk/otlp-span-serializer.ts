@@ -232,6 +232,64 @@ class Writer {
     this.hexId(hex);
   }
 
+  // The last trace id and the last parent span id written, with their bytes. The spans of a
+  // request share one trace id, and a span is written just after its last child, whose parent id
+  // is that span's id: those ids are copied rather than decoded from hex again.
+  private traceHex: string | undefined = undefined;
+  private readonly traceBytes = new Uint8Array(16);
+  private parentHex: string | undefined = undefined;
+  private readonly parentBytes = new Uint8Array(8);
+
+  /** trace_id (field 1 of a Span and of a Link). */
+  traceIdField(hex: string): void {
+    if (hex === this.traceHex) {
+      this.copiedIdField(1, this.traceBytes);
+      return;
+    }
+    this.idField(1, hex);
+    if (hex.length === 32) {
+      this.traceHex = hex;
+      this.keepWritten(this.traceBytes);
+    }
+  }
+
+  /** span_id (field 2 of a Span and of a Link). */
+  spanIdField(hex: string): void {
+    if (hex === this.parentHex) this.copiedIdField(2, this.parentBytes);
+    else this.idField(2, hex);
+  }
+
+  /** parent_span_id (field 4 of a Span). */
+  parentIdField(hex: string): void {
+    if (hex === this.parentHex) {
+      this.copiedIdField(4, this.parentBytes);
+      return;
+    }
+    this.idField(4, hex);
+    if (hex.length === 16) {
+      this.parentHex = hex;
+      this.keepWritten(this.parentBytes);
+    }
+  }
+
+  private copiedIdField(field: number, bytes: Uint8Array): void {
+    const n = bytes.length;
+    this.ensure(n + 2);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = (field << 3) | 2;
+    buf[pos++] = n;
+    for (let i = 0; i < n; i++) buf[pos++] = bytes[i]!;
+    this.pos = pos;
+  }
+
+  /** Copies the bytes just written into `into` (as many as it holds). */
+  private keepWritten(into: Uint8Array): void {
+    const buf = this.buf;
+    const from = this.pos - into.length;
+    for (let i = 0; i < into.length; i++) into[i] = buf[from + i]!;
+  }
+
   /** Reserves `reserve` bytes for a length; returns where the message starts. */
   open(reserve: number): number {
     this.ensure(reserve);
@@ -388,8 +446,8 @@ function spanFlags(traceFlags: number, isRemote: boolean | undefined): number {
 
 /** trace_id (1), span_id (2) and trace_state (3): the same fields in a Span and in a Link. */
 function writeIds(w: Writer, ctx: SpanContext): void {
-  w.idField(1, ctx.traceId);
-  w.idField(2, ctx.spanId);
+  w.traceIdField(ctx.traceId);
+  w.spanIdField(ctx.spanId);
   const traceState = ctx.traceState?.serialize();
   if (traceState) w.stringField(3, traceState);
 }
@@ -424,7 +482,7 @@ function writeSpan(w: Writer, span: ReadableSpan): void {
   w.tag(2, 2);
   const start = w.open(2);
   writeIds(w, ctx);
-  if (parent?.spanId) w.idField(4, parent.spanId);
+  if (parent?.spanId) w.parentIdField(parent.spanId);
   w.stringField(5, span.name);
   // Kind is offset by one: the API has no value for UNSPECIFIED.
   const kind = span.kind == null ? 0 : span.kind + 1;
