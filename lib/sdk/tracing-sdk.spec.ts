@@ -18,7 +18,7 @@ import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/expor
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
-import { PackageSpan, PackageTracer } from './span.js';
+import { PackageSpan, PackageTracer, SPAN_LIMITS } from './span.js';
 import { getTracer, SHARED_SDK, startSpanWith } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
@@ -29,10 +29,12 @@ import {
   BatchSpanProcessor,
   ConsoleSpanExporter,
   InMemorySpanExporter,
+  NoopSpanProcessor,
   ParentBasedSampler,
   SamplingDecision,
   SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
+  type IdGenerator,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
@@ -398,6 +400,48 @@ describe('createSampler', () => {
     expect(sampler.toString()).toMatch(/^ParentBased\{root=TraceIdRatioBased\{0\},/);
     expect(decide(sampler)).toBe(SamplingDecision.NOT_RECORD);
     expect(decide(sampler, sampledParent)).toBe(SamplingDecision.RECORD_AND_SAMPLED);
+  });
+
+  it("parent-based samplers follow a parent span of the package's own tracer as it is", () => {
+    // The package's ids are valid when it makes them, so they are not checked again. Ids that
+    // OpenTelemetry's check rejects (made here on purpose) show it: ParentBasedSampler takes
+    // such a parent for none and asks its root; these pass the parent's decision on.
+    const zeroIds: IdGenerator = {
+      generateTraceId: () => '0'.repeat(32),
+      generateSpanId: () => '0'.repeat(16),
+    };
+    const ownParent = (sampler: Sampler) => {
+      const tracer = new PackageTracer(
+        { name: 'own' },
+        {
+          resource: createResource(config()),
+          sampler,
+          idGenerator: zeroIds,
+          processor: new NoopSpanProcessor(),
+          spanLimits: SPAN_LIMITS,
+        },
+      );
+      return trace.setSpan(ROOT_CONTEXT, tracer.startSpan('parent'));
+    };
+    const sampled = ownParent(new AlwaysOnSampler());
+    const unsampled = ownParent(new AlwaysOffSampler());
+
+    expect(decide(createSampler(spec('parentbased_always_off')), sampled)).toBe(
+      SamplingDecision.RECORD_AND_SAMPLED,
+    );
+    expect(decide(createSampler(spec('parentbased_always_on')), unsampled)).toBe(
+      SamplingDecision.NOT_RECORD,
+    );
+    expect(decide(createSampler(spec('parentbased_traceidratio', 0)), sampled)).toBe(
+      SamplingDecision.RECORD_AND_SAMPLED,
+    );
+    // What the check would have done with these ids.
+    expect(decide(new ParentBasedSampler({ root: new AlwaysOffSampler() }), sampled)).toBe(
+      SamplingDecision.NOT_RECORD,
+    );
+    expect(decide(new ParentBasedSampler({ root: new AlwaysOnSampler() }), unsampled)).toBe(
+      SamplingDecision.RECORD_AND_SAMPLED,
+    );
   });
 
   it('{ ratio } from the options ends up as parent-based ratio sampling', () => {
