@@ -48,6 +48,16 @@ function hexNibble(code: number): number {
 /** {@link hexNibble} of every ASCII code, looked up: ids are most of a span's characters. */
 const HEX_NIBBLES = Int32Array.from({ length: 128 }, (_, code) => hexNibble(code));
 
+/** An id a writer wrote last at one place, as hex and as bytes. */
+class LastId {
+  hex: string | undefined = undefined;
+  readonly bytes: Uint8Array;
+
+  constructor(length: number) {
+    this.bytes = new Uint8Array(length);
+  }
+}
+
 /** A growable byte buffer with the protobuf primitives the trace messages need. */
 class Writer {
   buf: Buffer;
@@ -235,40 +245,35 @@ class Writer {
   // The last trace id and the last parent span id written, with their bytes. The spans of a
   // request share one trace id, and a span is written just after its last child, whose parent id
   // is that span's id: those ids are copied rather than decoded from hex again.
-  private traceHex: string | undefined = undefined;
-  private readonly traceBytes = new Uint8Array(16);
-  private parentHex: string | undefined = undefined;
-  private readonly parentBytes = new Uint8Array(8);
+  private readonly lastTrace = new LastId(16);
+  private readonly lastParent = new LastId(8);
 
   /** trace_id (field 1 of a Span and of a Link). */
   traceIdField(hex: string): void {
-    if (hex === this.traceHex) {
-      this.copiedIdField(1, this.traceBytes);
-      return;
-    }
-    this.idField(1, hex);
-    if (hex.length === 32) {
-      this.traceHex = hex;
-      this.keepWritten(this.traceBytes);
-    }
+    this.rememberedIdField(1, hex, this.lastTrace);
   }
 
   /** span_id (field 2 of a Span and of a Link). */
   spanIdField(hex: string): void {
-    if (hex === this.parentHex) this.copiedIdField(2, this.parentBytes);
+    if (hex === this.lastParent.hex) this.copiedIdField(2, this.lastParent.bytes);
     else this.idField(2, hex);
   }
 
   /** parent_span_id (field 4 of a Span). */
   parentIdField(hex: string): void {
-    if (hex === this.parentHex) {
-      this.copiedIdField(4, this.parentBytes);
+    this.rememberedIdField(4, hex, this.lastParent);
+  }
+
+  /** An id field, copied when it is `last`'s id; one decoded at `last`'s length is kept there. */
+  private rememberedIdField(field: number, hex: string, last: LastId): void {
+    if (hex === last.hex) {
+      this.copiedIdField(field, last.bytes);
       return;
     }
-    this.idField(4, hex);
-    if (hex.length === 16) {
-      this.parentHex = hex;
-      this.keepWritten(this.parentBytes);
+    this.idField(field, hex);
+    if (hex.length === last.bytes.length * 2) {
+      last.hex = hex;
+      this.keepWritten(last.bytes);
     }
   }
 
