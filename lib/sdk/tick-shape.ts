@@ -1,6 +1,6 @@
 import { executionAsyncResource } from 'node:async_hooks';
 
-/** At most this many are kept, however often a module starts: one per context-manager state. */
+/** At most this many are kept, however often the SDK starts (a test suite starts it often). */
 const MAX_KEPT = 4;
 const kept: object[] = [];
 
@@ -13,12 +13,12 @@ const kept: object[] = [];
  * that finds no tick waiting (between two requests, say) drops them, and the next tick builds
  * new ones. After a few such GCs the inline caches that define those keys have seen too many
  * classes and give up: from then on every `nextTick` defines three of its keys through V8's
- * runtime: about 3.8k instructions per tick, and with nine ticks per Fastify `GET /hello` some
- * 34k of the request's 200k (callgrind). Whether it
- * happens depends on when the GCs of an app's start fall; a traced app loads more code at start,
- * and in the benches it happened in about one start in three. With one record kept the classes
- * stay, and the caches see one class each. Called again once the context manager runs, whose
- * store adds a key to every record after it is made.
+ * runtime, about 3.8k instructions a tick; with nine ticks a Fastify `GET /hello` that is some
+ * 34k of the request's 200k (callgrind, Node 20; Node 24 keeps its caches either way). Whether
+ * it happens depends on when the GCs of an app's start fall: a traced app loads more code at
+ * start, and in the benches it happened in about one start in three. With one record kept the
+ * classes stay, and the caches see one class each. Called when the package loads, and again
+ * once the context manager runs, whose store adds a key to every record after it is made.
  */
 export function keepTickShape(): void {
   if (kept.length >= MAX_KEPT) return;
