@@ -348,8 +348,13 @@ function addTraceHeaders(
   span: Span,
   headerObject: OutgoingHttpHeaders | undefined,
 ): void {
-  const value = formatTraceparent(span.spanContext());
-  if (value === undefined) return;
+  const traceparent = formatTraceparent(span.spanContext());
+  if (traceparent === undefined) return;
+  // Node checks each header value with a regular expression, and V8 runs it on a string built by
+  // concatenation (as both values are) only after flattening it through its runtime: ~2k
+  // instructions a value (callgrind). `trim()` returns the string flat, for less. (Whitespace
+  // around a header value is not part of it: trimming a Server-Timing the app set is harmless.)
+  const value = traceparent.trim();
   if (headerObject !== undefined) {
     // Written into the object writeHead was given (Fastify's reply headers), not with setHeader:
     // one header set on the response makes Node's writeHead merge every header of that object
@@ -357,11 +362,11 @@ function addTraceHeaders(
     // itself is kept: the object's value replaces it when the two merge.
     const key = serverTimingKey(headerObject);
     const existing = headerObject[key] ?? res.getHeader('server-timing');
-    headerObject[key] = appendServerTiming(existing, value);
+    headerObject[key] = appendServerTiming(existing, value).trim();
     headerObject.traceresponse = value;
     return;
   }
-  res.setHeader('server-timing', appendServerTiming(res.getHeader('server-timing'), value));
+  res.setHeader('server-timing', appendServerTiming(res.getHeader('server-timing'), value).trim());
   res.setHeader('traceresponse', value);
 }
 
