@@ -48,6 +48,16 @@ describe('OtlpExportThread', () => {
     exporters.push(exporter);
     return exporter;
   };
+  /**
+   * Exports nothing with an `otlp` exporter after the app pointed the environment elsewhere:
+   * its settings are the environment's when it was made, as in OpenTelemetry's exporter (the
+   * worker starts with the first export, after the change).
+   */
+  const exportAfterEnvChange = async (exportThread: 'worker' | 'main') => {
+    const exporter = await otlp(exportThread);
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
+    return new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+  };
   const warnings = () => {
     const seen: string[] = [];
     const ignore = () => {};
@@ -116,20 +126,14 @@ describe('OtlpExportThread', () => {
   });
 
   it("the check above sees the app's thread: exportThread 'main' makes its request here", async () => {
-    const exporter = await otlp('main');
-    // Its settings too are the environment's when it was made, as in OpenTelemetry's exporter.
-    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
-    const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+    const result = await exportAfterEnvChange('main');
     expect(result.code).toBe(ExportResultCode.SUCCESS);
     expect(received).toHaveLength(1);
     expect(onThisThread).toHaveLength(1);
   });
 
   it("'otlp' sends from the worker, with process.env as it was when it was made", async () => {
-    const exporter = await otlp('worker');
-    // The thread starts with the first export, after the app changed its environment.
-    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:1';
-    const result = await new Promise<ExportResult>((resolve) => exporter.export([], resolve));
+    const result = await exportAfterEnvChange('worker');
     expect(result.code).toBe(ExportResultCode.SUCCESS);
     expect(received).toHaveLength(1);
     expect(onThisThread).toEqual([]);
