@@ -288,6 +288,45 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     expect(Buffer.from(queue.take(all.length).serialize()).equals(reference(all))).toBe(true);
   });
 
+  it('writes attribute values that repeat from span to span as OpenTelemetry does', () => {
+    // A primitive written under the same name twice in a row is kept with its encoded KeyValue
+    // and copied while it stays equal: every change, and every value that must not be kept,
+    // has to be written afresh, in span, event and link attributes alike.
+    const { provider, spans } = recorder();
+    const tracer = provider.getTracer('repeats');
+    const long = 'x'.repeat(300);
+    const series: Record<string, unknown>[] = [
+      { s: 'a', n: 3000, b: true, f: 0.5, u: 'é', l: long, nan: NaN, z: -0, arr: ['a'] },
+      { s: 'a', n: 3000, b: true, f: 0.5, u: 'é', l: long, nan: NaN, z: -0, arr: ['a'] },
+      { s: 'a', n: 3000, b: true, f: 0.5, u: 'é', l: long, nan: NaN, z: 0, arr: ['b'] },
+      { s: 'b', n: 3001, b: false, f: 1.5, u: 'ü', l: `${long}y`, nan: NaN, z: 0, arr: ['b'] },
+      { s: 'a', n: 3000, b: true, f: 0.5, u: 'é', l: long, nan: NaN, z: 0, arr: ['b'] },
+      // The same content as a string built at run time: kept by value, not by identity.
+      { s: ['a'].join(''), n: 3000, b: true, f: 0.5, u: 'é', l: long, nan: NaN, z: 0 },
+      { n: 'a', s: 3000, b: 'true', f: '0.5' },
+      { s: 'a', n: 3000, b: true, f: 0.5 },
+      { s: 'a', n: 3000, b: true, f: 0.5 },
+    ];
+    let previous: ReturnType<typeof tracer.startSpan> | undefined;
+    for (const attributes of series) {
+      const span = tracer.startSpan('repeat', {
+        attributes: attributes as Record<string, string>,
+        links: previous ? [{ context: previous.spanContext(), attributes: { s: 'a', n: 1 } }] : [],
+      });
+      span.addEvent('event', { s: attributes.s as string, n: 3000 });
+      span.end();
+      previous = span;
+    }
+    const all = spans();
+    expect(all).toHaveLength(series.length);
+    expect(ours(all).equals(reference(all))).toBe(true);
+    // One span a request, as the batch processor's queue writes them.
+    for (const span of all) expect(ours([span]).equals(reference([span]))).toBe(true);
+    const queue = new EncodedSpanQueue();
+    for (const span of all) queue.push(span);
+    expect(Buffer.from(queue.take(all.length).serialize()).equals(reference(all))).toBe(true);
+  });
+
   it('writes attribute names beyond the cached ones the same way', () => {
     const { provider, spans } = recorder();
     const tracer = provider.getTracer('many-keys');
