@@ -338,7 +338,7 @@ class KeyEntry {
   value: unknown = undefined;
   /** The KeyValue message of `value` (its length, key and value fields; not the field's tag). */
   kv: Uint8Array | undefined = undefined;
-  /** The value written last, when it is not `value`. */
+  /** The value written last, when it is not `value` (a small primitive, as `value`). */
   seen: unknown = undefined;
 
   constructor(readonly key: Buffer) {}
@@ -435,8 +435,11 @@ function writeAttributes(w: Writer, attributes: Attributes, field: number): void
     }
     const at = w.pos;
     writeKeyValue(w, fieldTag, entry.key, value);
-    if (value !== entry.seen) entry.seen = value;
-    else if (isKeptValue(value) && w.pos - at <= MAX_KEPT_KEY_VALUE) {
+    // Only small primitives are remembered at all: no large value is held on to.
+    if (!isKeptValue(value) || w.pos - at > MAX_KEPT_KEY_VALUE) continue;
+    if (value !== entry.seen) {
+      entry.seen = value;
+    } else {
       entry.value = value;
       entry.kv = new Uint8Array(w.buf.subarray(at + 1, w.pos)); // a copy: the buffer is reused
       entry.seen = undefined;
