@@ -444,6 +444,69 @@ describe('createSampler', () => {
     );
   });
 
+  it("parent-based samplers follow a remote parent the package's tracer checked, checking it once", () => {
+    // A remote parent whose ids count their reads: the tracer checks them (one read of each) and
+    // takes the trace id; ParentBasedSampler would read both again for a check of its own.
+    const counting = (traceFlags: number, traceId = TRACE_ID) => {
+      const reads = { traceId: 0, spanId: 0 };
+      const spanContext: SpanContext = {
+        get traceId() {
+          reads.traceId++;
+          return traceId;
+        },
+        get spanId() {
+          reads.spanId++;
+          return SPAN_ID;
+        },
+        traceFlags,
+        isRemote: true,
+      };
+      return { reads, parent: trace.setSpanContext(ROOT_CONTEXT, spanContext) };
+    };
+    const tracerWith = (sampler: Sampler) =>
+      new PackageTracer(
+        { name: 'remote' },
+        {
+          resource: createResource(config()),
+          sampler,
+          idGenerator: new PooledIdGenerator(),
+          processor: new NoopSpanProcessor(),
+          spanLimits: SPAN_LIMITS,
+        },
+      );
+
+    const sampled = counting(TraceFlags.SAMPLED);
+    const span = tracerWith(createSampler(spec('parentbased_always_off'))).startSpan(
+      'child',
+      {},
+      sampled.parent,
+    );
+    expect(span.isRecording()).toBe(true);
+    expect(span.spanContext().traceId).toBe(TRACE_ID);
+    expect((span as PackageSpan).parentSpanContext?.spanId).toBe(SPAN_ID);
+    expect(sampled.reads.spanId).toBe(2); // the tracer's check, then the assertion above
+    const unsampled = counting(TraceFlags.NONE);
+    const dropped = tracerWith(createSampler(spec('parentbased_always_on'))).startSpan(
+      'child',
+      {},
+      unsampled.parent,
+    );
+    expect(dropped.isRecording()).toBe(false);
+    expect(dropped.spanContext().traceId).toBe(TRACE_ID);
+    expect(unsampled.reads.spanId).toBe(1);
+
+    // Asked by anyone else, even about the same parent, the sampler checks: invalid ids are no
+    // parent, and the root decides.
+    const invalid = counting(TraceFlags.SAMPLED, '0'.repeat(32));
+    const sampler = createSampler(spec('parentbased_always_off'));
+    expect(decide(sampler, sampled.parent)).toBe(SamplingDecision.RECORD_AND_SAMPLED);
+    expect(sampled.reads.spanId).toBe(3);
+    expect(decide(sampler, invalid.parent)).toBe(SamplingDecision.NOT_RECORD);
+    const root = tracerWith(sampler).startSpan('root', {}, invalid.parent);
+    expect(root.isRecording()).toBe(false);
+    expect(root.spanContext().traceId).not.toBe('0'.repeat(32));
+  });
+
   it('{ ratio } from the options ends up as parent-based ratio sampling', () => {
     const sampler = createSampler(config({ sampler: { ratio: 0.5 } }).sampler);
     expect(sampler.toString()).toMatch(/^ParentBased\{root=TraceIdRatioBased\{0\.5\},/);
