@@ -1,10 +1,18 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { SpanKind, SpanStatusCode, TraceFlags, context, trace } from '@opentelemetry/api';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  context,
+  trace,
+} from '@opentelemetry/api';
 import { ExportResultCode, TraceState, type ExportResult } from '@opentelemetry/core';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
@@ -13,6 +21,8 @@ import {
 import type { ExportThread } from '../interfaces/tracing-module-options.interface.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { EncodedSpanQueue, serializeSpans } from './otlp-span-serializer.js';
+import { PooledIdGenerator } from './id-generator.js';
+import { PackageTracer, SPAN_LIMITS } from './span.js';
 
 /** OpenTelemetry's own encoding of the same spans: the reference, byte for byte. */
 const reference = (spans: ReadableSpan[]) =>
@@ -291,6 +301,72 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     expect(new Set(all.map((span) => span.spanContext().traceId)).size).toBe(4);
 
     expectOpenTelemetryBytes(all);
+  });
+
+  it("copies the ids the package's generator drew, across pools, as OpenTelemetry writes them", () => {
+    // The package's tracer keeps where its generator drew each id; the writer copies those bytes
+    // (a word at a time) instead of decoding hex. Ids from elsewhere (a remote parent's trace id)
+    // are decoded. A generator that fills its pools with a known pattern makes a byte in the wrong
+    // place show, and spans drawn just before and after a new pool put a span's ids in two pools.
+    class PatternIds extends PooledIdGenerator {
+      private fills = 0;
+      protected override fill(pool: Buffer): void {
+        const fill = ++this.fills;
+        for (let i = 0; i < pool.length; i++) pool[i] = (i * 31 + fill * 17 + (i >> 8)) & 0xff;
+      }
+    }
+    const idGenerator = new PatternIds();
+    const exporter = new InMemorySpanExporter();
+    const tracer = new PackageTracer(
+      { name: 'pooled', version: '1.0.0' },
+      {
+        resource: resourceFromAttributes({ 'service.name': 'serializer-spec' }),
+        sampler: new AlwaysOnSampler(),
+        idGenerator,
+        processor: new SimpleSpanProcessor(exporter),
+        spanLimits: SPAN_LIMITS,
+      },
+    );
+    const request = (parent = ROOT_CONTEXT) => {
+      const server = tracer.startSpan('server', { kind: SpanKind.SERVER }, parent);
+      const inServer = trace.setSpan(ROOT_CONTEXT, server);
+      const a = tracer.startSpan('a', {}, inServer);
+      const b = tracer.startSpan(
+        'b',
+        { links: [{ context: server.spanContext() }] },
+        trace.setSpan(inServer, a),
+      );
+      for (const span of [b, a, server]) span.end();
+    };
+    request();
+    request(REMOTE_PARENT);
+    // 64 KiB a pool: the next root span's span id is the pool's last 8 bytes, its trace id the
+    // new pool's first 16.
+    const first = idGenerator.pool;
+    while (idGenerator.lastAt < first.length - 16) idGenerator.generateSpanId();
+    request();
+    expect(idGenerator.pool).not.toBe(first);
+    request();
+
+    const spans = exporter.getFinishedSpans();
+    expect(spans).toHaveLength(12);
+    const traceIds = new Set(spans.map((span) => span.spanContext().traceId));
+    expect(traceIds.size).toBe(4);
+    expect(traceIds).toContain(trace.getSpanContext(REMOTE_PARENT)!.traceId);
+    expectOpenTelemetryBytes(spans);
+    // What OpenTelemetry writes: the hex of the bytes that were drawn (the first server span's
+    // span id, then its trace id).
+    expect(spans[2]!.name).toBe('server');
+    expect(spans[2]!.spanContext().spanId).toBe(first.toString('hex', 0, 8));
+    expect(spans[2]!.spanContext().traceId).toBe(first.toString('hex', 8, 24));
+    // Where the bytes are is the tracer's and the writer's business: a span context shows only
+    // its SpanContext fields (a pool in JSON or in a test's toEqual would be 64 KiB of noise).
+    expect(Object.keys(spans[2]!.spanContext())).toEqual([
+      'traceId',
+      'spanId',
+      'traceFlags',
+      'traceState',
+    ]);
   });
 
   it('writes attribute values that repeat from span to span as OpenTelemetry does', () => {

@@ -1,5 +1,6 @@
 import type { Attributes, AttributeValue, HrTime, Link, SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
+import { Ids } from './span.js';
 
 /**
  * Encodes an OTLP `ExportTraceServiceRequest` (protobuf) from finished SDK spans: the same bytes
@@ -16,7 +17,8 @@ import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
  *   of a value that repeats from span to span;
  * - lengths are reserved as one byte and moved when longer: here a span reserves two bytes (most
  *   spans are 128 bytes to 16 KiB), and a string attribute's lengths are computed, not reserved;
- * - trace and span ids are decoded from hex into a new array each: here into the buffer.
+ * - trace and span ids are decoded from hex into a new array each: here the ids the package's
+ *   generator drew are copied from where it drew them, and others are decoded into the buffer.
  *
  * Only the encoding is ours: the exporter around it (transport, retries, compression,
  * environment configuration, response parsing) is OpenTelemetry's OTLP/HTTP exporter.
@@ -61,13 +63,21 @@ class LastId {
   }
 }
 
+/** Whether this platform's typed arrays are little-endian (as a Uint32Array view of bytes reads them). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+const viewOf = (buf: Buffer): DataView => new DataView(buf.buffer, buf.byteOffset, buf.length);
+
 /** A growable byte buffer with the protobuf primitives the trace messages need. */
 class Writer {
   buf: Buffer;
+  /** {@link buf} as a DataView, for whole words. */
+  private view: DataView;
   pos = 0;
 
   constructor(size: number) {
     this.buf = Buffer.allocUnsafe(size);
+    this.view = viewOf(this.buf);
   }
 
   ensure(n: number): void {
@@ -80,6 +90,7 @@ class Writer {
     const next = Buffer.allocUnsafe(size);
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
+    this.view = viewOf(next);
   }
 
   /** A varint below 2^32 (tags, lengths, counts); the caller has ensured 5 bytes. */
@@ -249,9 +260,10 @@ class Writer {
     this.hexId(hex);
   }
 
-  // The last trace id and the last parent span id written, with their bytes. The spans of a
-  // request share one trace id, and a span is written just after its last child, whose parent id
-  // is that span's id: those ids are copied rather than decoded from hex again.
+  // The last trace id and the last parent span id decoded from hex, with their bytes (ids the
+  // package's generator drew are copied from its pool instead). The spans of a request share one
+  // trace id, and a span is written just after its last child, whose parent id is that span's id:
+  // those ids are copied rather than decoded from hex again.
   private readonly lastTrace = new LastId(16);
   private readonly lastParent = new LastId(8);
 
@@ -282,6 +294,21 @@ class Writer {
       last.hex = hex;
       this.keepWritten(last.bytes);
     }
+  }
+
+  /**
+   * An id field whose bytes are `words` 32-bit words from `at` in `pool` (ids the package's
+   * generator drew): a word at a time, through a DataView in the platform's byte order.
+   */
+  pooledIdField(field: number, pool: Uint32Array, at: number, words: number): void {
+    this.ensure(4 * words + 2);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = (field << 3) | 2;
+    buf[pos++] = 4 * words;
+    const view = this.view;
+    for (let i = 0; i < words; i++) view.setUint32(pos + 4 * i, pool[at + i]!, LITTLE_ENDIAN);
+    this.pos = pos + 4 * words;
   }
 
   private copiedIdField(field: number, bytes: Uint8Array): void {
@@ -506,8 +533,13 @@ function spanFlags(traceFlags: number, isRemote: boolean | undefined): number {
 
 /** trace_id (1), span_id (2) and trace_state (3): the same fields in a Span and in a Link. */
 function writeIds(w: Writer, ctx: SpanContext): void {
-  w.traceIdField(ctx.traceId);
-  w.spanIdField(ctx.spanId);
+  const own = ctx instanceof Ids ? ctx : undefined;
+  const tracePool = own?.tracePool;
+  if (tracePool !== undefined) w.pooledIdField(1, tracePool, own!.traceAt, 4);
+  else w.traceIdField(ctx.traceId);
+  const spanPool = own?.spanPool;
+  if (spanPool !== undefined) w.pooledIdField(2, spanPool, own!.spanAt, 2);
+  else w.spanIdField(ctx.spanId);
   const traceState = ctx.traceState?.serialize();
   if (traceState) w.stringField(3, traceState);
 }
@@ -542,7 +574,9 @@ function writeSpan(w: Writer, span: ReadableSpan): void {
   w.tag(2, 2);
   const start = w.open(2);
   writeIds(w, ctx);
-  if (parent?.spanId) w.parentIdField(parent.spanId);
+  const parentPool = parent instanceof Ids ? parent.spanPool : undefined;
+  if (parentPool !== undefined) w.pooledIdField(4, parentPool, (parent as Ids).spanAt, 2);
+  else if (parent?.spanId) w.parentIdField(parent.spanId);
   w.stringField(5, span.name);
   // Kind is offset by one: the API has no value for UNSPECIFIED.
   const kind = span.kind == null ? 0 : span.kind + 1;
