@@ -33,7 +33,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
 } from '../propagation/semconv.js';
 import { TCP_SYSTEM, tcpSetter } from '../propagation/tcp.carrier.js';
-import { getTracer } from '../sdk/tracer.js';
+import { startSpanWith } from '../sdk/tracer.js';
 import type { MicroservicesPackage } from '../microservices/microservices-package.js';
 import { errorMessage, errorTypeOf } from '../microservices/rpc-errors.js';
 import { clientTracingActive } from './client-tracing.state.js';
@@ -141,7 +141,7 @@ class ClientProxyTracer {
     const { name, attributes } = routeSpan(profile, client, pattern);
     return new Observable<unknown>((subscriber) => {
       const parent = context.active();
-      const span = getTracer().startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
+      const span = startSpanWith(name, SpanKind.CLIENT, { ...attributes }, parent);
       return followReply(source, span, sendingContext(parent, span), parent, subscriber);
     });
   }
@@ -157,14 +157,11 @@ class ClientProxyTracer {
     }
     const profile = this.profileOf(client);
     const route = routeSpan(profile, client, args[0]);
-    let attributes = route.attributes;
-    if (batchCount !== undefined) {
-      // Key by key: V8 can define a literal's computed key through its runtime every time.
-      attributes = { ...attributes };
-      attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
-    }
+    const attributes = { ...route.attributes };
+    // Key by key: V8 can define a literal's computed key through its runtime every time.
+    if (batchCount !== undefined) attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
     const parent = context.active();
-    const span = getTracer().startSpan(route.name, { kind: SpanKind.PRODUCER, attributes }, parent);
+    const span = startSpanWith(route.name, SpanKind.PRODUCER, attributes, parent);
     let result: Observable<unknown>;
     try {
       // emit() publishes eagerly: everything it starts runs in the span's (ids') context.
@@ -420,7 +417,12 @@ function patternOf(client: TracedClient, pattern: unknown): string {
   }
 }
 
-/** What every span of one client and pattern shares, built once (the SDK copies attributes). */
+/**
+ * What every span of one client and pattern shares, built once. Each span gets a shallow copy of
+ * the attributes (its own object, which it keeps and adds to): a spread copies the object's
+ * layout at once, where the tracer's checked copy (`SpanOptions.attributes`) checks each value
+ * again, ~2k instructions a TCP CLIENT span (callgrind).
+ */
 interface RouteSpan {
   name: string;
   attributes: Attributes;

@@ -46,6 +46,11 @@ export class GatewayController {
     return firstValueFrom(this.client.send(PATTERNS.fail, {}));
   }
 
+  @Get('check')
+  check(@Query('ok') ok: string): Promise<unknown> {
+    return firstValueFrom(this.client.send(PATTERNS.check, { ok: ok === '1' }));
+  }
+
   @Get('trace-id')
   traceId(@Query('delay') delay: string): Promise<{ traceId: string }> {
     return firstValueFrom(

@@ -13,6 +13,7 @@ import { Trace, TraceService } from '../../../lib/index.js';
 export const PATTERNS = {
   sum: 'math.sum',
   fail: 'math.fail',
+  check: 'math.check',
   traceId: 'trace.id',
   created: 'order.created',
   broken: 'order.broken',
@@ -80,6 +81,12 @@ export class ServiceController {
   @MessagePattern(PATTERNS.fail)
   fail(): void {
     throw new RpcException('payment refused');
+  }
+
+  @MessagePattern(PATTERNS.check)
+  check(@Payload() data: { ok?: boolean }): boolean {
+    if (!data.ok) throw new RpcException('check failed');
+    return true;
   }
 
   @MessagePattern(PATTERNS.traceId)

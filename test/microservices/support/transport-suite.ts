@@ -146,6 +146,8 @@ export function useTransportApps(spec: TransportSpec): TransportApps {
   return apps;
 }
 
+const isCheck = (span: ReadableSpan): boolean => span.name === `send ${PATTERNS.check}`;
+
 function get(apps: TransportApps, path: string, traceparent?: string): Promise<Response> {
   return fetch(`${apps.url}${path}`, {
     headers: traceparent === undefined ? {} : { traceparent },
@@ -244,6 +246,25 @@ export function describeTransport(
       expect(exception?.attributes?.['exception.message']).toBe('payment refused');
       expect(client.status).toEqual({ code: SpanStatusCode.ERROR, message: 'payment refused' });
       expect(client.events.some((e) => e.name === 'exception')).toBe(true);
+    });
+
+    it("keeps a failed call's error on its own spans, not on the next call of the pattern", async () => {
+      // The spans of one client and pattern start from attributes built once: each must get its
+      // own copy, or the first call's error.type would be on every later span.
+      expect((await get(apps, '/check?ok=0')).status).toBe(500);
+      expect((await get(apps, '/check?ok=1')).status).toBe(200);
+      const { spans } = apps;
+      const sends = (await spans.waitFor((all) => all.filter(isCheck).length === 2)).filter(
+        isCheck,
+      );
+      // In the order they ended: the second call was made after the first had its reply.
+      const [failed, passed] = sends;
+      expect(failed!.attributes['error.type']).toEqual(expect.any(String));
+      expect(failed!.status.code).toBe(SpanStatusCode.ERROR);
+      expect(passed!.attributes).not.toHaveProperty('error.type');
+      expect(passed!.status.code).toBe(SpanStatusCode.UNSET);
+      expectMessaging(passed!, spec, 'client', PATTERNS.check);
+      expect(passed!.attributes).not.toBe(failed!.attributes);
     });
 
     it('marks the CONSUMER span ERROR when an event handler throws', async () => {
