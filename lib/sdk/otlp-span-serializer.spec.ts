@@ -7,6 +7,7 @@ import {
   TraceFlags,
   context,
   trace,
+  type SpanStatus,
 } from '@opentelemetry/api';
 import { ExportResultCode, TraceState, type ExportResult } from '@opentelemetry/core';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
@@ -42,6 +43,7 @@ function recorder(
     resource?: Record<string, string | number>;
     attributeCountLimit?: number;
     eventCountLimit?: number;
+    linkCountLimit?: number;
   } = {},
 ) {
   const exporter = new InMemorySpanExporter();
@@ -50,6 +52,7 @@ function recorder(
     spanLimits: {
       attributeCountLimit: options.attributeCountLimit,
       eventCountLimit: options.eventCountLimit,
+      linkCountLimit: options.linkCountLimit,
     },
     spanProcessors: [new SimpleSpanProcessor(exporter)],
   });
@@ -204,6 +207,43 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     expect(spans()[0]!.droppedAttributesCount).toBe(2);
     expect(spans()[0]!.droppedEventsCount).toBe(1);
     expect(ours(spans()).equals(reference(spans()))).toBe(true);
+  });
+
+  it('writes the end of a span (dropped counts, status, flags) as OpenTelemetry does', () => {
+    // The usual end (no events, no links, no status message, counts below 128) is written at
+    // once; anything else field by field. Limits of 0 drop every event and link: counts with
+    // nothing written for them.
+    const { provider, spans } = recorder({
+      attributeCountLimit: 1,
+      eventCountLimit: 0,
+      linkCountLimit: 0,
+    });
+    const tracer = provider.getTracer('ends');
+    const linked = tracer.startSpan('linked');
+    const make = (name: string, attributes: number, status?: SpanStatus, events = 0) => {
+      const span = tracer.startSpan(name, {
+        attributes: Object.fromEntries(Array.from({ length: attributes }, (_, i) => [`k${i}`, i])),
+        links: [{ context: linked.spanContext() }, { context: linked.spanContext() }],
+      });
+      for (let i = 0; i < events; i++) span.addEvent(`e${i}`);
+      if (status) span.setStatus(status);
+      span.end();
+    };
+    make('plain', 1);
+    make('dropped', 5, { code: SpanStatusCode.ERROR }, 3);
+    make('many dropped', 200, { code: SpanStatusCode.OK }, 130);
+    make('with message', 2, { code: SpanStatusCode.ERROR, message: 'went wrong' });
+    make('many events dropped', 1, undefined, 128);
+    linked.end();
+    const [plain, dropped, many] = spans();
+    expect(plain!.droppedAttributesCount).toBe(0);
+    expect(dropped!.droppedAttributesCount).toBe(4);
+    expect(dropped!.droppedEventsCount).toBe(3);
+    expect(dropped!.droppedLinksCount).toBe(2);
+    expect(many!.droppedAttributesCount).toBe(199);
+    expect(many!.droppedEventsCount).toBe(130);
+    expect(spans()[4]!.droppedEventsCount).toBe(128);
+    expectOpenTelemetryBytes(spans());
   });
 
   it('groups spans by resource and scope in first-seen order, as OpenTelemetry does', () => {

@@ -134,7 +134,7 @@ class Writer {
   }
 
   /** Four bytes, little-endian; the caller has ensured the room. */
-  private le32(v: number): void {
+  le32(v: number): void {
     const buf = this.buf;
     let pos = this.pos;
     buf[pos++] = v;
@@ -586,23 +586,64 @@ function writeSpan(w: Writer, span: ReadableSpan): void {
   w.tag(8, 1);
   w.time(span.endTime);
   if (span.attributes) writeAttributes(w, span.attributes, 9);
-  w.varintField(10, span.droppedAttributesCount);
-  for (const event of span.events) writeEvent(w, event);
-  w.varintField(12, span.droppedEventsCount);
-  for (const link of span.links) writeLink(w, link);
-  w.varintField(14, span.droppedLinksCount);
+  const { events, links, status } = span;
+  const droppedAttributes = span.droppedAttributesCount;
+  const droppedEvents = span.droppedEventsCount;
+  const droppedLinks = span.droppedLinksCount;
+  const flags = spanFlags(ctx.traceFlags, parent?.isRemote);
+  if (
+    events.length === 0 &&
+    links.length === 0 &&
+    !status.message &&
+    isSmall(droppedAttributes) &&
+    isSmall(droppedEvents) &&
+    isSmall(droppedLinks) &&
+    isSmall(status.code)
+  ) {
+    // Most spans end like this: no events, no links, a status without a message, and counts
+    // below 128 (one-byte varints). The 16 bytes are written at once, not field by field.
+    w.ensure(16);
+    const buf = w.buf;
+    let pos = w.pos;
+    buf[pos++] = tag(10, 0);
+    buf[pos++] = droppedAttributes;
+    buf[pos++] = tag(12, 0);
+    buf[pos++] = droppedEvents;
+    buf[pos++] = tag(14, 0);
+    buf[pos++] = droppedLinks;
+    buf[pos++] = tag(15, 2); // Status { code (3) }: 2 bytes
+    buf[pos++] = 2;
+    buf[pos++] = tag(3, 0);
+    buf[pos++] = status.code;
+    buf[pos++] = 0x85; // field 16, wire type 5: a two-byte tag
+    buf[pos++] = 0x01;
+    w.pos = pos;
+    w.le32(flags);
+    w.close(start, 2);
+    return;
+  }
+  w.varintField(10, droppedAttributes);
+  for (const event of events) writeEvent(w, event);
+  w.varintField(12, droppedEvents);
+  for (const link of links) writeLink(w, link);
+  w.varintField(14, droppedLinks);
   // Status { message (2), code (3, always written) }
   w.tag(15, 2);
-  const status = w.open(1);
-  const message = span.status.message;
+  const statusStart = w.open(1);
+  const message = status.message;
   if (message) w.stringField(2, message);
-  w.varintField(3, span.status.code);
-  w.close(status, 1);
+  w.varintField(3, status.code);
+  w.close(statusStart, 1);
   w.ensure(7);
   w.buf[w.pos++] = 0x85; // field 16, wire type 5: a two-byte tag
   w.buf[w.pos++] = 0x01;
-  w.fixed32(spanFlags(ctx.traceFlags, parent?.isRemote));
+  w.fixed32(flags);
   w.close(start, 2);
+}
+
+/** A count or code written as a one-byte varint (0 to 127). */
+function isSmall(n: number): boolean {
+  return n >= 0 && n < 128 && (n | 0) === n;
 }
 
 type Scope = ReadableSpan['instrumentationScope'] & {
