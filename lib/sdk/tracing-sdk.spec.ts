@@ -475,22 +475,19 @@ describe('createSampler', () => {
         },
       );
 
+    const childUnder = (
+      type: 'parentbased_always_on' | 'parentbased_always_off',
+      parent: Context,
+    ) => tracerWith(createSampler(spec(type))).startSpan('child', {}, parent);
+
     const sampled = counting(TraceFlags.SAMPLED);
-    const span = tracerWith(createSampler(spec('parentbased_always_off'))).startSpan(
-      'child',
-      {},
-      sampled.parent,
-    );
+    const span = childUnder('parentbased_always_off', sampled.parent);
     expect(span.isRecording()).toBe(true);
     expect(span.spanContext().traceId).toBe(TRACE_ID);
     expect((span as PackageSpan).parentSpanContext?.spanId).toBe(SPAN_ID);
     expect(sampled.reads.spanId).toBe(2); // the tracer's check, then the assertion above
     const unsampled = counting(TraceFlags.NONE);
-    const dropped = tracerWith(createSampler(spec('parentbased_always_on'))).startSpan(
-      'child',
-      {},
-      unsampled.parent,
-    );
+    const dropped = childUnder('parentbased_always_on', unsampled.parent);
     expect(dropped.isRecording()).toBe(false);
     expect(dropped.spanContext().traceId).toBe(TRACE_ID);
     expect(unsampled.reads.spanId).toBe(1);
