@@ -33,6 +33,11 @@ export class PooledIdGenerator implements IdGenerator {
   words = new Uint32Array(0);
   /** Where the last id's bytes start in {@link pool}. */
   lastAt = 0;
+
+  /** Where the last id starts in {@link words}. */
+  get lastWord(): number {
+    return this.lastAt >>> 2;
+  }
   private offset = POOL_SIZE;
 
   generateTraceId(): string {

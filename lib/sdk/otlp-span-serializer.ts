@@ -63,7 +63,7 @@ class LastId {
   }
 }
 
-/** Whether this platform's typed arrays are little-endian (as a Uint32Array view of bytes reads them). */
+/** Whether this platform's typed arrays are little-endian (as a Uint32Array view reads bytes). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 const viewOf = (buf: Buffer): DataView => new DataView(buf.buffer, buf.byteOffset, buf.length);

@@ -76,10 +76,11 @@ interface TracerSettings {
 /**
  * A span's ids: a class instance, not a literal (V8 can pretenure a literal's allocation site).
  * Ids the {@link PooledIdGenerator} drew also keep where their bytes are (its pools never change
- * once drawn from): the encoder copies those rather than decoding the hex (a root span's two ids
- * in 0.4k instructions instead of 2.6k, callgrind). An `undefined` pool: an id from elsewhere (a remote
- * parent's trace id, another generator's). Private, behind getters: a span context shows only
- * the SpanContext fields (to `toEqual`, `JSON.stringify`, `util.inspect`), never a pool.
+ * once drawn from): the encoder copies those rather than decoding the hex (a root span's two
+ * ids in 0.4k instructions instead of 2.6k, callgrind). An `undefined` pool: an id from
+ * elsewhere (a remote parent's trace id, another generator's). Private, behind getters: a span
+ * context shows only the SpanContext fields (to `toEqual`, `JSON.stringify`, `util.inspect`),
+ * never a pool.
  */
 export class Ids implements SpanContext {
   readonly #tracePool: Uint32Array | undefined;
@@ -103,7 +104,7 @@ export class Ids implements SpanContext {
     this.#spanAt = spanAt;
   }
 
-  /** The pool holding the trace id's 16 bytes as words, from word {@link traceAt}; undefined when not drawn here. */
+  /** The pool (as words) holding the trace id's 16 bytes from word {@link traceAt}, if drawn here. */
   get tracePool(): Uint32Array | undefined {
     return this.#tracePool;
   }
@@ -112,7 +113,7 @@ export class Ids implements SpanContext {
     return this.#traceAt;
   }
 
-  /** The pool holding the span id's 8 bytes as words, from word {@link spanAt}; undefined when not drawn here. */
+  /** The pool (as words) holding the span id's 8 bytes from word {@link spanAt}, if drawn here. */
   get spanPool(): Uint32Array | undefined {
     return this.#spanPool;
   }
@@ -237,7 +238,7 @@ export class PackageTracer implements Tracer {
     const spanId = idGenerator.generateSpanId();
     const pooled = idGenerator instanceof PooledIdGenerator ? idGenerator : undefined;
     const spanPool = pooled?.words;
-    const spanAt = pooled === undefined ? 0 : pooled.lastAt >>> 2;
+    const spanAt = pooled === undefined ? 0 : pooled.lastWord;
     let traceId: string;
     let traceState: TraceState | undefined;
     let validParent: SpanContext | undefined;
@@ -248,7 +249,7 @@ export class PackageTracer implements Tracer {
       traceId = idGenerator.generateTraceId();
       if (pooled !== undefined) {
         tracePool = pooled.words;
-        traceAt = pooled.lastAt >>> 2;
+        traceAt = pooled.lastWord;
       }
     } else {
       traceId = parent.traceId;
