@@ -3,6 +3,7 @@ export { TRACING_MODULE_OPTIONS } from './tracing.module-definition.js';
 export { TRACING_SPAN_EXPORTER, TRACING_SDK, TRACER_NAME } from './tracing.constants.js';
 export type {
   BatchProcessorOptions,
+  ContextManagerName,
   ExporterName,
   ExporterOption,
   ExporterProvider,

@@ -10,6 +10,9 @@ export type ExporterName =
 /** Where the `'otlp'` exporter sends its `http/protobuf` requests from; see `exportThread`. */
 export type ExportThread = 'worker' | 'main';
 
+/** Which context manager the package registers; see `contextManager`. */
+export type ContextManagerName = 'auto' | 'promise-hooks' | 'async-local-storage';
+
 /** Propagator shorthands understood by the `propagators` option (and `OTEL_PROPAGATORS`). */
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger' | 'none';
 
@@ -104,6 +107,23 @@ export interface TracingModuleOptions {
    * back to `'main'` with a warning. Other exporters run on the application's thread.
    */
   exportThread?: ExportThread;
+  /**
+   * How the active span follows the request through `await`, promises and timers:
+   * - `'auto'` (default): `'promise-hooks'` where Node's `AsyncLocalStorage` runs on promise
+   *   hooks (Node 20 and 22), `'async-local-storage'` where it does not (Node 24 and later);
+   * - `'promise-hooks'`: the package's own manager on V8's promise hooks. The context follows
+   *   promises, `await`, `setTimeout`, `setInterval`, `setImmediate`, `process.nextTick`,
+   *   `queueMicrotask` (the globals, wrapped while it runs) and whatever `context.bind` binds,
+   *   not the callbacks of Node's callback APIs (`fs.readFile(path, callback)`, socket
+   *   events): on Node 20 it costs a fifth of what `AsyncLocalStorage` costs;
+   * - `'async-local-storage'`: OpenTelemetry's `AsyncLocalStorageContextManager`, which also
+   *   follows those callbacks. Choose it when code in a request relies on them, or when the app
+   *   already runs `AsyncLocalStorage` on every request (then its hooks are paid for anyway).
+   *
+   * Not used when a context manager was registered before the module starts (by a `NodeSDK`,
+   * say): that one stays.
+   */
+  contextManager?: ContextManagerName;
   /** `'batch'` (default), `'simple'`, or any `SpanProcessor` instance (then `exporter` is not used). */
   spanProcessor?: 'batch' | 'simple' | SpanProcessor;
   /** Settings of the batch processor (default: `OTEL_BSP_*`, else the SDK's defaults). */

@@ -48,6 +48,7 @@ describe('resolveTracingConfig', () => {
         exporters: ['otlp'],
         otlpProtocol: 'http/protobuf',
         exportThread: 'worker',
+        contextManager: 'auto',
         spanProcessor: 'batch',
         batch: {},
         sampler: { type: 'parentbased_always_on', ratio: 1 },
@@ -546,6 +547,20 @@ describe('resolveTracingConfig', () => {
       const error = errorOf({ exportThread: value });
       expect(error).toBeInstanceOf(TracingConfigError);
       expect(error.message).toMatch(/exportThread must be 'worker' or 'main', got /);
+    });
+  });
+
+  describe('contextManager', () => {
+    it.each(['auto', 'promise-hooks', 'async-local-storage'] as const)('accepts %p', (value) => {
+      expect(resolve({ contextManager: value }).contextManager).toBe(value);
+    });
+
+    it.each([['als'], [false], [{}]])('rejects %p', (value) => {
+      const error = errorOf({ contextManager: value });
+      expect(error).toBeInstanceOf(TracingConfigError);
+      expect(error.message).toMatch(
+        /contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got /,
+      );
     });
   });
 

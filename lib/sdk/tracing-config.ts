@@ -2,6 +2,7 @@ import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type {
   BatchProcessorOptions,
+  ContextManagerName,
   ExporterName,
   ExporterOption,
   ExporterProvider,
@@ -37,6 +38,7 @@ export interface ResolvedTracingConfig {
   exporters: ExporterOption[];
   otlpProtocol: OtlpProtocol;
   exportThread: ExportThread;
+  contextManager: ContextManagerName;
   spanProcessor: 'batch' | 'simple' | SpanProcessor;
   batch: BatchProcessorOptions;
   sampler: SamplerSpec;
@@ -88,6 +90,7 @@ const OPTION_KEYS: ReadonlyArray<keyof TracingModuleOptions> = [
   'resourceAttributes',
   'exporter',
   'exportThread',
+  'contextManager',
   'spanProcessor',
   'batch',
   'sampler',
@@ -146,6 +149,7 @@ export function resolveTracingConfig(
   const exporters = resolveExporters(opts, env, warnings);
   const otlpProtocol = resolveOtlpProtocol(env, warnings);
   const exportThread = resolveExportThread(opts.exportThread);
+  const contextManager = resolveContextManager(opts.contextManager);
   const batch = resolveBatch(opts.batch, env, warnings);
   const sampler = resolveSampler(opts.sampler, env, warnings);
   const propagators = resolvePropagators(opts.propagators, env, warnings);
@@ -162,6 +166,7 @@ export function resolveTracingConfig(
     exporters,
     otlpProtocol,
     exportThread,
+    contextManager,
     spanProcessor,
     batch,
     sampler,
@@ -520,6 +525,19 @@ function resolveSwitch(value: unknown, label: string): { enabled: boolean } {
     );
   }
   return { enabled: value.enabled ?? true };
+}
+
+const CONTEXT_MANAGERS: ReadonlyArray<ContextManagerName> = [
+  'auto',
+  'promise-hooks',
+  'async-local-storage',
+];
+function resolveContextManager(value: unknown): ContextManagerName {
+  if (value === undefined) return 'auto';
+  if (CONTEXT_MANAGERS.includes(value as ContextManagerName)) return value as ContextManagerName;
+  throw new TracingConfigError(
+    `contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got ${describe(value)}.`,
+  );
 }
 
 function resolveExportThread(value: unknown): ExportThread {

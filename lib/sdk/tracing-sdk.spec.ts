@@ -23,6 +23,9 @@ import { getTracer, SHARED_SDK, startSpanWith } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { stat } from 'node:fs';
+import { PromiseContextManager } from './promise-context-manager.js';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -686,6 +689,36 @@ describe('TracingSdk', () => {
       await sdk.shutdown();
     }
   });
+
+  it.each([
+    ['auto', PromiseContextManager],
+    ['promise-hooks', PromiseContextManager],
+    ['async-local-storage', AsyncLocalStorageContextManager],
+  ] as const)(
+    'registers the context manager contextManager %p names (Node 20 here)',
+    async (name, expected) => {
+      const sdk = await TracingSdk.start(
+        config({ contextManager: name, spanProcessor: 'simple' }),
+        [new KeepingExporter()],
+        makeLogger(),
+      );
+      try {
+        const manager = (
+          context as unknown as { _getContextManager(): unknown }
+        )._getContextManager();
+        expect(manager).toBeInstanceOf(expected);
+        // Only AsyncLocalStorage follows the callbacks of Node's callback APIs.
+        const key = createContextKey('callback');
+        const seen = await context.with(
+          context.active().setValue(key, 'kept'),
+          () => new Promise((resolve) => stat('.', () => resolve(context.active().getValue(key)))),
+        );
+        expect(seen).toBe(expected === AsyncLocalStorageContextManager ? 'kept' : undefined);
+      } finally {
+        await sdk.shutdown();
+      }
+    },
+  );
 
   it("makes ids with the package's pooled generator", async () => {
     const traceIds = jest.spyOn(PooledIdGenerator.prototype, 'generateTraceId');

@@ -5,11 +5,16 @@ import {
   TraceFlags,
   type Attributes,
   type Context,
+  type ContextManager,
   type Link,
   type SpanKind,
   type TextMapPropagator,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  asyncLocalStorageUsesPromiseHooks,
+  PromiseContextManager,
+} from './promise-context-manager.js';
 import {
   CompositePropagator,
   W3CBaggagePropagator,
@@ -42,6 +47,7 @@ import {
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type {
+  ContextManagerName,
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
@@ -409,7 +415,7 @@ export class TracingSdk {
       await provider.shutdown();
       return new TracingSdk(undefined, true, config.shutdownTimeoutMs, logger);
     }
-    const contextManager = new AsyncLocalStorageContextManager().enable();
+    const contextManager = createContextManager(config.contextManager).enable();
     const ownsContext = context.setGlobalContextManager(contextManager);
     if (!ownsContext) contextManager.disable();
     else keepTickShape();
@@ -516,4 +522,11 @@ async function withTimeout(work: Promise<unknown>, ms: number): Promise<boolean>
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The context manager `contextManager` names; `'auto'` picks by what `AsyncLocalStorage` costs here. */
+function createContextManager(name: ContextManagerName): ContextManager {
+  const promiseHooks =
+    name === 'promise-hooks' || (name === 'auto' && asyncLocalStorageUsesPromiseHooks());
+  return promiseHooks ? new PromiseContextManager() : new AsyncLocalStorageContextManager();
 }
