@@ -25,7 +25,10 @@ import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { stat } from 'node:fs';
-import { PromiseContextManager } from './promise-context-manager.js';
+import {
+  PromiseContextManager,
+  asyncLocalStorageUsesPromiseHooks,
+} from './promise-context-manager.js';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -691,34 +694,34 @@ describe('TracingSdk', () => {
   });
 
   it.each([
-    ['auto', PromiseContextManager],
+    [
+      'auto',
+      asyncLocalStorageUsesPromiseHooks() ? PromiseContextManager : AsyncLocalStorageContextManager,
+    ],
     ['promise-hooks', PromiseContextManager],
     ['async-local-storage', AsyncLocalStorageContextManager],
-  ] as const)(
-    'registers the context manager contextManager %p names (Node 20 here)',
-    async (name, expected) => {
-      const sdk = await TracingSdk.start(
-        config({ contextManager: name, spanProcessor: 'simple' }),
-        [new KeepingExporter()],
-        makeLogger(),
+  ] as const)('registers the context manager contextManager %p names', async (name, expected) => {
+    const sdk = await TracingSdk.start(
+      config({ contextManager: name, spanProcessor: 'simple' }),
+      [new KeepingExporter()],
+      makeLogger(),
+    );
+    try {
+      const manager = (
+        context as unknown as { _getContextManager(): unknown }
+      )._getContextManager();
+      expect(manager).toBeInstanceOf(expected);
+      // Only AsyncLocalStorage follows the callbacks of Node's callback APIs.
+      const key = createContextKey('callback');
+      const seen = await context.with(
+        context.active().setValue(key, 'kept'),
+        () => new Promise((resolve) => stat('.', () => resolve(context.active().getValue(key)))),
       );
-      try {
-        const manager = (
-          context as unknown as { _getContextManager(): unknown }
-        )._getContextManager();
-        expect(manager).toBeInstanceOf(expected);
-        // Only AsyncLocalStorage follows the callbacks of Node's callback APIs.
-        const key = createContextKey('callback');
-        const seen = await context.with(
-          context.active().setValue(key, 'kept'),
-          () => new Promise((resolve) => stat('.', () => resolve(context.active().getValue(key)))),
-        );
-        expect(seen).toBe(expected === AsyncLocalStorageContextManager ? 'kept' : undefined);
-      } finally {
-        await sdk.shutdown();
-      }
-    },
-  );
+      expect(seen).toBe(expected === AsyncLocalStorageContextManager ? 'kept' : undefined);
+    } finally {
+      await sdk.shutdown();
+    }
+  });
 
   it("makes ids with the package's pooled generator", async () => {
     const traceIds = jest.spyOn(PooledIdGenerator.prototype, 'generateTraceId');
