@@ -62,6 +62,27 @@ describe('PooledIdGenerator', () => {
     expect(generator.generateTraceId()).toBe('03'.repeat(16));
   });
 
+  it('takes turns among four pools, each allocated once and then refilled in place', () => {
+    const generator = new ScriptedIdGenerator((pool, fill) => pool.fill(fill + 1));
+    generator.generateSpanId();
+    const first = generator.pool;
+    const firstWords = generator.words;
+    expect(firstWords.fills).toBe(1);
+    const seen = new Set([first]);
+    for (let pool = 1; pool < 4; pool++) {
+      for (let i = 0; i < 8192; i++) generator.generateSpanId();
+      seen.add(generator.pool);
+    }
+    expect(seen.size).toBe(4);
+    // The fifth fill is the first pool's second: the same buffer, with new bytes and a new count.
+    for (let i = 0; i < 8192; i++) generator.generateSpanId();
+    expect(generator.pool).toBe(first);
+    expect(generator.words).toBe(firstWords);
+    expect(firstWords.fills).toBe(2);
+    expect(generator.fills).toBe(5);
+    expect(generator.generateSpanId()).toBe('05'.repeat(8));
+  });
+
   it('makes valid, distinct ids from random bytes', () => {
     const generator = new PooledIdGenerator();
     const traceIds = new Set<string>();

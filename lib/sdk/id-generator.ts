@@ -22,17 +22,34 @@ for (let b = 0; b < 256; b++) {
  * allocation each, without a call into Node's buffer encoder per id. An id is never all zeros
  * (W3C Trace Context makes that id invalid): an all-zero draw is drawn again.
  */
+/**
+ * A pool's bytes as 32-bit words in the platform's byte order, with the number of times the pool
+ * was filled: an id drawn from it is still there while `fills` has not moved.
+ */
+export type PoolWords = Uint32Array & { fills: number };
+
+/**
+ * How many pools take turns. Each is allocated once and then refilled in place: a fresh 64 KiB
+ * `ArrayBuffer` every few thousand spans kept V8 marking the old generation, and a traced TCP
+ * client spent ~12% of its CPU in scavenges that each promoted ~1.3 MB (see bench/NOTES.md).
+ */
+const POOLS = 4;
+
 export class PooledIdGenerator implements IdGenerator {
   /**
-   * The pool the last id was drawn from, at {@link lastAt}: its bytes are the id's. A used-up pool
-   * is replaced, never refilled, so the bytes stay the id's for as long as anyone holds the pool
-   * (the tracer keeps them with a span's ids, for the encoder to copy instead of decoding hex).
+   * The pool the last id was drawn from, at {@link lastAt}: its bytes are the id's until the pool
+   * is filled again, four pools later. The tracer keeps the pool and its {@link PoolWords.fills}
+   * with a span's ids, so the encoder copies the bytes while they are the id's and decodes the
+   * hex otherwise.
    */
-  pool = Buffer.alloc(0);
-  /** {@link pool} as 32-bit words in the platform's byte order (ids start at a multiple of 8). */
-  words = new Uint32Array(0);
+  pool: Buffer = Buffer.alloc(0);
+  /** {@link pool} as words (ids start at a multiple of 8). */
+  words = Object.assign(new Uint32Array(0), { fills: 0 }) as PoolWords;
   /** Where the last id's bytes start in {@link pool}. */
   lastAt = 0;
+  private readonly pools: Buffer[] = [];
+  private readonly poolWords: PoolWords[] = [];
+  private turn = -1;
 
   /** Where the last id starts in {@link words}. */
   get lastWord(): number {
@@ -61,13 +78,26 @@ export class PooledIdGenerator implements IdGenerator {
     randomFillSync(pool);
   }
 
-  /** The offset of `n` fresh bytes in the pool, a new one when it runs out. */
+  /** The offset of `n` fresh bytes in the pool, the next pool (refilled) when it runs out. */
   private take(n: number): number {
     let at = this.offset;
     if (at + n > POOL_SIZE) {
-      this.pool = Buffer.allocUnsafe(POOL_SIZE);
-      this.words = new Uint32Array(this.pool.buffer, this.pool.byteOffset, POOL_SIZE / 4);
-      this.fill(this.pool);
+      this.turn = (this.turn + 1) % POOLS;
+      let pool = this.pools[this.turn];
+      let words = this.poolWords[this.turn];
+      if (pool === undefined || words === undefined) {
+        pool = Buffer.allocUnsafeSlow(POOL_SIZE);
+        words = Object.assign(new Uint32Array(pool.buffer, pool.byteOffset, POOL_SIZE / 4), {
+          fills: 0,
+        });
+        this.pools[this.turn] = pool;
+        this.poolWords[this.turn] = words;
+      }
+      // Counted before the bytes change: an id read from them from now on is not the old one.
+      words.fills++;
+      this.fill(pool);
+      this.pool = pool;
+      this.words = words;
       at = 0;
     }
     this.offset = at + n;

@@ -409,6 +409,35 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     ]);
   });
 
+  it('writes the ids of a span whose pool was filled again before it ended', () => {
+    // Pools take turns and are refilled in place: a span that outlives four pools' ids keeps its
+    // ids (strings), and the writer must then decode them instead of copying the new bytes.
+    const idGenerator = new PooledIdGenerator();
+    const exporter = new InMemorySpanExporter();
+    const tracer = new PackageTracer(
+      { name: 'refilled', version: '1.0.0' },
+      {
+        resource: resourceFromAttributes({ 'service.name': 'serializer-spec' }),
+        sampler: new AlwaysOnSampler(),
+        idGenerator,
+        processor: new SimpleSpanProcessor(exporter),
+        spanLimits: SPAN_LIMITS,
+      },
+    );
+    const long = tracer.startSpan('long', { kind: SpanKind.SERVER });
+    const child = tracer.startSpan('child', {}, trace.setSpan(ROOT_CONTEXT, long));
+    const words = idGenerator.words;
+    const fills = words.fills;
+    while (words.fills === fills) idGenerator.generateSpanId();
+    const late = tracer.startSpan('late', {}, trace.setSpan(ROOT_CONTEXT, long));
+    for (const span of [late, child, long]) span.end();
+
+    const spans = exporter.getFinishedSpans();
+    expect(spans.map((span) => span.name)).toEqual(['late', 'child', 'long']);
+    expect(new Set(spans.map((span) => span.spanContext().traceId)).size).toBe(1);
+    expectOpenTelemetryBytes(spans);
+  });
+
   it('writes attribute values that repeat from span to span as OpenTelemetry does', () => {
     // A primitive written under the same name twice in a row is kept with its encoded KeyValue
     // and copied while it stays equal: every change, and every value that must not be kept,

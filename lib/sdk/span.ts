@@ -47,7 +47,7 @@ import {
   ATTR_EXCEPTION_STACKTRACE,
   ATTR_EXCEPTION_TYPE,
 } from '@opentelemetry/semantic-conventions';
-import { PooledIdGenerator } from './id-generator.js';
+import { PooledIdGenerator, type PoolWords } from './id-generator.js';
 
 /**
  * The span limits of the package's provider: OpenTelemetry's defaults, given to its
@@ -75,51 +75,67 @@ interface TracerSettings {
 
 /**
  * A span's ids: a class instance, not a literal (V8 can pretenure a literal's allocation site).
- * Ids the {@link PooledIdGenerator} drew also keep where their bytes are (its pools never change
- * once drawn from): the encoder copies those rather than decoding the hex (a root span's two
- * ids in 0.4k instructions instead of 2.6k, callgrind). An `undefined` pool: an id from
- * elsewhere (a remote parent's trace id, another generator's). Private, behind getters: a span
+ * Ids the {@link PooledIdGenerator} drew also keep where their bytes are, and how often that
+ * pool had been filled: while the pool was not filled again, the encoder copies those bytes
+ * rather than decoding the hex (a root span's two ids in 0.4k instructions instead of 2.6k,
+ * callgrind). An `undefined` pool: an id from elsewhere (a remote parent's trace id, another
+ * generator's), or one whose pool was filled again (a span that outlived four pools' ids). Private, behind getters: a span
  * context shows only the SpanContext fields (to `toEqual`, `JSON.stringify`, `util.inspect`),
  * never a pool.
  */
 export class Ids implements SpanContext {
-  readonly #tracePool: Uint32Array | undefined;
+  readonly #tracePool: PoolWords | undefined;
   readonly #traceAt: number;
-  readonly #spanPool: Uint32Array | undefined;
+  readonly #traceFills: number;
+  readonly #spanPool: PoolWords | undefined;
   readonly #spanAt: number;
+  readonly #spanFills: number;
 
   constructor(
     readonly traceId: string,
     readonly spanId: string,
     readonly traceFlags: number,
     readonly traceState: TraceState | undefined,
-    tracePool: Uint32Array | undefined,
+    tracePool: PoolWords | undefined,
     traceAt: number,
-    spanPool: Uint32Array | undefined,
+    traceFills: number,
+    spanPool: PoolWords | undefined,
     spanAt: number,
   ) {
     this.#tracePool = tracePool;
     this.#traceAt = traceAt;
+    this.#traceFills = traceFills;
     this.#spanPool = spanPool;
     this.#spanAt = spanAt;
+    this.#spanFills = spanPool === undefined ? 0 : spanPool.fills;
   }
 
-  /** The pool (as words) holding the trace id's 16 bytes from word {@link traceAt}, if drawn here. */
-  get tracePool(): Uint32Array | undefined {
-    return this.#tracePool;
+  /**
+   * The pool (as words) holding the trace id's 16 bytes from word {@link traceAt}, while they are
+   * still there (the pool was not filled again since the id was drawn).
+   */
+  get tracePool(): PoolWords | undefined {
+    const pool = this.#tracePool;
+    return pool !== undefined && pool.fills === this.#traceFills ? pool : undefined;
   }
 
   get traceAt(): number {
     return this.#traceAt;
   }
 
-  /** The pool (as words) holding the span id's 8 bytes from word {@link spanAt}, if drawn here. */
-  get spanPool(): Uint32Array | undefined {
-    return this.#spanPool;
+  /** The pool holding the span id's 8 bytes from word {@link spanAt}, while they are there. */
+  get spanPool(): PoolWords | undefined {
+    const pool = this.#spanPool;
+    return pool !== undefined && pool.fills === this.#spanFills ? pool : undefined;
   }
 
   get spanAt(): number {
     return this.#spanAt;
+  }
+
+  /** How many times {@link tracePool} had been filled when the trace id was drawn. */
+  get traceFills(): number {
+    return this.#traceFills;
   }
 }
 
@@ -242,14 +258,16 @@ export class PackageTracer implements Tracer {
     let traceId: string;
     let traceState: TraceState | undefined;
     let validParent: SpanContext | undefined;
-    let tracePool: Uint32Array | undefined;
+    let tracePool: PoolWords | undefined;
     let traceAt = 0;
+    let traceFills = 0;
     // The ids of this tracer's own spans are valid by construction: only others' are checked.
     if (parent === undefined || (!isOwnSpanContext(parent) && !trace.isSpanContextValid(parent))) {
       traceId = idGenerator.generateTraceId();
       if (pooled !== undefined) {
         tracePool = pooled.words;
         traceAt = pooled.lastWord;
+        traceFills = tracePool.fills;
       }
     } else {
       traceId = parent.traceId;
@@ -258,6 +276,7 @@ export class PackageTracer implements Tracer {
       if (parent instanceof Ids) {
         tracePool = parent.tracePool;
         traceAt = parent.traceAt;
+        traceFills = parent.traceFills;
       }
     }
     const links: Link[] =
@@ -280,7 +299,17 @@ export class PackageTracer implements Tracer {
       result.decision === SamplingDecision.RECORD_AND_SAMPLED
         ? TraceFlags.SAMPLED
         : TraceFlags.NONE;
-    const ids = new Ids(traceId, spanId, flags, traceState, tracePool, traceAt, spanPool, spanAt);
+    const ids = new Ids(
+      traceId,
+      spanId,
+      flags,
+      traceState,
+      tracePool,
+      traceAt,
+      traceFills,
+      spanPool,
+      spanAt,
+    );
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(ids);
     if (result.attributes !== undefined) {
       // The sampler's attributes join the span's: one merged, checked copy (as the SDK does).
