@@ -356,17 +356,7 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
       }
     }
     const idGenerator = new PatternIds();
-    const exporter = new InMemorySpanExporter();
-    const tracer = new PackageTracer(
-      { name: 'pooled', version: '1.0.0' },
-      {
-        resource: resourceFromAttributes({ 'service.name': 'serializer-spec' }),
-        sampler: new AlwaysOnSampler(),
-        idGenerator,
-        processor: new SimpleSpanProcessor(exporter),
-        spanLimits: SPAN_LIMITS,
-      },
-    );
+    const { tracer, exporter } = pooledTracer(idGenerator);
     const request = (parent = ROOT_CONTEXT) => {
       const server = tracer.startSpan('server', { kind: SpanKind.SERVER }, parent);
       const inServer = trace.setSpan(ROOT_CONTEXT, server);
@@ -413,17 +403,7 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     // Pools take turns and are refilled in place: a span that outlives four pools' ids keeps its
     // ids (strings), and the writer must then decode them instead of copying the new bytes.
     const idGenerator = new PooledIdGenerator();
-    const exporter = new InMemorySpanExporter();
-    const tracer = new PackageTracer(
-      { name: 'refilled', version: '1.0.0' },
-      {
-        resource: resourceFromAttributes({ 'service.name': 'serializer-spec' }),
-        sampler: new AlwaysOnSampler(),
-        idGenerator,
-        processor: new SimpleSpanProcessor(exporter),
-        spanLimits: SPAN_LIMITS,
-      },
-    );
+    const { tracer, exporter } = pooledTracer(idGenerator);
     const long = tracer.startSpan('long', { kind: SpanKind.SERVER });
     const child = tracer.startSpan('child', {}, trace.setSpan(ROOT_CONTEXT, long));
     const words = idGenerator.words;
@@ -575,3 +555,22 @@ describe('OtlpProtoTraceExporter', () => {
     expect(received).toHaveLength(0);
   });
 });
+
+/** The package's tracer on `idGenerator`, every span exported at once to the returned exporter. */
+function pooledTracer(idGenerator: PooledIdGenerator): {
+  tracer: PackageTracer;
+  exporter: InMemorySpanExporter;
+} {
+  const exporter = new InMemorySpanExporter();
+  const tracer = new PackageTracer(
+    { name: 'pooled', version: '1.0.0' },
+    {
+      resource: resourceFromAttributes({ 'service.name': 'serializer-spec' }),
+      sampler: new AlwaysOnSampler(),
+      idGenerator,
+      processor: new SimpleSpanProcessor(exporter),
+      spanLimits: SPAN_LIMITS,
+    },
+  );
+  return { tracer, exporter };
+}
