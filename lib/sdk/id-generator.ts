@@ -17,24 +17,24 @@ for (let b = 0; b < 256; b++) {
 }
 
 /**
- * Trace and span ids from a pool of cryptographically random bytes (OpenTelemetry's
- * `RandomIdGenerator` draws them from `Math.random`), written as lower-case hex in one string
- * allocation each, without a call into Node's buffer encoder per id. An id is never all zeros
- * (W3C Trace Context makes that id invalid): an all-zero draw is drawn again.
- */
-/**
  * A pool's bytes as 32-bit words in the platform's byte order, with the number of times the pool
  * was filled: an id drawn from it is still there while `fills` has not moved.
  */
 export type PoolWords = Uint32Array & { fills: number };
 
 /**
- * How many pools take turns. Each is allocated once and then refilled in place: a fresh 64 KiB
- * `ArrayBuffer` every few thousand spans kept V8 marking the old generation, and a traced TCP
- * client spent ~12% of its CPU in scavenges that each promoted ~1.3 MB (see bench/NOTES.md).
+ * How many pools take turns. Each is allocated once and then refilled in place: with a fresh
+ * 64 KiB `ArrayBuffer` every few thousand spans, a traced TCP client's scavenges each promoted
+ * ~1.3 MB, ~12% of its CPU (see bench/NOTES.md).
  */
 const POOLS = 4;
 
+/**
+ * Trace and span ids from a pool of cryptographically random bytes (OpenTelemetry's
+ * `RandomIdGenerator` draws them from `Math.random`), written as lower-case hex in one string
+ * allocation each, without a call into Node's buffer encoder per id. An id is never all zeros
+ * (W3C Trace Context makes that id invalid): an all-zero draw is drawn again.
+ */
 export class PooledIdGenerator implements IdGenerator {
   /**
    * The pool the last id was drawn from, at {@link lastAt}: its bytes are the id's until the pool
