@@ -79,9 +79,9 @@ interface TracerSettings {
  * pool had been filled: while the pool was not filled again, the encoder copies those bytes
  * rather than decoding the hex (a root span's two ids in 0.4k instructions instead of 2.6k,
  * callgrind). An `undefined` pool: an id from elsewhere (a remote parent's trace id, another
- * generator's), or one whose pool was filled again (a span that outlived four pools' ids). Private, behind getters: a span
- * context shows only the SpanContext fields (to `toEqual`, `JSON.stringify`, `util.inspect`),
- * never a pool.
+ * generator's), or one whose pool was filled again (a span that outlived four pools' ids).
+ * Private, behind getters: a span context shows only the SpanContext fields (to `toEqual`,
+ * `JSON.stringify`, `util.inspect`), never a pool.
  */
 export class Ids implements SpanContext {
   readonly #tracePool: PoolWords | undefined;
@@ -98,13 +98,13 @@ export class Ids implements SpanContext {
     readonly traceState: TraceState | undefined,
     tracePool: PoolWords | undefined,
     traceAt: number,
-    traceFills: number,
     spanPool: PoolWords | undefined,
     spanAt: number,
   ) {
     this.#tracePool = tracePool;
     this.#traceAt = traceAt;
-    this.#traceFills = traceFills;
+    // A pool handed in is one whose bytes are still the ids': its count now is theirs.
+    this.#traceFills = tracePool === undefined ? 0 : tracePool.fills;
     this.#spanPool = spanPool;
     this.#spanAt = spanAt;
     this.#spanFills = spanPool === undefined ? 0 : spanPool.fills;
@@ -131,11 +131,6 @@ export class Ids implements SpanContext {
 
   get spanAt(): number {
     return this.#spanAt;
-  }
-
-  /** How many times {@link tracePool} had been filled when the trace id was drawn. */
-  get traceFills(): number {
-    return this.#traceFills;
   }
 }
 
@@ -260,14 +255,12 @@ export class PackageTracer implements Tracer {
     let validParent: SpanContext | undefined;
     let tracePool: PoolWords | undefined;
     let traceAt = 0;
-    let traceFills = 0;
     // The ids of this tracer's own spans are valid by construction: only others' are checked.
     if (parent === undefined || (!isOwnSpanContext(parent) && !trace.isSpanContextValid(parent))) {
       traceId = idGenerator.generateTraceId();
       if (pooled !== undefined) {
         tracePool = pooled.words;
         traceAt = pooled.lastWord;
-        traceFills = tracePool.fills;
       }
     } else {
       traceId = parent.traceId;
@@ -276,7 +269,6 @@ export class PackageTracer implements Tracer {
       if (parent instanceof Ids) {
         tracePool = parent.tracePool;
         traceAt = parent.traceAt;
-        traceFills = parent.traceFills;
       }
     }
     const links: Link[] =
@@ -299,17 +291,7 @@ export class PackageTracer implements Tracer {
       result.decision === SamplingDecision.RECORD_AND_SAMPLED
         ? TraceFlags.SAMPLED
         : TraceFlags.NONE;
-    const ids = new Ids(
-      traceId,
-      spanId,
-      flags,
-      traceState,
-      tracePool,
-      traceAt,
-      traceFills,
-      spanPool,
-      spanAt,
-    );
+    const ids = new Ids(traceId, spanId, flags, traceState, tracePool, traceAt, spanPool, spanAt);
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(ids);
     if (result.attributes !== undefined) {
       // The sampler's attributes join the span's: one merged, checked copy (as the SDK does).
