@@ -33,6 +33,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
 } from '../propagation/semconv.js';
 import { TCP_SYSTEM, tcpSetter } from '../propagation/tcp.carrier.js';
+import { withSpan } from '../sdk/chain-context.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import type { MicroservicesPackage } from '../microservices/microservices-package.js';
 import { errorMessage, errorTypeOf } from '../microservices/rpc-errors.js';
@@ -461,7 +462,7 @@ function routeSpan(profile: ClientProfile, client: TracedClient, pattern: unknow
  * by `new`, where the SDK's span context is an object literal.
  */
 function sendingContext(parent: Context, span: Span): Context {
-  return trace.setSpan(parent, trace.wrapSpanContext(new SentSpanContext(span.spanContext())));
+  return withSpan(parent, trace.wrapSpanContext(new SentSpanContext(span.spanContext())));
 }
 
 /** A copy of a span's context. */

@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, trace, type Attributes } from '@opentelemetry/api';
+import { context, propagation, SpanKind, type Attributes } from '@opentelemetry/api';
 import {
   ATTR_RPC_METHOD,
   ATTR_RPC_STATUS_CODE,
@@ -15,6 +15,7 @@ import {
   grpcTargetOf,
   type GrpcMetadataLike,
 } from '../propagation/grpc.carrier.js';
+import { withSpan } from '../sdk/chain-context.js';
 import { getTracer } from '../sdk/tracer.js';
 import type { MicroservicesPackage } from '../microservices/microservices-package.js';
 import { fail } from './client-proxy-tracing.js';
@@ -82,7 +83,7 @@ function tracedStub(
       callArgs[1] = metadata;
       const parent = context.active();
       const span = getTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
-      const spanContext = trace.setSpan(parent, span);
+      const spanContext = withSpan(parent, span);
       propagation.inject(spanContext, metadata, grpcSetter);
       let open = true;
       const subscription = context.with(spanContext, () =>

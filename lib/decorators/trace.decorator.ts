@@ -1,7 +1,6 @@
 import {
   context,
   SpanStatusCode,
-  trace,
   type Attributes,
   type Context,
   type Exception,
@@ -10,6 +9,7 @@ import {
   type SpanOptions,
 } from '@opentelemetry/api';
 import { finalize, isObservable, Observable, Subject, tap } from 'rxjs';
+import { withSpan } from '../sdk/chain-context.js';
 import { getTracer } from '../sdk/tracer.js';
 
 /** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
@@ -167,7 +167,7 @@ export function traceMethod(
     const parent = context.active();
     // The tracer is looked up per call: the provider may be registered after decoration.
     const span = getTracer().startSpan(site.name, site.options, parent);
-    const active = trace.setSpan(parent, span);
+    const active = withSpan(parent, span);
     if (!span.isRecording()) {
       // Nothing to record and nothing to end: still make the span active so that children keep
       // its sampling decision, but hand the caller's result back untouched.
@@ -405,7 +405,7 @@ function traceSubscriptions(
     );
     // Passing the subscriber itself chains the subscriptions, so that an unsubscribe downstream
     // during a synchronous emission reaches the source at once.
-    return context.with(trace.setSpan(parent, current), () => traced.subscribe(subscriber));
+    return context.with(withSpan(parent, current), () => traced.subscribe(subscriber));
   });
 }
 

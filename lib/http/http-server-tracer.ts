@@ -1,7 +1,6 @@
 import {
   context,
   propagation,
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -34,6 +33,7 @@ import {
   parseHost,
 } from '../propagation/http.carrier.js';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
+import { EMPTY_CONTEXT, withSpan } from '../sdk/chain-context.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
 
@@ -138,7 +138,7 @@ export class HttpServerTracer {
     const active = context.active();
     const parent = isServerSpan(trace.getSpan(active))
       ? active
-      : propagation.extract(ROOT_CONTEXT, headers, httpHeadersGetter);
+      : propagation.extract(EMPTY_CONTEXT, headers, httpHeadersGetter);
     // Key by key, not as a literal with computed keys (`{ [ATTR_HTTP_REQUEST_METHOD]: method }`):
     // V8 can end up defining each computed key of a literal through its runtime and migrating
     // the object's map, on every request: 34k instructions per Fastify `GET /hello` for these
@@ -170,7 +170,7 @@ export class HttpServerTracer {
     const span = startSpanWith(name, SpanKind.SERVER, attributes, parent);
     const state: HttpRequestState = {
       span,
-      context: trace.setSpan(parent, span),
+      context: withSpan(parent, span),
       request: req,
       route: undefined,
       exception: undefined,

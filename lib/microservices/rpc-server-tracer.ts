@@ -2,10 +2,8 @@ import {
   context,
   createContextKey,
   propagation,
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  trace,
   type Attributes,
   type Context,
   type Span,
@@ -48,6 +46,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
 } from '../propagation/semconv.js';
 import { TCP_SYSTEM, tcpGetter } from '../propagation/tcp.carrier.js';
+import { EMPTY_CONTEXT, withSpan } from '../sdk/chain-context.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import { errorMessage, errorTypeOf } from './rpc-errors.js';
 import type { MicroservicesPackage } from './microservices-package.js';
@@ -146,7 +145,7 @@ export class RpcServerTracer {
     let spanContext: Context;
     try {
       const inbound = this.describe(transportId, ctx);
-      const parent = propagation.extract(ROOT_CONTEXT, inbound.carrier, inbound.getter);
+      const parent = propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
       const span = startSpanWith(inbound.name, inbound.kind, inbound.attributes, parent);
       const state: RpcServerState = {
         span,
@@ -156,7 +155,7 @@ export class RpcServerTracer {
         ended: false,
       };
       this.states.set(endKeyOf(ctx), state);
-      spanContext = trace.setSpan(parent, span).setValue(RPC_SERVER_STATE, state);
+      spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
       // Tracing never stops a message from being processed.
       return next();

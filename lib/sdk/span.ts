@@ -47,6 +47,7 @@ import {
   ATTR_EXCEPTION_STACKTRACE,
   ATTR_EXCEPTION_TYPE,
 } from '@opentelemetry/semantic-conventions';
+import { withSpan } from './chain-context.js';
 import { PooledIdGenerator, type PoolWords } from './id-generator.js';
 
 /**
@@ -228,7 +229,7 @@ export class PackageTracer implements Tracer {
     const parent = ctx ?? context.active();
     const span = this.startSpan(name, options, parent);
     return context.with(
-      trace.setSpan(parent, span),
+      withSpan(parent, span),
       fn as (span: Span) => ReturnType<F>,
       undefined,
       span,

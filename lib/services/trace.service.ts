@@ -9,6 +9,7 @@ import {
   type SpanKind,
 } from '@opentelemetry/api';
 import { endWhenSettled, recordError } from '../decorators/trace.decorator.js';
+import { withSpan } from '../sdk/chain-context.js';
 import { getTracer } from '../sdk/tracer.js';
 
 /** Options of `TraceService#startActiveSpan`. */
@@ -86,7 +87,7 @@ export class TraceService {
   startActiveSpan<T>(name: string, fn: (span: Span) => T, options: StartActiveSpanOptions = {}): T {
     const parent = context.active();
     const span = getTracer().startSpan(name, options, parent);
-    const active = trace.setSpan(parent, span);
+    const active = withSpan(parent, span);
     let result: T;
     try {
       result = context.with(active, fn, undefined, span);
