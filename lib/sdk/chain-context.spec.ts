@@ -1,9 +1,4 @@
-import {
-  ROOT_CONTEXT,
-  createContextKey,
-  trace,
-  type Context,
-} from '@opentelemetry/api';
+import { ROOT_CONTEXT, createContextKey, trace, type Context } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { EMPTY_CONTEXT, withSpan } from './chain-context.js';
 
