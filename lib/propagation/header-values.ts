@@ -35,7 +35,11 @@ export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
     if (carrier === undefined || carrier === null || typeof carrier !== 'object') return undefined;
     if (Object.prototype.hasOwnProperty.call(carrier, key)) return headerValue(carrier[key]);
     for (const name of Object.keys(carrier)) {
-      if (name.toLowerCase() === key) return headerValue(carrier[name]);
+      // Lengths first: a message carries `traceparent` and is asked for `tracestate` and
+      // `baggage` too, which no other length can match.
+      if (name.length === key.length && name.toLowerCase() === key) {
+        return headerValue(carrier[name]);
+      }
     }
     return undefined;
   },
