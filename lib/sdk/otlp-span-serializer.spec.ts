@@ -399,6 +399,52 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     ]);
   });
 
+  it("checks a remote parent's ids once, keeps them decoded, and writes them as OpenTelemetry does", () => {
+    const { tracer, exporter } = pooledTracer(new PooledIdGenerator());
+    const TRACE = '0AF7651916CD43DD8448eb211c80319c'; // either case, as OpenTelemetry accepts
+    const SPAN = 'B7AD6B7169203331';
+    const under = (traceId: string, spanId: string) =>
+      tracer.startSpan(
+        'child',
+        { kind: SpanKind.SERVER },
+        trace.setSpanContext(ROOT_CONTEXT, {
+          traceId,
+          spanId,
+          traceFlags: TraceFlags.SAMPLED,
+          isRemote: true,
+          traceState: new TraceState('vendor=a1'),
+        }),
+      );
+    const child = under(TRACE, SPAN);
+    const invalid = [
+      under('0'.repeat(32), SPAN),
+      under(TRACE, '0'.repeat(16)),
+      under(TRACE.replace('A', 'g'), SPAN),
+      under(TRACE, SPAN.replace('B', '-')),
+      under(TRACE.slice(1), SPAN),
+      under(TRACE, `${SPAN}0`),
+      under(TRACE.replace('A', '\u0100'), SPAN),
+    ];
+    for (const span of [child, ...invalid]) span.end();
+
+    const spans = exporter.getFinishedSpans();
+    expect(spans[0]!.spanContext().traceId).toBe(TRACE);
+    expect(spans[0]!.parentSpanContext).toMatchObject({
+      traceId: TRACE,
+      spanId: SPAN,
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+    });
+    expect(spans[0]!.parentSpanContext?.traceState?.get('vendor')).toBe('a1');
+    // Invalid ids are no parent: each of those spans starts a trace of its own.
+    for (const span of spans.slice(1)) {
+      expect(span.parentSpanContext).toBeUndefined();
+      expect(span.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(span.spanContext().traceId.toLowerCase()).not.toBe(TRACE.toLowerCase());
+    }
+    expectOpenTelemetryBytes(spans);
+  });
+
   it('writes the ids of a span whose pool was filled again before it ended', () => {
     // Pools take turns and are refilled in place: a span that outlives four pools' ids keeps its
     // ids (strings), and the writer must then decode them instead of copying the new bytes.

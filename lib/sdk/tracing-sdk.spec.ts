@@ -491,7 +491,8 @@ describe('createSampler', () => {
     expect(span.isRecording()).toBe(true);
     expect(span.spanContext().traceId).toBe(TRACE_ID);
     expect((span as PackageSpan).parentSpanContext?.spanId).toBe(SPAN_ID);
-    expect(sampled.reads.spanId).toBe(2); // the tracer's check, then the assertion above
+    // The tracer's check only: the span keeps the ids it checked as its parent.
+    expect(sampled.reads.spanId).toBe(1);
     const unsampled = counting(TraceFlags.NONE);
     const dropped = childUnder('parentbased_always_on', unsampled.parent);
     expect(dropped.isRecording()).toBe(false);
@@ -503,7 +504,7 @@ describe('createSampler', () => {
     const invalid = counting(TraceFlags.SAMPLED, '0'.repeat(32));
     const sampler = createSampler(spec('parentbased_always_off'));
     expect(decide(sampler, sampled.parent)).toBe(SamplingDecision.RECORD_AND_SAMPLED);
-    expect(sampled.reads.spanId).toBe(3);
+    expect(sampled.reads.spanId).toBe(2); // the tracer's check before, the sampler's own now
     expect(decide(sampler, invalid.parent)).toBe(SamplingDecision.NOT_RECORD);
     const root = tracerWith(sampler).startSpan('root', {}, invalid.parent);
     expect(root.isRecording()).toBe(false);
