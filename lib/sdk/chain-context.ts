@@ -25,7 +25,7 @@ const SPAN_KEY: symbol = (() => {
   return key;
 })();
 
-/** A node's key when it holds none (the empty chain). */
+/** The key of a node that holds none ({@link EMPTY_CONTEXT}). */
 const NO_KEY = Symbol('nestjs-tracing.no-key');
 
 /** Past this many nodes, a new node first folds its parent's chain into a flat context. */
@@ -45,7 +45,7 @@ const MAX_DEPTH = 32;
  *
  * `deleteValue` sets `undefined`, which reads back the same as a deleted key.
  */
-export class ChainContext implements Context {
+class ChainContext implements Context {
   private constructor(
     private readonly parent: ChainContext | undefined,
     /** Where keys not in the chain are looked up; `undefined` for none (the root context). */
@@ -54,18 +54,6 @@ export class ChainContext implements Context {
     private readonly value: unknown,
     private readonly depth: number,
   ) {}
-
-  /** A chain with nothing in it, over `base` (none: over the root context). */
-  static over(base: Context = ROOT_CONTEXT): ChainContext {
-    if (base instanceof ChainContext) return base;
-    return new ChainContext(
-      undefined,
-      base === ROOT_CONTEXT ? undefined : base,
-      NO_KEY,
-      undefined,
-      0,
-    );
-  }
 
   getValue(key: symbol): unknown {
     if (this.key === key) return this.value;
@@ -117,7 +105,7 @@ export class ChainContext implements Context {
 }
 
 /** The empty chain over the root context: what a server extracts an inbound context into. */
-export const EMPTY_CONTEXT: Context = ChainContext.over();
+export const EMPTY_CONTEXT: Context = ChainContext.node(ROOT_CONTEXT, NO_KEY, undefined);
 
 /** `trace.setSpan(parent, span)`, as one chain node. */
 export function withSpan(parent: Context, span: Span): Context {
