@@ -125,6 +125,34 @@ describe('PromiseContextManager', () => {
       () => new Promise((r) => setTimeout((x: number, y: number) => r([x, y, nameOf()]), 1, 4, 5)),
     );
     expect(args).toEqual([4, 5, 'args']);
+    const all = await manager.with(named('all'), () =>
+      Promise.all([
+        new Promise((r) => setImmediate((x: number, y: number) => r([x, y, nameOf()]), 1, 2)),
+        new Promise((r) => process.nextTick((x: number, y: number) => r([x, y, nameOf()]), 3, 4)),
+        new Promise((r) => {
+          const interval = setInterval(
+            (x: number) => {
+              clearInterval(interval);
+              r([x, nameOf()]);
+            },
+            1,
+            5,
+          );
+        }),
+        // No delay: one that was left out is still left out; the callback's `this` is the timer.
+        new Promise((r) => {
+          const timer = setTimeout(function (this: unknown) {
+            r([this === timer, arguments.length, nameOf()]);
+          });
+        }),
+      ]),
+    );
+    expect(all).toEqual([
+      [1, 2, 'all'],
+      [3, 4, 'all'],
+      [5, 'all'],
+      [true, 0, 'all'],
+    ]);
 
     let fired = false;
     const timer = manager.with(named('cancelled'), () => setTimeout(() => (fired = true), 1));
