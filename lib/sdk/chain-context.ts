@@ -43,7 +43,10 @@ const MAX_DEPTH = 32;
  * the chain are looked up there. A chain never grows past {@link MAX_DEPTH} nodes: a value set
  * on a longer one first folds the chain into a flat context of OpenTelemetry's.
  *
- * `deleteValue` sets `undefined`, which reads back the same as a deleted key.
+ * `deleteValue` sets `undefined`, which reads back the same as a deleted key. A chain keeps the
+ * nodes it was derived from, and so their values, for as long as it lives (a value set again
+ * stays behind the newer one), where OpenTelemetry's copy keeps only what it can still read:
+ * at most {@link MAX_DEPTH} nodes, and in practice the spans of a request's open ancestors.
  */
 class ChainContext implements Context {
   private constructor(
