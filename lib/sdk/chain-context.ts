@@ -46,7 +46,7 @@ const MAX_DEPTH = 32;
  * `deleteValue` sets `undefined`, which reads back the same as a deleted key. A chain keeps the
  * nodes it was derived from, and so their values, for as long as it lives (a value set again
  * stays behind the newer one), where OpenTelemetry's copy keeps only what it can still read:
- * at most {@link MAX_DEPTH} nodes, and in practice the spans of a request's open ancestors.
+ * at most {@link MAX_DEPTH} nodes, in practice the spans above it in the same request.
  */
 class ChainContext implements Context {
   private constructor(
