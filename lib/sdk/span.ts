@@ -181,7 +181,11 @@ function checkedIds(parent: SpanContext | undefined): Ids | undefined {
   return new ParentIds(parent, traceId, spanId, words);
 }
 
-/** Each ASCII code's hex digit value, 16 for a code that is none (either case, as OpenTelemetry). */
+/**
+ * Each ASCII code's hex digit value, 16 for a code that is none (either case, as OpenTelemetry).
+ * The encoder's table (`HEX_NIBBLES`) is not this one on purpose: it must turn a character that
+ * is no hex digit into the byte OpenTelemetry's encoder writes for it, where this one rejects it.
+ */
 const HEX_VALUE = Uint8Array.from({ length: 128 }, (_, code) => {
   if (code >= 48 && code <= 57) return code - 48;
   if (code >= 97 && code <= 102) return code - 87;
