@@ -26,6 +26,13 @@ const TRANSPORTS = [
   { name: 'rmq', mode: 'emit', broker: 5672 },
 ];
 const VARIANTS = ['untraced', 'untraced+context', 'traced'];
+const FULL_GC_NOTE =
+  'Every process, in every variant, runs one full GC under load half-way through the warm-up: a ' +
+  "Nest client keeps its pending replies in a Map, and once one of V8's full GCs has run under load " +
+  "(which a long-running process does sooner or later), the Map's replaced hash tables keep each " +
+  "request's objects alive until the next full GC, so the client's scavenges promote most of what it " +
+  'allocates. Without it, a variant that happened to start no full GC in its measured window was ' +
+  'measured in a state the others had left. `full GCs`: medians of the full GCs in the measured window.';
 
 function reachable(port) {
   return new Promise((resolve) => {
@@ -53,11 +60,17 @@ async function runOne({ transport, variant, round, sink, settings }) {
   const server = new Child(`rpc server ${transport.name}/${variant}`, SERVER, {
     core: APP_CORE,
     env,
+    nodeArgs: ['--expose-gc'],
   });
   let client;
+  let fullGc;
   try {
     await server.waitFor('ready', 60_000);
-    client = new Child(`rpc client ${transport.name}/${variant}`, CLIENT, { core: LOAD_CORE, env });
+    client = new Child(`rpc client ${transport.name}/${variant}`, CLIENT, {
+      core: LOAD_CORE,
+      env,
+      nodeArgs: ['--expose-gc'],
+    });
     await client.waitFor('ready', 60_000);
     client.send({
       type: 'run',
@@ -65,6 +78,12 @@ async function runOne({ transport, variant, round, sink, settings }) {
       seconds: settings.seconds,
       inFlight: settings.inFlight,
     });
+    // One full GC on each side under load, half-way through the warm-up, in every variant: see
+    // FULL_GC_NOTE.
+    fullGc = setTimeout(() => {
+      server.send({ type: 'gc' });
+      client.send({ type: 'gc' });
+    }, settings.warmupSeconds * 500);
     const window = settings.warmupSeconds + settings.seconds + 30;
     await client.waitFor('measuring', window * 1000);
     const s0 = {
@@ -104,6 +123,8 @@ async function runOne({ transport, variant, round, sink, settings }) {
         serverMessages > 0 ? (s1.sinkCpu - s0.sinkCpu) / serverMessages : undefined,
       serverPeak,
       clientPeak,
+      serverMajorGcs: s1.stats.majorGcs - s0.stats.majorGcs,
+      clientMajorGcs: measured.majorGcs,
       issued: done.issued,
       errors: done.errors,
       firstError: done.firstError,
@@ -114,6 +135,7 @@ async function runOne({ transport, variant, round, sink, settings }) {
       killed: clientStop.killed || serverStop.killed,
     };
   } finally {
+    clearTimeout(fullGc);
     await client?.stop(5000);
     await server.stop(5000);
   }
@@ -190,6 +212,7 @@ export async function run(settings, log) {
         num(median(runs.map((r) => r.sinkCpuPerMessage)), 1),
         mb(median(runs.map((r) => r.serverPeak))),
         mb(median(runs.map((r) => r.clientPeak))),
+        `${num(median(runs.map((r) => r.serverMajorGcs)))} / ${num(median(runs.map((r) => r.clientMajorGcs)))}`,
         `${perMessage('client')} / ${perMessage('server')}`,
         runs.map((r) => num(r.rate)).join(' / ') || 'failed',
       ]);
@@ -216,6 +239,7 @@ export async function run(settings, log) {
           ['sink CPU µs/msg', 'r'],
           ['server peak RSS MB', 'r'],
           ['client peak RSS MB', 'r'],
+          ['full GCs server / client', 'r'],
           ['spans/msg client / server', 'r'],
           ['msg/s per round', 'r'],
         ],
@@ -228,6 +252,7 @@ export async function run(settings, log) {
         'on each side (CLIENT/PRODUCER, SERVER/CONSUMER). Brokers are shared system services, not pinned. ' +
         'With 2 cores the client (the load) and the sink share core 1: when the traced rate is bound by ' +
         'that core, the per-side CPU columns tell where the cost is.',
+      FULL_GC_NOTE,
       ...notes,
     ],
     failures,

@@ -7,7 +7,9 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientsModule } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { inContext, patterns, tracingImports, transportOptions } from './common.mjs';
+import { gcControl, inContext, patterns, tracingImports, transportOptions } from './common.mjs';
+
+const gc = gcControl();
 
 const CLIENT = 'BENCH_CLIENT';
 const events = process.env.BENCH_MODE === 'emit';
@@ -57,15 +59,16 @@ async function run({ warmupSeconds, seconds, inFlight }) {
   };
   const workers = await inContext(() => Array.from({ length: inFlight }, worker));
   await sleep(warmupSeconds * 1000);
-  const start = { completed: totals.completed, t: performance.now(), cpu: cpu() };
+  const start = { completed: totals.completed, t: performance.now(), cpu: cpu(), gcs: gc.majors() };
   process.send({ type: 'measuring' });
   await sleep(seconds * 1000);
-  const end = { completed: totals.completed, t: performance.now(), cpu: cpu() };
+  const end = { completed: totals.completed, t: performance.now(), cpu: cpu(), gcs: gc.majors() };
   process.send({
     type: 'measured',
     completed: end.completed - start.completed,
     seconds: (end.t - start.t) / 1000,
     cpuMicros: end.cpu - start.cpu,
+    majorGcs: end.gcs - start.gcs,
   });
   stop = true;
   await Promise.all(workers);

@@ -1,5 +1,6 @@
 // What the RPC server and client processes share: transport options and the
 // module that traces a variant.
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { Transport } from '@nestjs/microservices';
 
 export const NATS_URL = 'nats://127.0.0.1:4222';
@@ -76,4 +77,23 @@ export async function inContext(fn) {
   if (variant !== 'untraced+context') return fn();
   const { context, ROOT_CONTEXT } = await import('@opentelemetry/api');
   return context.with(ROOT_CONTEXT.setValue(MARK, true), fn);
+}
+
+/**
+ * What both sides do about the garbage collector: run a full GC when the bench asks (`gc`, sent
+ * half-way through the warm-up, in every variant; needs `--expose-gc`), and count the full GCs
+ * (mark-compacts) since start, for the table's column. See FULL_GC_NOTE in ./bench.mjs.
+ */
+export function gcControl() {
+  let majors = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  process.on('message', (message) => {
+    if (message?.type === 'gc') globalThis.gc?.();
+  });
+  return { majors: () => majors };
 }

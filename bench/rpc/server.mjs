@@ -4,7 +4,9 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern } from '@nestjs/microservices';
-import { inContext, patterns, tracingImports, transportOptions } from './common.mjs';
+import { gcControl, inContext, patterns, tracingImports, transportOptions } from './common.mjs';
+
+const gc = gcControl();
 
 const counts = { handled: 0, events: 0 };
 const { sum, event } = patterns();
@@ -46,7 +48,8 @@ app.enableShutdownHooks();
 await inContext(() => app.listen());
 
 process.on('message', (message) => {
-  if (message?.type === 'stats') process.send({ type: 'stats:reply', ...counts });
+  if (message?.type === 'stats')
+    process.send({ type: 'stats:reply', ...counts, majorGcs: gc.majors() });
 });
 process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 process.send({ type: 'ready' });
