@@ -1,0 +1,99 @@
+import { Transport } from '@nestjs/microservices';
+import { SpanKind, trace, type SpanContext } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { useOtelHarness } from '../../test/support/otel-harness.js';
+import { loadMicroservices, type MicroservicesPackage } from './microservices-package.js';
+import { RpcServerTracer } from './rpc-server-tracer.js';
+
+const { exporter } = useOtelHarness({ propagator: new W3CTraceContextPropagator() });
+
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const PARENT_ID = '00f067aa0ba902b7';
+const traceparent = `00-${TRACE_ID}-${PARENT_ID}-01`;
+
+let pkg: MicroservicesPackage;
+beforeAll(async () => {
+  pkg = (await loadMicroservices())!;
+});
+
+/** Runs one message through the hooks the way a Nest server does: start, the handler, end. */
+function processMessage(
+  tracer: RpcServerTracer,
+  ctx: object,
+  endKey: object = ctx,
+  transportId: unknown = Transport.TCP,
+): SpanContext | undefined {
+  const inside = tracer.start(transportId, ctx, () => trace.getActiveSpan()?.spanContext());
+  tracer.end(endKey);
+  return inside;
+}
+
+function onlySpan(): ReadableSpan {
+  const spans = exporter.getFinishedSpans();
+  expect(spans).toHaveLength(1);
+  return spans[0]!;
+}
+
+describe('RpcServerTracer: a message from its start hook to its end hook', () => {
+  it('starts and ends a CONSUMER span for an event, on the context Nest made for it', () => {
+    const tracer = new RpcServerTracer(pkg);
+    const ctx = new pkg.ms.TcpContext([undefined as never, 'orders.created', { traceparent }]);
+    tracer.markEvent(ctx, 'orders.created');
+    const inside = processMessage(tracer, ctx);
+
+    const span = onlySpan();
+    expect(span.name).toBe('process orders.created');
+    expect(span.kind).toBe(SpanKind.CONSUMER);
+    expect(span.spanContext().traceId).toBe(TRACE_ID);
+    expect(span.parentSpanContext?.spanId).toBe(PARENT_ID);
+    expect(inside?.spanId).toBe(span.spanContext().spanId);
+    // What was kept is forgotten: the next message on the same context is a request, not an event.
+    processMessage(tracer, ctx);
+    expect(exporter.getFinishedSpans()[1]?.kind).toBe(SpanKind.SERVER);
+  });
+
+  it('traces a message whose context is frozen', () => {
+    const tracer = new RpcServerTracer(pkg);
+    const ctx = Object.freeze(
+      new pkg.ms.TcpContext([undefined as never, 'orders.created', { traceparent }]),
+    );
+    tracer.markEvent(ctx, 'orders.created');
+    processMessage(tracer, ctx);
+
+    const span = onlySpan();
+    expect(span.name).toBe('process orders.created');
+    expect(span.kind).toBe(SpanKind.CONSUMER);
+    expect(span.parentSpanContext?.spanId).toBe(PARENT_ID);
+    expect(span.endTime[0]).toBeGreaterThan(0);
+  });
+
+  it("ends a gRPC call's span from its request object without writing to that object", () => {
+    const tracer = new RpcServerTracer(pkg);
+    const request = { id: 7 };
+    const metadata = new (pkg.grpcMetadata()!)();
+    metadata.set('traceparent', traceparent);
+    const call = { path: '/shop.Orders/Get', metadata, request };
+    const inside = tracer.start(Transport.GRPC, call, () => {
+      // The application's data carries nothing of ours while its handler runs.
+      expect(Reflect.ownKeys(request)).toEqual(['id']);
+      return trace.getActiveSpan()?.spanContext();
+    });
+    tracer.end(request);
+
+    const span = onlySpan();
+    expect(span.name).toBe('shop.Orders/Get');
+    expect(span.kind).toBe(SpanKind.SERVER);
+    expect(span.parentSpanContext?.spanId).toBe(PARENT_ID);
+    expect(inside?.spanId).toBe(span.spanContext().spanId);
+    expect(Reflect.ownKeys(request)).toEqual(['id']);
+  });
+
+  it('ends a span once when the end hook runs twice', () => {
+    const tracer = new RpcServerTracer(pkg);
+    const ctx = new pkg.ms.TcpContext([undefined as never, 'sum', { traceparent }]);
+    processMessage(tracer, ctx);
+    tracer.end(ctx);
+    expect(onlySpan().kind).toBe(SpanKind.SERVER);
+  });
+});
