@@ -9,7 +9,7 @@ import { ClientsModule } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { gcControl, inContext, patterns, tracingImports, transportOptions } from './common.mjs';
 
-const gc = gcControl();
+const fullGcs = gcControl();
 
 const CLIENT = 'BENCH_CLIENT';
 const events = process.env.BENCH_MODE === 'emit';
@@ -59,10 +59,20 @@ async function run({ warmupSeconds, seconds, inFlight }) {
   };
   const workers = await inContext(() => Array.from({ length: inFlight }, worker));
   await sleep(warmupSeconds * 1000);
-  const start = { completed: totals.completed, t: performance.now(), cpu: cpu(), gcs: gc.majors() };
+  const start = {
+    completed: totals.completed,
+    t: performance.now(),
+    cpu: cpu(),
+    gcs: fullGcs.majors(),
+  };
   process.send({ type: 'measuring' });
   await sleep(seconds * 1000);
-  const end = { completed: totals.completed, t: performance.now(), cpu: cpu(), gcs: gc.majors() };
+  const end = {
+    completed: totals.completed,
+    t: performance.now(),
+    cpu: cpu(),
+    gcs: fullGcs.majors(),
+  };
   process.send({
     type: 'measured',
     completed: end.completed - start.completed,

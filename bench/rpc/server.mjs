@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern } from '@nestjs/microservices';
 import { gcControl, inContext, patterns, tracingImports, transportOptions } from './common.mjs';
 
-const gc = gcControl();
+const fullGcs = gcControl();
 
 const counts = { handled: 0, events: 0 };
 const { sum, event } = patterns();
@@ -49,7 +49,7 @@ await inContext(() => app.listen());
 
 process.on('message', (message) => {
   if (message?.type === 'stats')
-    process.send({ type: 'stats:reply', ...counts, majorGcs: gc.majors() });
+    process.send({ type: 'stats:reply', ...counts, majorGcs: fullGcs.majors() });
 });
 process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 process.send({ type: 'ready' });

@@ -18,14 +18,9 @@ beforeAll(async () => {
 });
 
 /** Runs one message through the hooks the way a Nest server does: start, the handler, end. */
-function processMessage(
-  tracer: RpcServerTracer,
-  ctx: object,
-  endKey: object = ctx,
-  transportId: unknown = Transport.TCP,
-): SpanContext | undefined {
-  const inside = tracer.start(transportId, ctx, () => trace.getActiveSpan()?.spanContext());
-  tracer.end(endKey);
+function processMessage(tracer: RpcServerTracer, ctx: object): SpanContext | undefined {
+  const inside = tracer.start(Transport.TCP, ctx, () => trace.getActiveSpan()?.spanContext());
+  tracer.end(ctx);
   return inside;
 }
 
