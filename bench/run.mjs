@@ -9,6 +9,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pinning, pinSelf, ROOT_DIR } from './common/proc.mjs';
 import { VARIANTS } from './http/bench.mjs';
+import { VARIANTS as RPC_VARIANTS } from './rpc/common.mjs';
 
 const BENCHES = ['http', 'paired', 'rpc', 'decorator', 'export', 'outage'];
 
@@ -29,7 +30,7 @@ if (values.help) {
   process.stdout.write(
     'usage: npm run bench -- [--quick] [--only http,paired,rpc,decorator,export,outage] [--rounds N]\n' +
       '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
-      '                        [--variant untraced,nestjs-tracing,...]   (of the http and paired benches)\n',
+      '                        [--variant untraced,nestjs-tracing,...]   (of the http, paired and rpc benches)\n',
   );
   process.exit(0);
 }
@@ -44,13 +45,16 @@ for (const name of only) {
 }
 const variantNames = VARIANTS.map((v) => v.name);
 for (const name of list(values.variant)) {
-  if (!variantNames.includes(name)) {
+  if (!variantNames.includes(name) && !RPC_VARIANTS.includes(name)) {
     process.stderr.write(
-      `unknown variant '${name}'; --variant picks variants of the http and paired benches: ${variantNames.join(', ')}\n`,
+      `unknown variant '${name}'; --variant picks variants of the http and paired benches ` +
+        `(${variantNames.join(', ')}) and of the rpc bench (${RPC_VARIANTS.join(', ')})\n`,
     );
     process.exit(2);
   }
 }
+// Each bench gets the names that are its own variants (all of them when none is).
+const httpVariants = list(values.variant).filter((name) => variantNames.includes(name));
 const selected = only.length > 0 ? BENCHES.filter((b) => only.includes(b)) : BENCHES;
 const quick = values.quick;
 const rounds = values.rounds ? Number(values.rounds) : undefined;
@@ -63,7 +67,7 @@ const settings = {
     seconds: seconds ?? (quick ? 3 : 10),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
-    variants: list(values.variant).length ? list(values.variant) : undefined,
+    variants: httpVariants.length ? httpVariants : undefined,
   },
   paired: {
     rounds: rounds ?? (quick ? 1 : 3),
@@ -72,7 +76,7 @@ const settings = {
     seconds: seconds ?? (quick ? 3 : 5),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
-    variants: list(values.variant).length ? list(values.variant) : undefined,
+    variants: httpVariants.length ? httpVariants : undefined,
   },
   rpc: {
     rounds: rounds ?? (quick ? 1 : 3),
@@ -80,6 +84,10 @@ const settings = {
     seconds: seconds ?? (quick ? 3 : 10),
     inFlight: 50,
     transports: list(values.transport).length ? list(values.transport) : undefined,
+    // `untraced` always runs: the ratios are against it.
+    variants: list(values.variant).some((name) => RPC_VARIANTS.includes(name))
+      ? RPC_VARIANTS.filter((name) => name === 'untraced' || list(values.variant).includes(name))
+      : undefined,
   },
   decorator: {
     rounds: rounds ?? (quick ? 1 : 11),

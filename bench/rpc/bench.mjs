@@ -15,6 +15,7 @@ import {
   startSink,
 } from '../common/proc.mjs';
 import { mb, median, num, ratio, table } from '../common/report.mjs';
+import { VARIANTS } from './common.mjs';
 
 const SERVER = `${BENCH_DIR}rpc/server.mjs`;
 const CLIENT = `${BENCH_DIR}rpc/client.mjs`;
@@ -25,7 +26,6 @@ const TRANSPORTS = [
   { name: 'nats', mode: 'send', broker: 4222 },
   { name: 'rmq', mode: 'emit', broker: 5672 },
 ];
-const VARIANTS = ['untraced', 'untraced+context', 'traced'];
 const FULL_GC_NOTE =
   'Every process, in every variant, runs one full GC under load half-way through the warm-up: a ' +
   "Nest client keeps its pending replies in a Map, and once one of V8's full GCs has run under load " +
@@ -156,11 +156,12 @@ export async function run(settings, log) {
     transports.push(t);
   }
   const results = new Map();
+  const variants = settings.variants ?? VARIANTS;
   const sink = await startSink();
   try {
     for (let round = 1; round <= settings.rounds; round++) {
       for (const transport of transports) {
-        for (const variant of VARIANTS) {
+        for (const variant of variants) {
           const k = `${transport.name} ${variant}`;
           log(`rpc round ${round}/${settings.rounds}: ${k}`);
           let r;
@@ -184,14 +185,14 @@ export async function run(settings, log) {
   const rows = [];
   for (const transport of transports) {
     const base = results.get(`${transport.name} untraced`) ?? [];
-    for (const variant of VARIANTS) {
+    for (const variant of variants) {
       const runs = (results.get(`${transport.name} ${variant}`) ?? []).filter((r) => !r.error);
       const ratios = runs.map((r) => {
         const b = base.find((x) => x.round === r.round && !x.error);
         return b ? r.rate / b.rate : undefined;
       });
       const perMessage = (side) =>
-        variant === 'traced'
+        variant.startsWith('traced')
           ? num(
               median(
                 runs.map((r) => r[`${side}Spans`] / (side === 'client' ? r.issued : r.handled)),
@@ -263,6 +264,14 @@ function check(k, round, variant, r, failures) {
   if (r.errors > 0)
     failures.push(`rpc ${k} (round ${round}): ${r.errors} failed calls (${r.firstError}).`);
   if (r.killed) failures.push(`rpc ${k} (round ${round}): a process did not exit on SIGTERM.`);
+  if (variant === 'traced/sampled-out') {
+    if (r.clientSpans + r.serverSpans > 0) {
+      failures.push(
+        `rpc ${k} (round ${round}): ${r.clientSpans + r.serverSpans} spans exported with sampler ratio 0.`,
+      );
+    }
+    return;
+  }
   if (variant !== 'traced') return;
   for (const [side, spans, expected] of [
     ['client', r.clientSpans, r.issued],

@@ -41,40 +41,68 @@ export const patterns = () => {
   return { sum: `${prefix}.sum`, event: `${prefix}.event` };
 };
 
+/**
+ * The variants, each on both sides:
+ * - `untraced`: the Nest apps alone;
+ * - `untraced+context`: OpenTelemetry's `AsyncLocalStorageContextManager` alone, no span (the
+ *   floor of a tracer built on OpenTelemetry's context for Node);
+ * - `untraced+own-context`: the context manager `forRoot` registers by default, alone, no span
+ *   (on Node 20 and 22 the package's own, on V8's promise hooks; elsewhere the same
+ *   `AsyncLocalStorage` one): the floor the package itself stands on;
+ * - `traced`: `TracingModule.forRoot` with its defaults;
+ * - `traced/sampled-out`: the same with `sampler: { ratio: 0 }`: every message carries the context
+ *   and gets a span that records nothing and is not exported (what an app sampling a few percent
+ *   pays for most of its messages).
+ */
+export const VARIANTS = [
+  'untraced',
+  'untraced+context',
+  'untraced+own-context',
+  'traced',
+  'traced/sampled-out',
+];
 const variant = process.env.BENCH_VARIANT ?? 'untraced';
-if (!['untraced', 'untraced+context', 'traced'].includes(variant)) {
+if (!VARIANTS.includes(variant)) {
   throw new Error(`unknown BENCH_VARIANT '${variant}'`);
 }
 
 /**
- * The modules a side imports for its variant: TracingModule.forRoot when traced. For
- * `untraced+context` (no tracing, only what OpenTelemetry's context manager costs) it registers
- * the AsyncLocalStorage context manager instead; see {@link inContext}.
+ * The modules a side imports for its variant (TracingModule.forRoot when traced), after
+ * registering the context manager of a `untraced+...` variant; see {@link inContext}.
  */
 export async function tracingImports(serviceName) {
   if (variant === 'untraced') return [];
-  if (variant === 'untraced+context') {
+  if (variant.startsWith('untraced+')) {
     const { context } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    // The package's own manager, as `contextManager: 'auto'` picks it (an internal module of the
+    // build: the bench runs in this repository, after `npm run build`).
+    const own = await import('../../dist/sdk/promise-context-manager.js');
+    const manager =
+      variant === 'untraced+own-context' && own.asyncLocalStorageUsesPromiseHooks()
+        ? new own.PromiseContextManager()
+        : new AsyncLocalStorageContextManager();
+    context.setGlobalContextManager(manager.enable());
     return [];
   }
   const { TracingModule } = await import('nestjs-tracing');
   // BENCH_TRACING_OPTIONS (JSON, merged over the defaults) is for profiling by hand, as in
   // bench/http: e.g. {"exporter":"none"}.
   const extra = JSON.parse(process.env.BENCH_TRACING_OPTIONS ?? '{}');
-  return [TracingModule.forRoot({ serviceName, ...extra })];
+  const sampler = variant === 'traced/sampled-out' ? { sampler: { ratio: 0 } } : {};
+  return [TracingModule.forRoot({ serviceName, ...sampler, ...extra })];
 }
 
 const MARK = Symbol('bench.rpc.context');
 
 /**
- * Runs `fn` (the server's listen, the client's senders) in a context of its own for
- * `untraced+context`: the context manager's promise hooks are then on, and every promise a
- * message makes carries that context, as it would carry a span's. Other variants: `fn()`.
+ * Runs `fn` (the server's listen, the client's senders) in a context of its own for the
+ * `untraced+...` variants: every promise a message makes then carries that context, as it would
+ * carry a span's (on Node 20 the context manager's promise hooks run for each). Other variants:
+ * `fn()`.
  */
 export async function inContext(fn) {
-  if (variant !== 'untraced+context') return fn();
+  if (!variant.startsWith('untraced+')) return fn();
   const { context, ROOT_CONTEXT } = await import('@opentelemetry/api');
   return context.with(ROOT_CONTEXT.setValue(MARK, true), fn);
 }
