@@ -75,13 +75,15 @@ export async function tracingImports(serviceName) {
   if (variant.startsWith('untraced+')) {
     const { context } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
-    // The package's own manager, as `contextManager: 'auto'` picks it (an internal module of the
-    // build: the bench runs in this repository, after `npm run build`).
-    const own = await import('../../dist/sdk/promise-context-manager.js');
-    const manager =
-      variant === 'untraced+own-context' && own.asyncLocalStorageUsesPromiseHooks()
-        ? new own.PromiseContextManager()
-        : new AsyncLocalStorageContextManager();
+    // The package's own manager where `contextManager: 'auto'` picks it (an internal module of
+    // the build: the bench runs in this repository, after `npm run build`).
+    const own =
+      variant === 'untraced+own-context'
+        ? await import('../../dist/sdk/promise-context-manager.js')
+        : undefined;
+    const manager = own?.asyncLocalStorageUsesPromiseHooks()
+      ? new own.PromiseContextManager()
+      : new AsyncLocalStorageContextManager();
     context.setGlobalContextManager(manager.enable());
     return [];
   }
