@@ -9,7 +9,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pinning, pinSelf, ROOT_DIR } from './common/proc.mjs';
 import { VARIANTS } from './http/bench.mjs';
-import { VARIANTS as RPC_VARIANTS } from './rpc/common.mjs';
+import { VARIANTS as RPC_VARIANTS } from './rpc/variants.mjs';
 
 const BENCHES = ['http', 'paired', 'rpc', 'decorator', 'export', 'outage'];
 

@@ -15,7 +15,7 @@ import {
   startSink,
 } from '../common/proc.mjs';
 import { mb, median, num, ratio, table } from '../common/report.mjs';
-import { VARIANTS } from './common.mjs';
+import { VARIANTS } from './variants.mjs';
 
 const SERVER = `${BENCH_DIR}rpc/server.mjs`;
 const CLIENT = `${BENCH_DIR}rpc/client.mjs`;

@@ -2,6 +2,7 @@
 // module that traces a variant.
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { Transport } from '@nestjs/microservices';
+import { VARIANTS } from './variants.mjs';
 
 export const NATS_URL = 'nats://127.0.0.1:4222';
 export const RMQ_URL = 'amqp://guest:guest@127.0.0.1:5672';
@@ -41,26 +42,6 @@ export const patterns = () => {
   return { sum: `${prefix}.sum`, event: `${prefix}.event` };
 };
 
-/**
- * The variants, each on both sides:
- * - `untraced`: the Nest apps alone;
- * - `untraced+context`: OpenTelemetry's `AsyncLocalStorageContextManager` alone, no span (the
- *   floor of a tracer built on OpenTelemetry's context for Node);
- * - `untraced+own-context`: the context manager `forRoot` registers by default, alone, no span
- *   (on Node 20 and 22 the package's own, on V8's promise hooks; elsewhere the same
- *   `AsyncLocalStorage` one): the floor the package itself stands on;
- * - `traced`: `TracingModule.forRoot` with its defaults;
- * - `traced/sampled-out`: the same with `sampler: { ratio: 0 }`: every message carries the context
- *   and gets a span that records nothing and is not exported (what an app sampling a few percent
- *   pays for most of its messages).
- */
-export const VARIANTS = [
-  'untraced',
-  'untraced+context',
-  'untraced+own-context',
-  'traced',
-  'traced/sampled-out',
-];
 const variant = process.env.BENCH_VARIANT ?? 'untraced';
 if (!VARIANTS.includes(variant)) {
   throw new Error(`unknown BENCH_VARIANT '${variant}'`);
