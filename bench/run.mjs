@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only http,rpc] [-- --rounds N] [-- --seconds S]`
+// `npm run bench [-- --quick] [-- --only http,rpc] [-- --rounds N] [-- --seconds S] [-- --warmup S]`
 // Runs the benches (http, paired, rpc, decorator, export, outage) and prints their tables as
 // markdown. Exits non-zero when a bench failed or a traced variant was not
 // comparable (for example: it exported no spans). See bench/README.md.
@@ -19,6 +19,7 @@ const { values } = parseArgs({
     only: { type: 'string', multiple: true },
     rounds: { type: 'string' },
     seconds: { type: 'string' },
+    warmup: { type: 'string' },
     platform: { type: 'string', multiple: true },
     transport: { type: 'string', multiple: true },
     variant: { type: 'string', multiple: true },
@@ -29,7 +30,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     'usage: npm run bench -- [--quick] [--only http,paired,rpc,decorator,export,outage] [--rounds N]\n' +
-      '                        [--seconds S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
+      '                        [--seconds S] [--warmup S] [--platform express|fastify] [--transport tcp|nats|rmq]\n' +
       '                        [--variant untraced,nestjs-tracing,...]   (of the http, paired and rpc benches)\n',
   );
   process.exit(0);
@@ -59,11 +60,23 @@ const selected = only.length > 0 ? BENCHES.filter((b) => only.includes(b)) : BEN
 const quick = values.quick;
 const rounds = values.rounds ? Number(values.rounds) : undefined;
 const seconds = values.seconds ? Number(values.seconds) : undefined;
+// Seconds of load before measuring, in the http, paired, rpc and outage benches.
+const warmup = values.warmup ? Number(values.warmup) : undefined;
+for (const [flag, value, least] of [
+  ['--rounds', rounds, 1],
+  ['--seconds', seconds, 1],
+  ['--warmup', warmup, 0],
+]) {
+  if (value !== undefined && !(Number.isInteger(value) && value >= least)) {
+    process.stderr.write(`${flag} takes a whole number of at least ${least}\n`);
+    process.exit(2);
+  }
+}
 
 const settings = {
   http: {
     rounds: rounds ?? (quick ? 1 : 3),
-    warmupSeconds: quick ? 1 : 3,
+    warmupSeconds: warmup ?? (quick ? 1 : 3),
     seconds: seconds ?? (quick ? 3 : 10),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
@@ -72,7 +85,7 @@ const settings = {
   paired: {
     rounds: rounds ?? (quick ? 1 : 3),
     windows: quick ? 1 : 3,
-    warmupSeconds: quick ? 1 : 5,
+    warmupSeconds: warmup ?? (quick ? 1 : 5),
     seconds: seconds ?? (quick ? 3 : 5),
     connections: 50,
     platforms: list(values.platform).length ? list(values.platform) : undefined,
@@ -80,7 +93,7 @@ const settings = {
   },
   rpc: {
     rounds: rounds ?? (quick ? 1 : 3),
-    warmupSeconds: quick ? 1 : 3,
+    warmupSeconds: warmup ?? (quick ? 1 : 3),
     seconds: seconds ?? (quick ? 3 : 10),
     inFlight: 50,
     transports: list(values.transport).length ? list(values.transport) : undefined,
@@ -99,7 +112,7 @@ const settings = {
   },
   outage: {
     rounds: rounds ?? (quick ? 1 : 3),
-    warmupSeconds: quick ? 1 : 3,
+    warmupSeconds: warmup ?? (quick ? 1 : 3),
     seconds: seconds ?? (quick ? 5 : 20),
     connections: 50,
   },

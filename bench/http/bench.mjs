@@ -241,7 +241,9 @@ export async function run(settings, log) {
     ['req/s per round', 'r'],
   ];
   return {
-    title: 'HTTP: Nest 12 app, autocannon -c ' + settings.connections,
+    title:
+      `HTTP: Nest 12 app, autocannon -c ${settings.connections}, ` +
+      `${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured`,
     tables: [table(columns, rows)],
     notes: [
       ...notes,

@@ -226,7 +226,9 @@ export async function run(settings, log) {
     }
   }
   return {
-    title: 'RPC: Nest microservices, untraced vs traced on both sides',
+    title:
+      'RPC: Nest microservices, untraced vs traced on both sides, ' +
+      `${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured`,
     tables: [
       table(
         [
