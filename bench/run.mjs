@@ -65,7 +65,7 @@ const warmup = values.warmup ? Number(values.warmup) : undefined;
 for (const [flag, value, least] of [
   ['--rounds', rounds, 1],
   ['--seconds', seconds, 1],
-  ['--warmup', warmup, 0],
+  ['--warmup', warmup, 1],
 ]) {
   if (value !== undefined && !(Number.isInteger(value) && value >= least)) {
     process.stderr.write(`${flag} takes a whole number of at least ${least}\n`);
