@@ -45,7 +45,8 @@ for (const name of only) {
   }
 }
 const variantNames = VARIANTS.map((v) => v.name);
-for (const name of list(values.variant)) {
+const picked = list(values.variant);
+for (const name of picked) {
   if (!variantNames.includes(name) && !RPC_VARIANTS.includes(name)) {
     process.stderr.write(
       `unknown variant '${name}'; --variant picks variants of the http and paired benches ` +
@@ -54,8 +55,14 @@ for (const name of list(values.variant)) {
     process.exit(2);
   }
 }
-// Each bench gets the names that are its own variants (all of them when none is).
-const httpVariants = list(values.variant).filter((name) => variantNames.includes(name));
+// Each bench gets the names that are its own variants (all of them when none is); the rpc bench
+// always runs `untraced` too, as its ratios are against it.
+const httpVariants = picked.filter((name) => variantNames.includes(name));
+const rpcVariants = picked.some((name) => RPC_VARIANTS.includes(name))
+  ? RPC_VARIANTS.filter((name) => name === 'untraced' || picked.includes(name))
+  : [];
+const platforms = list(values.platform);
+const transports = list(values.transport);
 const selected = only.length > 0 ? BENCHES.filter((b) => only.includes(b)) : BENCHES;
 const quick = values.quick;
 const rounds = values.rounds ? Number(values.rounds) : undefined;
@@ -79,7 +86,7 @@ const settings = {
     warmupSeconds: warmup ?? (quick ? 1 : 3),
     seconds: seconds ?? (quick ? 3 : 10),
     connections: 50,
-    platforms: list(values.platform).length ? list(values.platform) : undefined,
+    platforms: platforms.length ? platforms : undefined,
     variants: httpVariants.length ? httpVariants : undefined,
   },
   paired: {
@@ -88,7 +95,7 @@ const settings = {
     warmupSeconds: warmup ?? (quick ? 1 : 5),
     seconds: seconds ?? (quick ? 3 : 5),
     connections: 50,
-    platforms: list(values.platform).length ? list(values.platform) : undefined,
+    platforms: platforms.length ? platforms : undefined,
     variants: httpVariants.length ? httpVariants : undefined,
   },
   rpc: {
@@ -96,11 +103,8 @@ const settings = {
     warmupSeconds: warmup ?? (quick ? 1 : 3),
     seconds: seconds ?? (quick ? 3 : 10),
     inFlight: 50,
-    transports: list(values.transport).length ? list(values.transport) : undefined,
-    // `untraced` always runs: the ratios are against it.
-    variants: list(values.variant).some((name) => RPC_VARIANTS.includes(name))
-      ? RPC_VARIANTS.filter((name) => name === 'untraced' || list(values.variant).includes(name))
-      : undefined,
+    transports: transports.length ? transports : undefined,
+    variants: rpcVariants.length ? rpcVariants : undefined,
   },
   decorator: {
     rounds: rounds ?? (quick ? 1 : 11),
