@@ -15,7 +15,7 @@ import {
   grpcStatusOfError,
   grpcTargetOf,
 } from './grpc.carrier.js';
-import { headerValue, recordGetter, recordSetter } from './header-values.js';
+import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './header-values.js';
 import { formatTraceparent } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
 import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
@@ -27,6 +27,7 @@ import { isOwnSpanContext, PackageTracer, SPAN_LIMITS } from '../sdk/span.js';
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN_ID = '00f067aa0ba902b7';
 const TRACEPARENT = `00-${TRACE_ID}-${SPAN_ID}-01`;
+const OTHER_TRACEPARENT = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
 const w3c = new W3CTraceContextPropagator();
 
 /** The span context a W3C propagator reads from a carrier through a getter. */
@@ -115,6 +116,12 @@ describe('headerValue', () => {
     expect(headerValue([{}])).toBeUndefined();
   });
 
+  it('joins the items of an array for a propagator', () => {
+    expect(joinedHeaderValue([' a ', Buffer.from('b'), { x: 1 }])).toBe('a,b');
+    expect(joinedHeaderValue(' a ')).toBe('a');
+    expect(joinedHeaderValue([{}])).toBeUndefined();
+  });
+
   it.each([[undefined], [null], [{ nested: true }], [() => 'x']])(
     'has no value for %p',
     (value) => {
@@ -138,10 +145,36 @@ describe('recordGetter / recordSetter (TCP, Redis, AMQP, Kafka, MQTT)', () => {
     }
   });
 
-  it('prefers the exact name, and lists the keys', () => {
-    const carrier = { Traceparent: 'bad', traceparent: TRACEPARENT };
-    expect(recordGetter.get(carrier, 'traceparent')).toBe(TRACEPARENT);
-    expect(recordGetter.keys(carrier)).toEqual(['Traceparent', 'traceparent']);
+  it('lists the keys', () => {
+    expect(recordGetter.keys({ Traceparent: 'a', traceparent: 'b' })).toEqual([
+      'Traceparent',
+      'traceparent',
+    ]);
+  });
+
+  it.each([
+    ['repeated (an AMQP or JSON array)', { traceparent: [TRACEPARENT, OTHER_TRACEPARENT] }],
+    ['the same twice', { traceparent: [TRACEPARENT, TRACEPARENT] }],
+    ['under two cases of its name', { traceparent: TRACEPARENT, TRACEPARENT: OTHER_TRACEPARENT }],
+    ['once valid and once not, in two cases', { Traceparent: 'bad', traceparent: TRACEPARENT }],
+  ])('continues no trace from a traceparent %s (W3C: a new trace)', (_label, carrier) => {
+    expect(extracted(carrier as Record<string, unknown>, recordGetter)).toBeUndefined();
+  });
+
+  it('hands every value of a name over joined, in the order the carrier holds them', () => {
+    const carrier = { tracestate: ['a=1', Buffer.from(' b=2 ')], TraceState: 'c=3', x: 'y' };
+    expect(recordGetter.get(carrier, 'tracestate')).toBe('a=1,b=2,c=3');
+    // A single-item list is that item.
+    expect(extracted({ traceparent: [TRACEPARENT] }, recordGetter)).toMatchObject({
+      traceId: TRACE_ID,
+    });
+    // Members of repeated tracestate values combine, as W3C allows.
+    const ctx = w3c.extract(
+      ROOT_CONTEXT,
+      { traceparent: TRACEPARENT, tracestate: ['a=1', 'b=2'], TRACESTATE: 'c=3' },
+      recordGetter,
+    );
+    expect(trace.getSpanContext(ctx)?.traceState?.serialize()).toBe('a=1,b=2,c=3');
   });
 
   it('reads nothing from a missing or odd carrier, and never throws', () => {
@@ -189,8 +222,14 @@ describe('natsGetter', () => {
     expect(natsGetter.get(undefined, 'traceparent')).toBeUndefined();
   });
 
-  it('returns repeated values as a list', () => {
-    expect(natsGetter.get(headers({ baggage: ['a=1', 'b=2'] }), 'baggage')).toEqual(['a=1', 'b=2']);
+  it('hands repeated values over joined, so that a repeated traceparent starts a new trace', () => {
+    expect(natsGetter.get(headers({ baggage: ['a=1', ' b=2'] }), 'baggage')).toBe('a=1,b=2');
+    expect(
+      extracted(headers({ traceparent: [TRACEPARENT, OTHER_TRACEPARENT] }), natsGetter),
+    ).toBeUndefined();
+    expect(
+      extracted(headers({ traceparent: [TRACEPARENT], TRACEPARENT: [TRACEPARENT] }), natsGetter),
+    ).toBeUndefined();
   });
 });
 
@@ -220,6 +259,15 @@ describe('the gRPC carrier', () => {
     expect(carrier.get('traceparent')).toEqual([TRACEPARENT]);
     expect(grpcGetter.keys(carrier)).toEqual(['traceparent']);
     expect(grpcGetter.get(metadata({}), 'traceparent')).toBeUndefined();
+  });
+
+  it('continues no trace from a repeated traceparent', () => {
+    expect(
+      extracted(metadata({ traceparent: [TRACEPARENT, OTHER_TRACEPARENT] }), grpcGetter),
+    ).toBeUndefined();
+    expect(grpcGetter.get(metadata({ baggage: ['a=1', Buffer.from('b=2')] }), 'baggage')).toBe(
+      'a=1,b=2',
+    );
   });
 
   it.each([

@@ -1,6 +1,6 @@
 import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 import { parseHost } from './http.carrier.js';
-import { headerValue } from './header-values.js';
+import { headerValue, joinedHeaderValue } from './header-values.js';
 
 /**
  * gRPC: the context travels in the call metadata (HTTP/2 headers), as every gRPC implementation
@@ -18,7 +18,8 @@ export const grpcGetter: TextMapGetter<GrpcMetadataLike | undefined> = {
     if (carrier === undefined || typeof carrier.get !== 'function') return undefined;
     const values = carrier.get(key);
     if (values.length === 0) return undefined;
-    return values.length === 1 ? headerValue(values[0]) : headerValue(values);
+    // A repeated name is handed over joined (a repeated `traceparent` starts a new trace).
+    return values.length === 1 ? headerValue(values[0]) : joinedHeaderValue(values);
   },
 };
 

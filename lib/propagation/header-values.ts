@@ -22,26 +22,40 @@ export function headerValue(value: unknown): string | string[] | undefined {
   return undefined;
 }
 
+/**
+ * What a propagator is handed for a name a carrier holds more than once (a repeated header, an
+ * AMQP or JSON array, names that differ only in case): one string, the values joined with `,` in
+ * the carrier's order, as HTTP joins a repeated header field. Repeated `tracestate` and `baggage`
+ * members combine that way, and a repeated `traceparent` no longer parses, so the message starts
+ * a new trace, as W3C Trace Context asks, where a list would have had the propagator continue
+ * the first value.
+ */
+export function joinedHeaderValue(value: unknown): string | undefined {
+  const decoded = headerValue(value);
+  return Array.isArray(decoded) ? decoded.join(',') : decoded;
+}
+
 /** A plain object of header values, as TCP/Redis metadata, AMQP headers and Kafka headers are. */
 export type HeaderRecord = Record<string, unknown>;
 
 /**
- * Reads a plain header object. Names are matched exactly first and then regardless of case,
- * since producers in other languages do not all lower-case them.
+ * Reads a plain header object. Names are matched regardless of case, since producers in other
+ * languages do not all lower-case them, and every name that matches counts
+ * ({@link joinedHeaderValue}).
  */
 export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
   keys: (carrier) => (carrier === undefined ? [] : Object.keys(carrier)),
   get: (carrier, key) => {
     if (carrier === undefined || carrier === null || typeof carrier !== 'object') return undefined;
-    if (Object.prototype.hasOwnProperty.call(carrier, key)) return headerValue(carrier[key]);
+    let found: string | undefined;
     for (const name of Object.keys(carrier)) {
       // Lengths first: a message carries `traceparent` and is asked for `tracestate` and
       // `baggage` too, which no other length can match.
-      if (name.length === key.length && name.toLowerCase() === key) {
-        return headerValue(carrier[name]);
-      }
+      if (name.length !== key.length || (name !== key && name.toLowerCase() !== key)) continue;
+      const value = joinedHeaderValue(carrier[name]);
+      if (value !== undefined) found = found === undefined ? value : `${found},${value}`;
     }
-    return undefined;
+    return found;
   },
 };
 

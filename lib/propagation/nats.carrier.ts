@@ -3,7 +3,8 @@ import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 /**
  * NATS: the context travels in the message headers (NATS 2.2+), a `MsgHdrs` object on both
  * sides. Its `get()` answers `''` for a missing name and matches names exactly, so the getter
- * asks for every value regardless of case.
+ * asks for every value regardless of case, and hands a repeated name over joined with `,`
+ * (see `joinedHeaderValue`: a repeated `traceparent` starts a new trace).
  */
 export interface NatsHeadersLike {
   keys(): string[];
@@ -18,8 +19,9 @@ export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
   keys: (carrier) => (carrier === undefined ? [] : carrier.keys()),
   get: (carrier, key) => {
     if (carrier === undefined || typeof carrier.values !== 'function') return undefined;
-    const values = carrier.values(key, IGNORE_CASE).map((v) => v.trim());
-    return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
+    const values = carrier.values(key, IGNORE_CASE);
+    if (values.length === 0) return undefined;
+    return values.length === 1 ? values[0]!.trim() : values.map((v) => v.trim()).join(',');
   },
 };
 

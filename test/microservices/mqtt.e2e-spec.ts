@@ -34,7 +34,8 @@ function rawPublish(): RawPublish {
   return async (topic, data, properties) => {
     const client = await rawClient();
     const userProperties = Object.fromEntries(
-      Object.entries(properties).map(([k, v]) => [k, String(v)]),
+      // A list repeats the name (mqtt.js writes one user property per item).
+      Object.entries(properties).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]),
     );
     // An empty userProperties object is not delivered at all: leave it out when there is none.
     const props = Object.keys(userProperties).length > 0 ? { properties: { userProperties } } : {};

@@ -25,7 +25,9 @@ function rawPublish(): RawPublish {
   return async (subject, data, values) => {
     const conn = await connection();
     const h = natsHeaders();
-    for (const [key, value] of Object.entries(values)) h.set(key, String(value));
+    for (const [key, value] of Object.entries(values)) {
+      for (const item of Array.isArray(value) ? value : [value]) h.append(key, String(item));
+    }
     conn.publish(subject, JSON.stringify(data), { headers: h });
     await conn.flush();
   };

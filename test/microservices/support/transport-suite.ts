@@ -24,8 +24,13 @@ import { useSpanHygiene } from './span-hygiene.js';
 export const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 export const PARENT_ID = '00f067aa0ba902b7';
 export const TRACEPARENT = `00-${TRACE_ID}-${PARENT_ID}-01`;
+const OTHER_TRACE_ID = 'a'.repeat(32);
+const OTHER_TRACEPARENT = `00-${OTHER_TRACE_ID}-${'b'.repeat(16)}-01`;
 
-/** A message sent by a plain client library of the broker, with headers of its choosing. */
+/**
+ * A message sent by a plain client library of the broker, with headers of its choosing: an array
+ * is one name given several values, as that broker's format repeats a name.
+ */
 export type RawPublish = (
   pattern: string,
   data: unknown,
@@ -366,6 +371,22 @@ export function describeTransport(
           const consumer = await apps.spans.waitForOne(`process ${PATTERNS.created}`);
           expectRoot(consumer);
           expect(consumer.spanContext().traceId).not.toBe(TRACE_ID);
+        });
+
+        // W3C Trace Context: a traceparent that arrives more than once is no context to continue.
+        it.each([
+          ['a repeated traceparent', { traceparent: [TRACEPARENT, OTHER_TRACEPARENT] }],
+          [
+            'a traceparent under two cases of its name',
+            { traceparent: TRACEPARENT, TRACEPARENT: OTHER_TRACEPARENT },
+          ],
+        ])('handles %s as the root of a new trace', async (_label, headers) => {
+          await publish(PATTERNS.created, { id: 'repeated' }, headers);
+          await apps.events.waitFor(1);
+          const consumer = await apps.spans.waitForOne(`process ${PATTERNS.created}`);
+          expectRoot(consumer);
+          expect([TRACE_ID, OTHER_TRACE_ID]).not.toContain(consumer.spanContext().traceId);
+          expect(apps.events.seen[0]?.traceId).toBe(consumer.spanContext().traceId);
         });
 
         it('accepts a traceparent padded with whitespace', async () => {
