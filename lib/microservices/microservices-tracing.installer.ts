@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { ModulesContainer } from '@nestjs/core';
 import type { Observable, Subscription } from 'rxjs';
 import { traceClientProxies } from '../client/client-proxy-tracing.js';
@@ -8,6 +9,8 @@ import { captureRpcExceptions } from './rpc-exception-capture.js';
 import { RpcServerTracer } from './rpc-server-tracer.js';
 
 const INSTALLED = Symbol.for('nestjs-tracing.server');
+const logger = new Logger('TracingModule');
+let warnedMqtt311 = false;
 
 type StartHook = (transportId: unknown, ctx: unknown, done: () => unknown) => unknown;
 type EndHook = (transportId: unknown, ctx: unknown) => void;
@@ -96,6 +99,8 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
     },
   });
 
+  warnOfMqtt311(pkg, candidate);
+
   const handleEvent = server.handleEvent;
   if (typeof handleEvent === 'function') {
     server.handleEvent = function (this: unknown, pattern, packet, ctx) {
@@ -103,4 +108,20 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       return handleEvent.call(this, pattern, packet, ctx);
     };
   }
+}
+
+/**
+ * An MQTT server that speaks MQTT 3.1.1 (mqtt.js's default) receives no user properties, so every
+ * message it handles starts a new trace: said once per process, as the MQTT clients say it.
+ */
+function warnOfMqtt311(pkg: MicroservicesPackage, server: unknown): void {
+  if (warnedMqtt311 || !(server instanceof pkg.ms.ServerMqtt)) return;
+  const options = (server as unknown as { options?: { protocolVersion?: unknown } }).options;
+  if (options?.protocolVersion === 5) return;
+  warnedMqtt311 = true;
+  logger.warn(
+    'An MQTT server speaks MQTT 3.1.1, which has no user properties: messages reach it without ' +
+      'their trace context and each starts a new trace. Set protocolVersion: 5 on the server and ' +
+      'its clients.',
+  );
 }

@@ -1,3 +1,5 @@
+import { Logger, Module, type LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import {
   ClientProxyFactory,
   MqttRecordBuilder,
@@ -7,6 +9,7 @@ import {
 import { trace } from '@opentelemetry/api';
 import mqtt, { type MqttClient } from 'mqtt';
 import { lastValueFrom } from 'rxjs';
+import { TracingModule } from '../../lib/index.js';
 import { expectChildOf } from '../../lib/testing/index.js';
 import {
   describeTransport,
@@ -101,3 +104,36 @@ describeTransport(
     });
   },
 );
+
+describe('an MQTT server left on MQTT 3.1.1', () => {
+  const warnings: string[] = [];
+  const logger: LoggerService = {
+    log: () => undefined,
+    error: () => undefined,
+    warn: (message: unknown) => void warnings.push(String(message)),
+  };
+  afterAll(() => Logger.overrideLogger(false));
+
+  @Module({ imports: [TracingModule.forRoot({ serviceName: 'mqtt-311', exporter: 'none' })] })
+  class Mqtt311Module {}
+
+  async function startAndClose(options: Record<string, unknown>): Promise<void> {
+    const app = await NestFactory.createMicroservice(Mqtt311Module, {
+      transport: Transport.MQTT,
+      options,
+      logger,
+    });
+    await app.listen();
+    await app.close();
+  }
+  const about311 = () => warnings.filter((w) => w.includes('MQTT 3.1.1'));
+
+  it('is told once that no trace context can reach it; one on MQTT 5 is not', async () => {
+    await startAndClose(OPTIONS);
+    expect(about311()).toEqual([]);
+    await startAndClose({ url: URL });
+    await startAndClose({ url: URL, protocolVersion: 4 });
+    expect(about311()).toHaveLength(1);
+    expect(about311()[0]).toMatch(/protocolVersion: 5/);
+  }, 30_000);
+});
