@@ -101,6 +101,10 @@ export class OtlpExportThread {
     const worker = this.worker;
     if (worker === undefined || this.failed) return;
     this.failed = true; // nothing more goes to this thread
+    // The thread is unref'd once drained: without this, a process with nothing else left to do
+    // (a server that has just closed) would exit while `app.close()` waits for the answer below,
+    // which then never settles (and Nest never re-raises the signal it is shutting down on).
+    worker.ref();
     if (this.ready) {
       await new Promise<void>((resolve) => {
         this.stopped = resolve;
