@@ -69,7 +69,7 @@ export interface HttpRequestState {
 type TracedRequest = IncomingMessage & {
   /** null: seen by the server's request listener and not traced (an ignored route). */
   [HTTP_STATE]?: HttpRequestState | null;
-  route?: { path?: unknown };
+  route?: unknown;
   baseUrl?: string;
   originalUrl?: string;
 };
@@ -261,11 +261,35 @@ function spanName(method: string, route: string): string {
   return name;
 }
 
+/**
+ * The handlers Nest's Express adapter serves a request that matches no route with. Under a global
+ * prefix it mounts one as a route (`*path` in a router at the prefix, and on the path of each
+ * excluded route): a request that reaches it matched nothing of the app's, and has no route.
+ */
+const notFoundHandlers = new WeakSet<object>();
+let notFoundRoutes = false;
+
+/** Notes a handler given to the adapter's `setNotFoundHandler`. */
+export function markNotFoundHandler(handler: unknown): void {
+  if (typeof handler !== 'function') return;
+  notFoundHandlers.add(handler);
+  notFoundRoutes = true;
+}
+
+type ExpressRoute = { path?: unknown; stack?: ArrayLike<{ handle?: unknown }> };
+
 /** Express keeps the matched route on the request; mounted routers add a base URL. */
 function expressRoute(req: TracedRequest): string | undefined {
-  const path = req.route?.path;
+  const route = req.route as ExpressRoute | undefined;
+  const path = route?.path;
   if (typeof path !== 'string') return undefined;
+  if (notFoundRoutes && isNotFoundRoute(route!)) return undefined;
   return req.baseUrl ? req.baseUrl + path : path;
+}
+
+function isNotFoundRoute(route: ExpressRoute): boolean {
+  const handle = route.stack?.[0]?.handle;
+  return typeof handle === 'function' && notFoundHandlers.has(handle);
 }
 
 function errorType(exception: unknown): string | undefined {

@@ -8,6 +8,7 @@ import {
   HTTP_STATE,
   HttpServerTracer,
   hookServerResponse,
+  markNotFoundHandler,
   reenter,
   type HttpRequestState,
 } from './http-server-tracer.js';
@@ -121,6 +122,16 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) =>
       reenter(req, next),
     );
+    // Under a global prefix, Nest serves unmatched requests from a route of its own (`*path`):
+    // its handler is noted so that such a request gets no route (named by its method only).
+    const withNotFound = adapter as { setNotFoundHandler?: (...args: unknown[]) => unknown };
+    const setNotFoundHandler = withNotFound.setNotFoundHandler;
+    if (typeof setNotFoundHandler === 'function') {
+      withNotFound.setNotFoundHandler = function (this: unknown, ...args: unknown[]) {
+        markNotFoundHandler(args[0]);
+        return setNotFoundHandler.apply(this, args);
+      };
+    }
   } else if (type === 'fastify') {
     const fastify = adapter.getInstance() as FastifyLike;
     fastify.addHook('preHandler', (request, _reply, done) => {

@@ -363,6 +363,18 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
     expect(server.name).toBe('GET /api/v1/orders/:id');
     expect(server.attributes['http.route']).toBe('/api/v1/orders/:id');
   });
+
+  it('names a request under the prefix that matches no route by its method only', async () => {
+    const spans = app!.get(TestSpans);
+    spans.reset();
+    const res = await fetch(`${url}/api/no/such/route`);
+    expect(res.status).toBe(404);
+    const server = await spans.waitForOne(/^GET/);
+    expect(server.name).toBe('GET');
+    expect(server.attributes['http.route']).toBeUndefined();
+    expect(server.attributes['url.path']).toBe('/api/no/such/route');
+    expect(server.attributes['http.response.status_code']).toBe(404);
+  });
 });
 
 describe.each(platforms)('edge cases on $name', (platform) => {
