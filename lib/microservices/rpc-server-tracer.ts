@@ -87,6 +87,13 @@ function processAttributes(system: string): Attributes {
   return attributes;
 }
 
+/**
+ * The gRPC status codes that make a SERVER span an error: UNKNOWN, DEADLINE_EXCEEDED,
+ * UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS. The client's span is an error for every
+ * code but OK.
+ */
+const GRPC_SERVER_ERRORS: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);
+
 /** The attributes of a gRPC call. */
 function grpcAttributes(method: string): Attributes {
   const attributes: Attributes = {};
@@ -171,11 +178,15 @@ export class RpcServerTracer {
     state.ended = true;
     this.states.delete(ctx);
     const span = state.span;
+    let failed = state.failed;
     if (state.grpc) {
-      const code = state.failed ? grpcStatusOfError(state.error) : 0;
+      const code = failed ? grpcStatusOfError(state.error) : 0;
       span.setAttribute(ATTR_RPC_STATUS_CODE, this.pkg.ms.GrpcStatus[code] ?? String(code));
+      // A status that blames the caller (NOT_FOUND, INVALID_ARGUMENT, ...) is no error of the
+      // server's, as an HTTP 4xx is not (OpenTelemetry's gRPC conventions).
+      failed &&= GRPC_SERVER_ERRORS.has(code);
     }
-    if (state.failed) {
+    if (failed) {
       const error = state.error;
       if (error instanceof Error || (typeof error === 'object' && error !== null)) {
         span.recordException(error as Error);

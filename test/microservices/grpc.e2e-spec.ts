@@ -8,6 +8,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import {
   ClientsModule,
@@ -109,6 +110,7 @@ class OrdersGrpcController {
   find(data: { id: string }): Order {
     if (data.id === 'missing')
       throw new RpcException({ code: grpc.status.NOT_FOUND, message: 'no order missing' });
+    if (data.id === 'broken') throw new Error('the order store is down');
     return { id: data.id, traceId: this.tracing.traceId() };
   }
 
@@ -266,20 +268,44 @@ describe('the gRPC transport', () => {
     });
   });
 
-  it('records a gRPC error status as a string on both sides, with the exception on the server', async () => {
-    const res = await get('/orders/find/missing');
-    expect(res.status).toBe(500);
+  /** The CLIENT and SERVER spans of one Find call. */
+  async function findSpans(): Promise<{ client: ReadableSpan; handler: ReadableSpan }> {
     const all = await spans.waitFor(
       (list) => list.filter((s) => s.name === METHOD('Find')).length === 2,
     );
     const client = all.find((s) => s.name === METHOD('Find') && s.kind === SpanKind.CLIENT)!;
     const handler = all.find((s) => s.name === METHOD('Find') && s.kind === SpanKind.SERVER)!;
     expectChildOf(handler, client);
+    return { client, handler };
+  }
+
+  it("records a status that blames the caller as a string on both sides, an error on the client's only", async () => {
+    const res = await get('/orders/find/missing');
+    expect(res.status).toBe(500);
+    const { client, handler } = await findSpans();
     expect(handler.attributes['rpc.status_code']).toBe('NOT_FOUND');
     expect(client.attributes['rpc.status_code']).toBe('NOT_FOUND');
-    expect(handler.status.code).toBe(SpanStatusCode.ERROR);
+    // OpenTelemetry's gRPC conventions: NOT_FOUND is the caller's error, as an HTTP 404 is.
+    expect(handler.status.code).toBe(SpanStatusCode.UNSET);
+    expect(handler.attributes['error.type']).toBeUndefined();
+    expect(handler.events.some((e) => e.name === 'exception')).toBe(false);
     expect(client.status.code).toBe(SpanStatusCode.ERROR);
-    expect(handler.events.some((e) => e.name === 'exception')).toBe(true);
+  });
+
+  it("records a server's failure (UNKNOWN) as an error on both sides, with the exception on the server", async () => {
+    const res = await get('/orders/find/broken');
+    expect(res.status).toBe(500);
+    const { client, handler } = await findSpans();
+    expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
+    expect(client.attributes['rpc.status_code']).toBe('UNKNOWN');
+    expect(handler.status).toEqual({
+      code: SpanStatusCode.ERROR,
+      message: 'the order store is down',
+    });
+    expect(handler.attributes['error.type']).toBe('Error');
+    const exception = handler.events.find((e) => e.name === 'exception');
+    expect(exception?.attributes?.['exception.message']).toBe('the order store is down');
+    expect(client.status.code).toBe(SpanStatusCode.ERROR);
   });
 
   it('ends the span of a server-streaming call after the last message, exactly once', async () => {
