@@ -36,7 +36,7 @@ import { TCP_SYSTEM, tcpSetter } from '../propagation/tcp.carrier.js';
 import { withSpan } from '../sdk/chain-context.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import type { MicroservicesPackage } from '../microservices/microservices-package.js';
-import { errorMessage, errorTypeOf } from '../microservices/rpc-errors.js';
+import { errorMessage, errorTypeOf, addExceptionEvent } from '../sdk/errors.js';
 import { clientTracingActive } from './client-tracing.state.js';
 
 const logger = new Logger('TracingModule');
@@ -553,9 +553,7 @@ class ReplyFollower implements Observer<unknown>, Unsubscribable {
 
 export function fail(span: Span, error: unknown): void {
   if (span.isRecording()) {
-    span.recordException(
-      typeof error === 'object' && error !== null ? (error as Error) : String(error),
-    );
+    addExceptionEvent(span, error);
     span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
   }

@@ -3,13 +3,13 @@ import {
   SpanStatusCode,
   type Attributes,
   type Context,
-  type Exception,
   type Span,
   type SpanKind,
   type SpanOptions,
 } from '@opentelemetry/api';
 import { finalize, isObservable, Observable, Subject, tap } from 'rxjs';
 import { withSpan } from '../sdk/chain-context.js';
+import { addExceptionEvent } from '../sdk/errors.js';
 import { getTracer } from '../sdk/tracer.js';
 
 /** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
@@ -200,7 +200,7 @@ export function traceMethod(
  * @internal
  */
 export function recordError(span: Span, err: unknown, setStatus = true): void {
-  span.recordException(asException(err));
+  addExceptionEvent(span, err);
   if (setStatus) span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
 }
 
@@ -510,15 +510,6 @@ class TracedAsyncIterator implements AsyncIterableIterator<unknown> {
 function failSpan(span: Span, err: unknown): void {
   recordError(span, err);
   span.end();
-}
-
-function asException(err: unknown): Exception {
-  // The SDK records nothing for an object with none of these fields, so fall back to a message.
-  if (typeof err === 'object' && err !== null) {
-    const { message, name, code } = err as { message?: unknown; name?: unknown; code?: unknown };
-    if (message || name || code) return err as Exception;
-  }
-  return messageOf(err);
 }
 
 function messageOf(err: unknown): string {

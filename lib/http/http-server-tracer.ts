@@ -34,6 +34,7 @@ import {
 } from '../propagation/http.carrier.js';
 import type { ResolvedHttpConfig } from '../sdk/tracing-config.js';
 import { EMPTY_CONTEXT, withSpan } from '../sdk/chain-context.js';
+import { errorMessage, errorTypeOf, addExceptionEvent } from '../sdk/errors.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
 
@@ -232,8 +233,9 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   const exception = state.exception;
   if (status >= 500) {
     if (exception !== undefined) {
-      span.recordException(exception as Error);
-      span.setAttribute(ATTR_ERROR_TYPE, errorType(exception) ?? String(status));
+      addExceptionEvent(span, exception);
+      const type = errorTypeOf(exception);
+      span.setAttribute(ATTR_ERROR_TYPE, type === '_OTHER' ? String(status) : type);
       span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(exception) });
     } else {
       span.setAttribute(ATTR_ERROR_TYPE, String(status));
@@ -290,16 +292,6 @@ function expressRoute(req: TracedRequest): string | undefined {
 function isNotFoundRoute(route: ExpressRoute): boolean {
   const handle = route.stack?.[0]?.handle;
   return typeof handle === 'function' && notFoundHandlers.has(handle);
-}
-
-function errorType(exception: unknown): string | undefined {
-  if (exception instanceof Error) return exception.constructor?.name || exception.name;
-  return undefined;
-}
-
-function errorMessage(exception: unknown): string | undefined {
-  if (exception instanceof Error) return exception.message;
-  return typeof exception === 'string' ? exception : undefined;
 }
 
 /** Node's own `ServerResponse#writeHead`, before {@link hookServerResponse}. */

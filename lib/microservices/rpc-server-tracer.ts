@@ -48,7 +48,7 @@ import {
 import { TCP_SYSTEM, tcpGetter } from '../propagation/tcp.carrier.js';
 import { EMPTY_CONTEXT, withSpan } from '../sdk/chain-context.js';
 import { startSpanWith } from '../sdk/tracer.js';
-import { errorMessage, errorTypeOf } from './rpc-errors.js';
+import { errorMessage, errorTypeOf, addExceptionEvent } from '../sdk/errors.js';
 import type { MicroservicesPackage } from './microservices-package.js';
 
 /** The tracing state of one message being processed by a Nest server. */
@@ -188,11 +188,7 @@ export class RpcServerTracer {
     }
     if (failed) {
       const error = state.error;
-      if (error instanceof Error || (typeof error === 'object' && error !== null)) {
-        span.recordException(error as Error);
-      } else {
-        span.recordException(String(error));
-      }
+      addExceptionEvent(span, error);
       span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
       span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
     }

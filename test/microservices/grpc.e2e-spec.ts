@@ -305,7 +305,12 @@ describe('the gRPC transport', () => {
     expect(handler.attributes['error.type']).toBe('Error');
     const exception = handler.events.find((e) => e.name === 'exception');
     expect(exception?.attributes?.['exception.message']).toBe('the order store is down');
+    expect(exception?.attributes?.['exception.type']).toBe('Error');
     expect(client.status.code).toBe(SpanStatusCode.ERROR);
+    // grpc-js's error carries the status number as `code`: not a type.
+    expect(client.events.find((e) => e.name === 'exception')?.attributes?.['exception.type']).toBe(
+      client.attributes['error.type'],
+    );
   });
 
   it('ends the span of a server-streaming call after the last message, exactly once', async () => {

@@ -249,6 +249,8 @@ export function describeTransport(
       expect(server.attributes['error.type']).toBe('RpcException');
       const exception = server.events.find((e) => e.name === 'exception');
       expect(exception?.attributes?.['exception.message']).toBe('payment refused');
+      // The event names the error as error.type does (RpcException keeps the name 'Error').
+      expect(exception?.attributes?.['exception.type']).toBe('RpcException');
       expect(client.status).toEqual({ code: SpanStatusCode.ERROR, message: 'payment refused' });
       expect(client.events.some((e) => e.name === 'exception')).toBe(true);
     });

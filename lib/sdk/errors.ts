@@ -1,0 +1,53 @@
+import type { Attributes, Span } from '@opentelemetry/api';
+import {
+  ATTR_EXCEPTION_MESSAGE,
+  ATTR_EXCEPTION_STACKTRACE,
+  ATTR_EXCEPTION_TYPE,
+} from '@opentelemetry/semantic-conventions';
+
+/**
+ * `error.type` of an error, and the `exception.type` of its event: a Node error's string code
+ * (`ECONNREFUSED`), else its class name (`RpcException`, `TypeError`), else its `name`; `_OTHER`
+ * for anything else. OpenTelemetry's `Span#recordException` takes any `code` first, a gRPC
+ * status number among them, and then `name`, which Nest's `RpcException` leaves at `Error`: the
+ * two attributes would name one error differently.
+ */
+export function errorTypeOf(error: unknown): string {
+  if (typeof error !== 'object' || error === null) return '_OTHER';
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && code !== '') return code;
+  if (error instanceof Error) return error.constructor?.name || error.name || '_OTHER';
+  const name = (error as { name?: unknown }).name;
+  return typeof name === 'string' && name !== '' ? name : '_OTHER';
+}
+
+/** A status message for an exception, an RPC error payload (`{ message }`) or a string. */
+export function errorMessage(error: unknown): string | undefined {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : undefined;
+}
+
+/**
+ * Adds the `exception` event of `error` to `span`: `exception.type` as {@link errorTypeOf} has
+ * it, the message and the stack. Anything with neither a type nor a message (a thrown string, a
+ * bare object) is recorded by its string form as the message.
+ */
+export function addExceptionEvent(span: Span, error: unknown): void {
+  const attributes: Attributes = {};
+  if (typeof error === 'object' && error !== null) {
+    const type = errorTypeOf(error);
+    if (type !== '_OTHER') attributes[ATTR_EXCEPTION_TYPE] = type;
+    const { message, stack } = error as { message?: unknown; stack?: unknown };
+    if (typeof message === 'string' && message !== '') attributes[ATTR_EXCEPTION_MESSAGE] = message;
+    if (typeof stack === 'string' && stack !== '') attributes[ATTR_EXCEPTION_STACKTRACE] = stack;
+  }
+  if (
+    attributes[ATTR_EXCEPTION_TYPE] === undefined &&
+    attributes[ATTR_EXCEPTION_MESSAGE] === undefined
+  ) {
+    attributes[ATTR_EXCEPTION_MESSAGE] = String(error);
+  }
+  span.addEvent('exception', attributes);
+}
