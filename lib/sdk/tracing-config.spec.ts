@@ -593,6 +593,27 @@ describe('resolveTracingConfig', () => {
       });
     });
 
+    describe('OTEL_RESOURCE_ATTRIBUTES', () => {
+      it.each([['a=b'], [' a = b , c=d%2Ce '], ['a=,b=1'], [',,a=b,'], ['']])(
+        'takes %p without a word',
+        (value) => {
+          expect(resolve({}, { OTEL_RESOURCE_ATTRIBUTES: value }).warnings).toEqual([]);
+        },
+      );
+
+      it.each([
+        ['a=b,broken', 'broken'],
+        ['a=b=c', 'a=b=c'],
+        ['=b', '=b'],
+        ['a=%E0%A4%A', 'a=%E0%A4%A'],
+        [`a=${'x'.repeat(256)}`, `a=${'x'.repeat(256)}`],
+      ])('says %p is ignored whole, naming the entry', (value, entry) => {
+        expect(resolve({}, { OTEL_RESOURCE_ATTRIBUTES: value }).warnings).toEqual([
+          `OTEL_RESOURCE_ATTRIBUTES entry '${entry}' is not a key=value pair (percent-encode ',' and '=', at most 255 characters each); the whole variable is ignored.`,
+        ]);
+      });
+    });
+
     describe('OTEL_SDK_DISABLED', () => {
       it.each([
         ['true', false],
@@ -603,6 +624,15 @@ describe('resolveTracingConfig', () => {
         ['', true],
       ])('%p → enabled %p', (value, enabled) => {
         expect(resolve({}, { OTEL_SDK_DISABLED: value }).enabled).toBe(enabled);
+      });
+
+      it('says so when the value is neither true nor false', () => {
+        expect(resolve({}, { OTEL_SDK_DISABLED: 'yes' }).warnings).toEqual([
+          "OTEL_SDK_DISABLED value 'yes' is neither 'true' nor 'false'; taken as false.",
+        ]);
+        for (const value of ['true', 'FALSE', '', ' ']) {
+          expect(resolve({}, { OTEL_SDK_DISABLED: value }).warnings).toEqual([]);
+        }
       });
 
       it('loses to the option in both directions', () => {

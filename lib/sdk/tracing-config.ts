@@ -140,7 +140,8 @@ export function resolveTracingConfig(
   checkKnownKeys(opts, OPTION_KEYS, 'options');
   const warnings: string[] = [];
 
-  const enabled = resolveEnabled(opts, env);
+  const enabled = resolveEnabled(opts, env, warnings);
+  checkEnvResourceAttributes(env, warnings);
   const serviceName =
     optionalString(opts.serviceName, 'serviceName') ?? nonEmpty(env.OTEL_SERVICE_NAME);
   const serviceVersion = optionalString(opts.serviceVersion, 'serviceVersion');
@@ -179,14 +180,55 @@ export function resolveTracingConfig(
   };
 }
 
-function resolveEnabled(opts: TracingModuleOptions, env: Env): boolean {
+function resolveEnabled(opts: TracingModuleOptions, env: Env, warnings: string[]): boolean {
   if (opts.enabled !== undefined) {
     if (typeof opts.enabled !== 'boolean') {
       throw new TracingConfigError(`enabled must be true or false, got ${describe(opts.enabled)}.`);
     }
     return opts.enabled;
   }
-  return env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true';
+  // A boolean variable is true only when it says so; anything but 'false' or nothing is said.
+  const disabled = env.OTEL_SDK_DISABLED?.trim().toLowerCase() ?? '';
+  if (disabled !== 'true' && disabled !== 'false' && disabled !== '') {
+    warnings.push(
+      `OTEL_SDK_DISABLED value '${env.OTEL_SDK_DISABLED}' is neither 'true' nor 'false'; taken as false.`,
+    );
+  }
+  return disabled !== 'true';
+}
+
+/** The longest key or value OpenTelemetry's resource detector takes from the variable. */
+const MAX_ENV_RESOURCE_LENGTH = 255;
+
+/**
+ * OpenTelemetry's resource detector reads `OTEL_RESOURCE_ATTRIBUTES` and drops a malformed value
+ * whole, saying so only at debug level. Checked here by the specification's rules (key=value
+ * pairs separated by commas, `,` and `=` percent-encoded, at most 255 characters each), so that
+ * the drop is logged as a warning like any other invalid `OTEL_*` value.
+ */
+function checkEnvResourceAttributes(env: Env, warnings: string[]): void {
+  const raw = env.OTEL_RESOURCE_ATTRIBUTES;
+  if (raw === undefined) return;
+  for (const entry of raw.split(',')) {
+    if (entry.trim() === '') continue;
+    const parts = entry.split('=');
+    let valid = parts.length === 2 && parts[0]!.trim() !== '';
+    if (valid) {
+      try {
+        valid = parts.every(
+          (part) => decodeURIComponent(part.trim()).length <= MAX_ENV_RESOURCE_LENGTH,
+        );
+      } catch {
+        valid = false;
+      }
+    }
+    if (!valid) {
+      warnings.push(
+        `OTEL_RESOURCE_ATTRIBUTES entry '${entry}' is not a key=value pair (percent-encode ',' and '=', at most ${MAX_ENV_RESOURCE_LENGTH} characters each); the whole variable is ignored.`,
+      );
+      return;
+    }
+  }
 }
 
 function resolveResourceAttributes(value: unknown): Attributes {
