@@ -499,6 +499,12 @@ describe('resolveTracingConfig', () => {
         new RegExp(`http\\.${key} must be an array of header names, e\\.g\\. \\['x-request-id'\\]`),
       );
     });
+
+    it('names the element that is no header name', () => {
+      expect(() => resolve({ http: { responseHeaders: ['content-type', 1] } })).toThrow(
+        "http.responseHeaders must be an array of header names, e.g. ['x-request-id']: http.responseHeaders[1] is 1.",
+      );
+    });
   });
 
   describe.each(['microservices', 'httpClient'] as const)('%s', (key) => {

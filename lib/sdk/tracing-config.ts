@@ -539,14 +539,18 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
   for (const key of ['requestHeaders', 'responseHeaders'] as const) {
     const v = value[key];
     if (v === undefined) continue;
-    if (
-      !Array.isArray(v) ||
-      v.some((h) => typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h))
-    ) {
+    if (!Array.isArray(v)) {
       throw new TracingConfigError(
         `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describe(v)}.`,
       );
     }
+    v.forEach((h: unknown, i) => {
+      if (typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h)) {
+        throw new TracingConfigError(
+          `http.${key} must be an array of header names, e.g. ['x-request-id']: http.${key}[${i}] is ${describe(h)}.`,
+        );
+      }
+    });
     http[key] = dedupe((v as string[]).map((h) => h.toLowerCase()));
   }
   return http;
