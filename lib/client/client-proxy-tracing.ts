@@ -356,17 +356,18 @@ function installDispatchHook(
 }
 
 /** Wraps the client's serializer (the application's own, if it set one) to add the context. */
-function installSerializer(client: TracedClient, inject: (out: unknown) => void): void {
+function installSerializer(client: TracedClient, inject: (out: unknown) => unknown): void {
   const current = client.serializer;
   if (current === undefined || (current as { [OUR_SERIALIZER]?: true })[OUR_SERIALIZER]) return;
   let inner = current;
+  // `inject` changes what the serializer made, or returns what goes out in its place.
   const add = (out: unknown): unknown => {
     try {
-      inject(out);
+      return inject(out) ?? out;
     } catch {
       // A message always goes out, traced or not.
+      return out;
     }
-    return out;
   };
   const wrapper = {
     [OUR_SERIALIZER]: true as const,
@@ -398,12 +399,16 @@ function injectRmq(out: unknown): void {
   serialized.options = { ...serialized.options, headers };
 }
 
-function injectKafka(out: unknown): void {
-  if (out === null || typeof out !== 'object') return;
+/**
+ * Nest's Kafka serializer hands back the application's own record object: the context goes out
+ * on a copy, so that a record sent again (from another request) carries nothing of this one's.
+ */
+function injectKafka(out: unknown): unknown {
+  if (out === null || typeof out !== 'object') return undefined;
   const serialized = out as { headers?: HeaderRecord };
   const headers: HeaderRecord = { ...serialized.headers };
   propagation.inject(context.active(), headers, kafkaSetter);
-  serialized.headers = headers;
+  return { ...serialized, headers };
 }
 
 function patternOf(client: TracedClient, pattern: unknown): string {

@@ -1,7 +1,15 @@
 import { Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientKafka, ServerKafka, type MicroserviceOptions } from '@nestjs/microservices';
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { firstValueFrom, lastValueFrom } from 'rxjs';
 import { TracingModule } from '../../lib/index.js';
 import {
@@ -171,6 +179,33 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
       'messaging.kafka.offset': offset,
       'messaging.kafka.message.key': 'order-1',
     });
+  });
+
+  it("sends a record object used twice with each send's own context, and leaves it as it was", async () => {
+    const record = { key: 'order-2', value: { id: 'k2' }, headers: { 'x-tenant': 'acme' } };
+    const withAlice = propagation.setBaggage(
+      context.active(),
+      propagation.createBaggage({ 'user.id': { value: 'alice' } }),
+    );
+    await context.with(withAlice, () =>
+      lastValueFrom(client.emit(PATTERNS.created, record), { defaultValue: undefined }),
+    );
+    await lastValueFrom(client.emit(PATTERNS.created, record), { defaultValue: undefined });
+    const [first, second] = clientProducer.sent.map((batch) => batch.messages[0]!);
+    const producers = spans.byName(`send ${PATTERNS.created}`);
+    expect(producers).toHaveLength(2);
+    const traceparentOf = (span: ReadableSpan) =>
+      `00-${span.spanContext().traceId}-${span.spanContext().spanId}-01`;
+    expect(first!.headers).toEqual({
+      'x-tenant': 'acme',
+      traceparent: traceparentOf(producers[0]!),
+      baggage: 'user.id=alice',
+    });
+    expect(second!.headers).toEqual({
+      'x-tenant': 'acme',
+      traceparent: traceparentOf(producers[1]!),
+    });
+    expect(record.headers).toEqual({ 'x-tenant': 'acme' });
   });
 
   it('send: a CLIENT span that ends with the reply, and a SERVER span between', async () => {
