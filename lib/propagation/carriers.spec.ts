@@ -331,6 +331,19 @@ describe('message attributes', () => {
     });
   });
 
+  it.each([
+    ['a schema-registry key (magic byte, then a schema id)', Buffer.from([0, 0, 0, 0, 7, 65])],
+    ['bytes that are no UTF-8', Buffer.from([0xc3, 0x28])],
+    ['a string with control characters', '\u0000\u0000\u0007id'],
+  ])('Kafka: leaves out %s, which has no canonical string form', (_label, key) => {
+    const attributes = {};
+    kafkaMessageAttributes({ offset: '1', key }, 0, attributes);
+    expect(attributes).toEqual({
+      'messaging.destination.partition.id': '0',
+      'messaging.kafka.offset': 1,
+    });
+  });
+
   it('MQTT: the packet id, and user properties only when an object', () => {
     const attributes = {};
     mqttMessageAttributes({ messageId: 12 }, attributes);

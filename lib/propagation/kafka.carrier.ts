@@ -1,4 +1,5 @@
 import type { Attributes } from '@opentelemetry/api';
+import { isUtf8 } from 'node:buffer';
 import { headerValue, recordGetter, recordSetter, type HeaderRecord } from './header-values.js';
 import {
   ATTR_MESSAGING_DESTINATION_PARTITION_ID,
@@ -31,6 +32,9 @@ export function kafkaHeaders(message: KafkaMessageLike | undefined): KafkaCarrie
 }
 
 /** Partition, offset and key of a consumed record. */
+// eslint-disable-next-line no-control-regex -- what makes a key binary
+const CONTROL_CHARACTER = /[\u0000-\u0008\u000e-\u001f\u007f\ufffd]/;
+
 export function kafkaMessageAttributes(
   message: KafkaMessageLike | undefined,
   partition: unknown,
@@ -40,6 +44,11 @@ export function kafkaMessageAttributes(
     into[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(partition);
   const offset = Number(headerValue(message?.offset));
   if (Number.isInteger(offset)) into[ATTR_MESSAGING_KAFKA_OFFSET] = offset;
-  const key = headerValue(message?.key);
-  if (typeof key === 'string' && key !== '') into[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+  const raw = message?.key;
+  if (raw instanceof Uint8Array && !isUtf8(raw)) return;
+  const key = headerValue(raw);
+  // A key with no canonical string form (binary: a schema registry's magic byte, say) is left out.
+  if (typeof key === 'string' && key !== '' && !CONTROL_CHARACTER.test(key)) {
+    into[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+  }
 }
