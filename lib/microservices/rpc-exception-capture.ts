@@ -1,6 +1,6 @@
 import { context } from '@opentelemetry/api';
 import type { MicroservicesPackage } from './microservices-package.js';
-import { RPC_SERVER_STATE, type RpcServerState } from './rpc-server-tracer.js';
+import { grpcStateOfArgs, RPC_SERVER_STATE, type RpcServerState } from './rpc-server-tracer.js';
 
 const PATCHED = Symbol.for('nestjs-tracing.rpc-exceptions-handler');
 
@@ -13,7 +13,8 @@ type Handle = (this: unknown, ...args: unknown[]) => unknown;
  * the handler returned that errors) reaches `RpcExceptionsHandler#handle` before any filter
  * turns it into a reply, and the server's processing end hook is told nothing of it. As on the
  * HTTP side, the method is wrapped once per process; the wrapper only notes the exception on the
- * message's tracing state, found in the active context, and hands over unchanged.
+ * message's tracing state, found in the active context (or, for a gRPC request stream whose
+ * error arrives outside it, by the call's metadata), and hands over unchanged.
  */
 export function captureRpcExceptions(pkg: MicroservicesPackage): void {
   const proto = pkg.RpcExceptionsHandler.prototype as unknown as {
@@ -25,7 +26,9 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
   Object.defineProperty(proto, PATCHED, { value: true });
   proto.handle = function handle(this: unknown, ...args: unknown[]) {
     const exception = args[0];
-    const state = context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined;
+    const state =
+      (context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined) ??
+      grpcStateOfArgs((args[1] as { getArgs?: () => unknown[] } | undefined)?.getArgs?.());
     if (state !== undefined && !state.failed && !state.ended) {
       state.failed = true;
       state.error = exception;

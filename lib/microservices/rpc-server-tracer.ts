@@ -65,6 +65,19 @@ export interface RpcServerState {
 /** Carries the state of the message being processed down to everything that runs for it. */
 export const RPC_SERVER_STATE = createContextKey('nestjs-tracing rpc server state');
 
+/**
+ * The state of each gRPC call by its `Metadata`, which Nest hands every handler as its second
+ * argument. An error a request-stream handler raises part-way reaches Nest's exception layer
+ * from grpc-js's `data` event, outside the call's context: the metadata still finds the call.
+ */
+const GRPC_STATES = new WeakMap<object, RpcServerState>();
+
+/** The state of the gRPC call whose handler got these arguments, if any. */
+export function grpcStateOfArgs(args: ArrayLike<unknown> | undefined): RpcServerState | undefined {
+  const metadata = args?.[1];
+  return metadata !== null && typeof metadata === 'object' ? GRPC_STATES.get(metadata) : undefined;
+}
+
 /** What is known of an inbound message before its span starts. */
 interface Inbound {
   name: string;
@@ -162,6 +175,10 @@ export class RpcServerTracer {
         ended: false,
       };
       this.states.set(endKeyOf(ctx), state);
+      const metadata = (ctx as { metadata?: unknown }).metadata;
+      if (inbound.grpc && metadata !== null && typeof metadata === 'object') {
+        GRPC_STATES.set(metadata, state);
+      }
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
       // Tracing never stops a message from being processed.

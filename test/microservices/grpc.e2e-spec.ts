@@ -125,6 +125,10 @@ class OrdersGrpcController {
   @GrpcStreamMethod('Orders', 'Upload')
   upload(orders: Observable<Order>): Observable<{ count: number; traceId: string | undefined }> {
     return orders.pipe(
+      map((order) => {
+        if (order.id === 'poison') throw new Error('a poisoned order');
+        return order;
+      }),
       toArray(),
       map((all) => ({ count: all.length, traceId: this.tracing.traceId() })),
     );
@@ -167,6 +171,11 @@ class GatewayController implements OnModuleInit {
   @Get('upload')
   upload(): Promise<{ count: number; traceId: string }> {
     return firstValueFrom(this.orders.upload(from([{ id: 'a' }, { id: 'b' }, { id: 'c' }])));
+  }
+
+  @Get('upload-poisoned')
+  uploadPoisoned(): Promise<{ count: number; traceId: string }> {
+    return firstValueFrom(this.orders.upload(from([{ id: 'a' }, { id: 'poison' }, { id: 'c' }])));
   }
 
   @Get('chat')
@@ -350,6 +359,25 @@ describe('the gRPC transport', () => {
     expectChildOf(handler, client);
     expectKind(handler, SpanKind.SERVER);
     expect(handler.attributes['rpc.status_code']).toBe('OK');
+  });
+
+  it("records an error a request stream raises part-way, outside the call's context", async () => {
+    const res = await get('/orders/upload-poisoned');
+    expect(res.status).toBe(500);
+    const all = await spans.waitFor(
+      (list) => list.filter((s) => s.name === METHOD('Upload')).length === 2,
+    );
+    const client = all.find((s) => s.name === METHOD('Upload') && s.kind === SpanKind.CLIENT)!;
+    const handler = all.find((s) => s.name === METHOD('Upload') && s.kind === SpanKind.SERVER)!;
+    expectChildOf(handler, client);
+    expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
+    expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: 'a poisoned order' });
+    expect(handler.attributes['error.type']).toBe('Error');
+    expect(
+      handler.events.find((e) => e.name === 'exception')?.attributes?.['exception.message'],
+    ).toBe('a poisoned order');
+    expect(client.attributes['rpc.status_code']).toBe('UNKNOWN');
+    expect(client.status.code).toBe(SpanStatusCode.ERROR);
   });
 
   it('keeps 200 concurrent calls in their own traces', async () => {
