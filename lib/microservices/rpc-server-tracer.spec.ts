@@ -1,5 +1,5 @@
 import { Transport } from '@nestjs/microservices';
-import { SpanKind, trace, type SpanContext } from '@opentelemetry/api';
+import { propagation, ROOT_CONTEXT, SpanKind, trace, type SpanContext } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { useOtelHarness } from '../../test/support/otel-harness.js';
@@ -82,6 +82,43 @@ describe('RpcServerTracer: a message from its start hook to its end hook', () =>
     expect(span.parentSpanContext?.spanId).toBe(PARENT_ID);
     expect(inside?.spanId).toBe(span.spanContext().spanId);
     expect(Reflect.ownKeys(request)).toEqual(['id']);
+  });
+
+  it.each([
+    ['SERVER', SpanKind.SERVER],
+    ['CONSUMER', SpanKind.CONSUMER],
+  ])(
+    'becomes the child of a %s span another instrumentation started for the message',
+    (_label, kind) => {
+      const tracer = new RpcServerTracer(pkg);
+      const metadata = new (pkg.grpcMetadata()!)();
+      metadata.set('traceparent', traceparent);
+      const call = { path: '/shop.Orders/Get', metadata, request: {} };
+      // What OpenTelemetry's gRPC instrumentation does: its span, from the same metadata, active.
+      const other = trace.getTracer('another-instrumentation');
+      const parent = propagation.extract(ROOT_CONTEXT, { traceparent });
+      other.startActiveSpan('grpc.shop.Orders/Get', { kind }, parent, (theirs) => {
+        tracer.start(Transport.GRPC, call, () => undefined);
+        tracer.end(call.request);
+        theirs.end();
+      });
+      const [ours, theirs] = exporter.getFinishedSpans();
+      expect(ours!.name).toBe('shop.Orders/Get');
+      expect(ours!.spanContext().traceId).toBe(TRACE_ID);
+      expect(ours!.parentSpanContext?.spanId).toBe(theirs!.spanContext().spanId);
+      expect(theirs!.parentSpanContext?.spanId).toBe(PARENT_ID);
+    },
+  );
+
+  it('continues the carrier, not an active span that is no inbound one', () => {
+    const tracer = new RpcServerTracer(pkg);
+    const ctx = new pkg.ms.TcpContext([undefined as never, 'sum', { traceparent }]);
+    trace.getTracer('app').startActiveSpan('a client call', { kind: SpanKind.CLIENT }, (span) => {
+      processMessage(tracer, ctx);
+      span.end();
+    });
+    const ours = exporter.getFinishedSpans().find((s) => s.name === 'process sum')!;
+    expect(ours.parentSpanContext?.spanId).toBe(PARENT_ID);
   });
 
   it('ends a span once when the end hook runs twice', () => {

@@ -4,6 +4,7 @@ import {
   propagation,
   SpanKind,
   SpanStatusCode,
+  trace,
   type Attributes,
   type Context,
   type Span,
@@ -136,6 +137,12 @@ function messagingInbound(
   };
 }
 
+/** A SERVER or CONSUMER span: active when a message's processing starts, another's. */
+function isInboundSpan(span: Span | undefined): boolean {
+  const kind = (span as { kind?: SpanKind } | undefined)?.kind;
+  return kind === SpanKind.SERVER || kind === SpanKind.CONSUMER;
+}
+
 /** Where to find a message's span at the end hook (gRPC reports the request object there). */
 function endKeyOf(ctx: object): object {
   const request = (ctx as { request?: unknown }).request;
@@ -165,7 +172,13 @@ export class RpcServerTracer {
     let spanContext: Context;
     try {
       const inbound = this.describe(transportId, ctx);
-      const parent = propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
+      // When another instrumentation (OpenTelemetry's gRPC or amqplib one, say) already started
+      // a span for this very message, the message's span becomes its child rather than its
+      // sibling; that span was started from the same carrier.
+      const active = context.active();
+      const parent = isInboundSpan(trace.getSpan(active))
+        ? active
+        : propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
       const span = startSpanWith(inbound.name, inbound.kind, inbound.attributes, parent);
       const state: RpcServerState = {
         span,
