@@ -120,7 +120,7 @@ describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
 
   it('exports the spans of every answered request before the process exits', async () => {
     const endpoint = await sink.start();
-    const script = fileURLToPath(new URL('./fixtures/sigterm-app.mjs', import.meta.url));
+    const script = fileURLToPath(new URL('./fixtures/shutdown-app.mjs', import.meta.url));
     const child = spawn(process.execPath, [script], {
       env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -158,9 +158,9 @@ describe('app.close() in a process with nothing else to do', () => {
 
   it('settles after exporting, from the export thread', async () => {
     const endpoint = await sink.start();
-    const script = fileURLToPath(new URL('./fixtures/close-app.mjs', import.meta.url));
+    const script = fileURLToPath(new URL('./fixtures/shutdown-app.mjs', import.meta.url));
     const child = spawn(process.execPath, [script], {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, REQUESTS: '3' },
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, CLOSE_AFTER: '3' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let output = '';
@@ -170,6 +170,7 @@ describe('app.close() in a process with nothing else to do', () => {
     expect({ code, output }).toEqual({ code: 0, output: 'closed\n' });
     const servers = sink.spans.filter((s) => s.name === 'GET /hello');
     expect(servers).toHaveLength(3);
-    expect(new Set(servers.map((s) => s.serviceName))).toEqual(new Set(['close-app']));
+    expect(new Set(servers.map((s) => s.serviceName))).toEqual(new Set(['shutdown-app']));
+    expect(sink.spans.filter((s) => s.name === 'HelloController.hello')).toHaveLength(3);
   });
 });
