@@ -277,13 +277,13 @@ describe('the gRPC transport', () => {
     });
   });
 
-  /** The CLIENT and SERVER spans of one Find call. */
-  async function findSpans(): Promise<{ client: ReadableSpan; handler: ReadableSpan }> {
+  /** The CLIENT and SERVER spans of one call of `name`; the second a child of the first. */
+  async function callSpans(name: string): Promise<{ client: ReadableSpan; handler: ReadableSpan }> {
     const all = await spans.waitFor(
-      (list) => list.filter((s) => s.name === METHOD('Find')).length === 2,
+      (list) => list.filter((s) => s.name === METHOD(name)).length === 2,
     );
-    const client = all.find((s) => s.name === METHOD('Find') && s.kind === SpanKind.CLIENT)!;
-    const handler = all.find((s) => s.name === METHOD('Find') && s.kind === SpanKind.SERVER)!;
+    const client = all.find((s) => s.name === METHOD(name) && s.kind === SpanKind.CLIENT)!;
+    const handler = all.find((s) => s.name === METHOD(name) && s.kind === SpanKind.SERVER)!;
     expectChildOf(handler, client);
     return { client, handler };
   }
@@ -291,7 +291,7 @@ describe('the gRPC transport', () => {
   it("records a status that blames the caller as a string on both sides, an error on the client's only", async () => {
     const res = await get('/orders/find/missing');
     expect(res.status).toBe(500);
-    const { client, handler } = await findSpans();
+    const { client, handler } = await callSpans('Find');
     expect(handler.attributes['rpc.status_code']).toBe('NOT_FOUND');
     expect(client.attributes['rpc.status_code']).toBe('NOT_FOUND');
     // OpenTelemetry's gRPC conventions: NOT_FOUND is the caller's error, as an HTTP 404 is.
@@ -304,7 +304,7 @@ describe('the gRPC transport', () => {
   it("records a server's failure (UNKNOWN) as an error on both sides, with the exception on the server", async () => {
     const res = await get('/orders/find/broken');
     expect(res.status).toBe(500);
-    const { client, handler } = await findSpans();
+    const { client, handler } = await callSpans('Find');
     expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
     expect(client.attributes['rpc.status_code']).toBe('UNKNOWN');
     expect(handler.status).toEqual({
@@ -351,12 +351,7 @@ describe('the gRPC transport', () => {
     // request's context, so no trace id is asserted on them (see the README); the span is.
     if (name === 'Upload') expect(body).toMatchObject({ count: 3 });
     else expect(body).toMatchObject([{ id: 'echo-x' }, { id: 'echo-y' }]);
-    const all = await spans.waitFor(
-      (list) => list.filter((s) => s.name === METHOD(name)).length === 2,
-    );
-    const client = all.find((s) => s.name === METHOD(name) && s.kind === SpanKind.CLIENT)!;
-    const handler = all.find((s) => s.name === METHOD(name) && s.kind === SpanKind.SERVER)!;
-    expectChildOf(handler, client);
+    const { handler } = await callSpans(name);
     expectKind(handler, SpanKind.SERVER);
     expect(handler.attributes['rpc.status_code']).toBe('OK');
   });
@@ -364,12 +359,7 @@ describe('the gRPC transport', () => {
   it("records an error a request stream raises part-way, outside the call's context", async () => {
     const res = await get('/orders/upload-poisoned');
     expect(res.status).toBe(500);
-    const all = await spans.waitFor(
-      (list) => list.filter((s) => s.name === METHOD('Upload')).length === 2,
-    );
-    const client = all.find((s) => s.name === METHOD('Upload') && s.kind === SpanKind.CLIENT)!;
-    const handler = all.find((s) => s.name === METHOD('Upload') && s.kind === SpanKind.SERVER)!;
-    expectChildOf(handler, client);
+    const { client, handler } = await callSpans('Upload');
     expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
     expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: 'a poisoned order' });
     expect(handler.attributes['error.type']).toBe('Error');
