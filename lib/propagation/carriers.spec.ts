@@ -19,7 +19,7 @@ import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './he
 import { formatTraceparent } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
 import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
-import { natsGetter, type NatsHeadersLike } from './nats.carrier.js';
+import { natsGetter, natsSetter, type NatsHeadersLike } from './nats.carrier.js';
 import { rmqHeaders, rmqMessageAttributes } from './rmq.carrier.js';
 import * as semconv from './semconv.js';
 import { isOwnSpanContext, PackageTracer, SPAN_LIMITS } from '../sdk/span.js';
@@ -184,6 +184,17 @@ describe('recordGetter / recordSetter (TCP, Redis, AMQP, Kafka, MQTT)', () => {
     expect(extracted({ traceparent: { not: 'a string' } }, recordGetter)).toBeUndefined();
   });
 
+  it('replaces the same name in another case, as a forwarded record would carry it', () => {
+    const carrier: Record<string, unknown> = { Traceparent: OTHER_TRACEPARENT, 'x-tenant': 'acme' };
+    w3c.inject(
+      trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 }),
+      carrier,
+      recordSetter,
+    );
+    expect(carrier).toEqual({ 'x-tenant': 'acme', traceparent: TRACEPARENT });
+    expect(extracted(carrier, recordGetter)).toMatchObject({ traceId: TRACE_ID });
+  });
+
   it('writes what a propagator injects', () => {
     const carrier: Record<string, unknown> = { 'x-tenant': 'acme' };
     const ctx = trace.setSpanContext(ROOT_CONTEXT, {
@@ -230,6 +241,25 @@ describe('natsGetter', () => {
     expect(
       extracted(headers({ traceparent: [TRACEPARENT], TRACEPARENT: [TRACEPARENT] }), natsGetter),
     ).toBeUndefined();
+  });
+});
+
+describe("natsSetter, on the NATS client library's own headers", () => {
+  it('replaces the same name in another case', async () => {
+    const { headers } = await import('@nats-io/transport-node');
+    const carrier = headers();
+    carrier.set('Traceparent', OTHER_TRACEPARENT);
+    carrier.set('x-tenant', 'acme');
+    w3c.inject(
+      trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 }),
+      carrier,
+      natsSetter,
+    );
+    expect(carrier.keys()).toEqual(['x-tenant', 'traceparent']);
+    expect(carrier.get('traceparent')).toBe(TRACEPARENT);
+    expect(extracted(carrier as unknown as NatsHeadersLike, natsGetter)).toMatchObject({
+      traceId: TRACE_ID,
+    });
   });
 });
 

@@ -7,7 +7,13 @@ import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
  */
 export function headerValue(value: unknown): string | string[] | undefined {
   if (typeof value === 'string') return value.trim();
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8').trim();
+  if (value instanceof Uint8Array) {
+    // Decoded where it lies: `Buffer.from(value)` would copy the bytes first.
+    const bytes = Buffer.isBuffer(value)
+      ? value
+      : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return bytes.toString('utf8').trim();
+  }
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
     return String(value);
   }
@@ -48,10 +54,12 @@ export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
   get: (carrier, key) => {
     if (carrier === undefined || carrier === null || typeof carrier !== 'object') return undefined;
     let found: string | undefined;
-    for (const name of Object.keys(carrier)) {
+    // `for...in` allocates no key list; inherited names are no headers.
+    for (const name in carrier) {
       // Lengths first: a message carries `traceparent` and is asked for `tracestate` and
       // `baggage` too, which no other length can match.
       if (name.length !== key.length || (name !== key && name.toLowerCase() !== key)) continue;
+      if (!Object.prototype.hasOwnProperty.call(carrier, name)) continue;
       const value = joinedHeaderValue(carrier[name]);
       if (value !== undefined) found = found === undefined ? value : `${found},${value}`;
     }
@@ -59,9 +67,19 @@ export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
   },
 };
 
-/** Writes into a plain header object. */
+/**
+ * Writes into a plain header object (always the package's own copy of the message's headers).
+ * The same name in another case goes first: a record forwarded with the headers it was consumed
+ * with (a retry, a dead-letter republish) would otherwise carry two `traceparent`s, which the
+ * next consumer reads as none.
+ */
 export const recordSetter: TextMapSetter<HeaderRecord> = {
   set: (carrier, key, value) => {
+    for (const name in carrier) {
+      if (name !== key && name.length === key.length && name.toLowerCase() === key.toLowerCase()) {
+        delete carrier[name];
+      }
+    }
     carrier[key] = value;
   },
 };

@@ -9,7 +9,7 @@ import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 export interface NatsHeadersLike {
   keys(): string[];
   values(key: string, match?: never): string[];
-  set(key: string, value: string): void;
+  set(key: string, value: string, match?: never): void;
 }
 
 /** How MsgHdrs spells "match the name regardless of case" (`Match.IgnoreCase`). */
@@ -26,7 +26,8 @@ export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
 };
 
 export const natsSetter: TextMapSetter<NatsHeadersLike> = {
-  set: (carrier, key, value) => carrier.set(key, value),
+  // Regardless of case: the same name in another case goes (see `recordSetter`).
+  set: (carrier, key, value) => carrier.set(key, value, IGNORE_CASE),
 };
 
 export const NATS_SYSTEM = 'nats';
