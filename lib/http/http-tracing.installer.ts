@@ -124,11 +124,20 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     );
     // Under a global prefix, Nest serves unmatched requests from a route of its own (`*path`):
     // its handler is noted so that such a request gets no route (named by its method only).
-    const withNotFound = adapter as { setNotFoundHandler?: (...args: unknown[]) => unknown };
+    // Without a prefix it is a middleware, and requests pay nothing for the check.
+    const withNotFound = adapter as {
+      setNotFoundHandler?: (...args: unknown[]) => unknown;
+      normalizePrefix?: (prefix: string) => string;
+    };
     const setNotFoundHandler = withNotFound.setNotFoundHandler;
     if (typeof setNotFoundHandler === 'function') {
       withNotFound.setNotFoundHandler = function (this: unknown, ...args: unknown[]) {
-        markNotFoundHandler(args[0]);
+        const prefix = typeof args[1] === 'string' ? args[1] : '';
+        const normalized =
+          typeof withNotFound.normalizePrefix === 'function'
+            ? withNotFound.normalizePrefix(prefix)
+            : prefix.replace(/^\/+|\/+$/g, '');
+        if (normalized) markNotFoundHandler(args[0]);
         return setNotFoundHandler.apply(this, args);
       };
     }
