@@ -1,4 +1,5 @@
 import { context } from '@opentelemetry/api';
+import { isObservable, tap } from 'rxjs';
 import type { MicroservicesPackage } from './microservices-package.js';
 import { grpcStateOfArgs, RPC_SERVER_STATE, type RpcServerState } from './rpc-server-tracer.js';
 
@@ -29,10 +30,20 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
     const state =
       (context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined) ??
       grpcStateOfArgs((args[1] as { getArgs?: () => unknown[] } | undefined)?.getArgs?.());
-    if (state !== undefined && !state.failed && !state.ended) {
-      state.failed = true;
-      state.error = exception;
-    }
-    return original.apply(this, args);
+    if (state === undefined || state.failed || state.ended) return original.apply(this, args);
+    state.failed = true;
+    state.error = exception;
+    const answer = original.apply(this, args);
+    // A gRPC call's status is what the exception layer (Nest's filter, or the app's) answers
+    // with, which grpc-js sends: noted as it goes out. Nothing else is changed.
+    if (!state.grpc || !isObservable(answer)) return answer;
+    return answer.pipe(
+      tap({
+        error: (sent: unknown) => {
+          state.sent = sent;
+          state.answered = true;
+        },
+      }),
+    );
   };
 }

@@ -17,7 +17,7 @@ import {
   ATTR_RPC_SYSTEM_NAME,
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
-import { grpcGetter, grpcMethodOf, grpcStatusOfError } from '../propagation/grpc.carrier.js';
+import { grpcGetter, grpcMethodOf, grpcStatusSent } from '../propagation/grpc.carrier.js';
 import { recordGetter } from '../propagation/header-values.js';
 import {
   KAFKA_SYSTEM,
@@ -60,6 +60,9 @@ export interface RpcServerState {
   /** The first exception Nest's RPC exception layer handled for this message. */
   error: unknown;
   failed: boolean;
+  /** What the exception layer answered with (gRPC: what grpc-js sends), once it did. */
+  sent: unknown;
+  answered: boolean;
   ended: boolean;
 }
 
@@ -185,6 +188,8 @@ export class RpcServerTracer {
         grpc: inbound.grpc,
         error: undefined,
         failed: false,
+        sent: undefined,
+        answered: false,
         ended: false,
       };
       this.states.set(endKeyOf(ctx), state);
@@ -210,7 +215,7 @@ export class RpcServerTracer {
     const span = state.span;
     let failed = state.failed;
     if (state.grpc) {
-      const code = failed ? grpcStatusOfError(state.error) : 0;
+      const code = failed ? grpcStatusSent(state.sent, state.answered, state.error) : 0;
       span.setAttribute(ATTR_RPC_STATUS_CODE, this.pkg.ms.GrpcStatus[code] ?? String(code));
       // A status that blames the caller (NOT_FOUND, INVALID_ARGUMENT, ...) is no error of the
       // server's, as an HTTP 4xx is not (OpenTelemetry's gRPC conventions).

@@ -13,6 +13,7 @@ import {
   grpcMethodOf,
   grpcSetter,
   grpcStatusOfError,
+  grpcStatusSent,
   grpcTargetOf,
 } from './grpc.carrier.js';
 import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './header-values.js';
@@ -330,6 +331,22 @@ describe('the gRPC carrier', () => {
     ['nothing at all', undefined, 2],
   ])('reads the status of %s', (_label, error, code) => {
     expect(grpcStatusOfError(error)).toBe(code);
+  });
+
+  it.each([
+    ['the code a filter answered with', { code: 5, message: 'x' }, true, new Error('x'), 5],
+    ["Nest's answer to a plain error", { status: 'error' }, true, new Error('x'), 2],
+    ['a code out of range', { code: 99 }, true, undefined, 2],
+    ["an RpcException's code, unanswered", undefined, false, { getError: () => ({ code: 7 }) }, 7],
+    [
+      "not a plain error's own code",
+      undefined,
+      false,
+      Object.assign(new Error('x'), { code: 5 }),
+      2,
+    ],
+  ])("names a server's answer by %s", (_label, sent, seen, exception, code) => {
+    expect(grpcStatusSent(sent, seen, exception)).toBe(code);
   });
 });
 

@@ -38,13 +38,37 @@ export function grpcMethodOf(path: unknown): string | undefined {
 /**
  * The gRPC status an error carries: grpc-js errors and Nest's `RpcException({ code })` put a
  * numeric `code` on the error or its payload; anything else reaches a gRPC client as UNKNOWN.
+ * (What a client received; a server's answer is {@link grpcStatusSent}.)
  */
 export function grpcStatusOfError(error: unknown): number {
   for (const candidate of [error, (error as { getError?: () => unknown })?.getError?.()]) {
-    const code = (candidate as { code?: unknown } | null | undefined)?.code;
-    if (typeof code === 'number' && Number.isInteger(code) && code >= 0) return code;
+    const code = statusCode((candidate as { code?: unknown } | null | undefined)?.code);
+    if (code !== undefined) return code;
   }
   return 2;
+}
+
+/**
+ * The status a Nest gRPC server answers with, from what its exception layer handed grpc-js (the
+ * `sent` value; Nest's own filter turns anything but an `RpcException` into an UNKNOWN "Internal
+ * server error") or, when that was not seen, from the exception itself: the code of an
+ * `RpcException`'s payload, else UNKNOWN. A `code` on any other error (a database driver's, a
+ * downstream call's rethrown) is not what the client got.
+ */
+export function grpcStatusSent(sent: unknown, seen: boolean, exception: unknown): number {
+  if (seen) {
+    const code = statusCode((sent as { code?: unknown } | null | undefined)?.code);
+    return code ?? 2;
+  }
+  const payload = (exception as { getError?: () => unknown } | null | undefined)?.getError?.();
+  return statusCode((payload as { code?: unknown } | null | undefined)?.code) ?? 2;
+}
+
+/** A gRPC status code (0 to 16), or undefined. */
+function statusCode(code: unknown): number | undefined {
+  return typeof code === 'number' && Number.isInteger(code) && code >= 0 && code <= 16
+    ? code
+    : undefined;
 }
 
 /**

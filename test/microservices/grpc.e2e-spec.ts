@@ -111,6 +111,11 @@ class OrdersGrpcController {
     if (data.id === 'missing')
       throw new RpcException({ code: grpc.status.NOT_FOUND, message: 'no order missing' });
     if (data.id === 'broken') throw new Error('the order store is down');
+    // A driver's error code, and a downstream call's status rethrown: not what the client gets.
+    if (data.id === 'duplicate')
+      throw Object.assign(new Error('E11000 duplicate'), { code: 11000 });
+    if (data.id === 'downstream')
+      throw Object.assign(new Error('5 NOT_FOUND: no stock'), { code: grpc.status.NOT_FOUND });
     return { id: data.id, traceId: this.tracing.traceId() };
   }
 
@@ -300,6 +305,21 @@ describe('the gRPC transport', () => {
     expect(handler.events.some((e) => e.name === 'exception')).toBe(false);
     expect(client.status.code).toBe(SpanStatusCode.ERROR);
   });
+
+  it.each([
+    ['a code of its own', 'duplicate', 'E11000 duplicate'],
+    ["a downstream call's status", 'downstream', '5 NOT_FOUND: no stock'],
+  ])(
+    'records the status the client got (UNKNOWN) for a plain error with %s',
+    async (_label, id, message) => {
+      expect((await get(`/orders/find/${id}`)).status).toBe(500);
+      const { client, handler } = await callSpans('Find');
+      // Nest's exception filter answers anything but an RpcException with UNKNOWN.
+      expect(client.attributes['rpc.status_code']).toBe('UNKNOWN');
+      expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
+      expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message });
+    },
+  );
 
   it("records a server's failure (UNKNOWN) as an error on both sides, with the exception on the server", async () => {
     const res = await get('/orders/find/broken');
