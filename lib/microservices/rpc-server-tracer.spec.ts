@@ -110,6 +110,22 @@ describe('RpcServerTracer: a message from its start hook to its end hook', () =>
     },
   );
 
+  it.each([
+    ['has ended (active where the server connected)', 'ended'],
+    ['is in another trace than the message', 'other-trace'],
+  ])('continues the carrier, not an active SERVER span that %s', (_label, kind) => {
+    const tracer = new RpcServerTracer(pkg);
+    const ctx = new pkg.ms.TcpContext([undefined as never, 'sum', { traceparent }]);
+    trace.getTracer('app').startActiveSpan('GET /start', { kind: SpanKind.SERVER }, (span) => {
+      if (kind === 'ended') span.end();
+      processMessage(tracer, ctx);
+      if (kind !== 'ended') span.end();
+    });
+    const ours = exporter.getFinishedSpans().find((s) => s.name === 'process sum')!;
+    expect(ours.spanContext().traceId).toBe(TRACE_ID);
+    expect(ours.parentSpanContext?.spanId).toBe(PARENT_ID);
+  });
+
   it('continues the carrier, not an active span that is no inbound one', () => {
     const tracer = new RpcServerTracer(pkg);
     const ctx = new pkg.ms.TcpContext([undefined as never, 'sum', { traceparent }]);

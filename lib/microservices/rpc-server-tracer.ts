@@ -140,10 +140,20 @@ function messagingInbound(
   };
 }
 
-/** A SERVER or CONSUMER span: active when a message's processing starts, another's. */
-function isInboundSpan(span: Span | undefined): boolean {
+/**
+ * Whether the span active when a message's processing starts is one another instrumentation
+ * (OpenTelemetry's gRPC or amqplib one, say) started for this very message, which the message's
+ * span then becomes a child of, rather than its sibling: a SERVER or CONSUMER span, still open,
+ * in the trace the message carries (it was started from the same carrier). A span that was
+ * merely active where the server connected (a broker connection opened inside a request,
+ * whose callbacks `AsyncLocalStorage` keeps in that request's context) is none of these.
+ */
+function startedForThisMessage(span: Span | undefined, extracted: Context): boolean {
   const kind = (span as { kind?: SpanKind } | undefined)?.kind;
-  return kind === SpanKind.SERVER || kind === SpanKind.CONSUMER;
+  if (kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) return false;
+  if (!span!.isRecording()) return false;
+  const carried = trace.getSpanContext(extracted);
+  return carried === undefined || carried.traceId === span!.spanContext().traceId;
 }
 
 /** Where to find a message's span at the end hook (gRPC reports the request object there). */
@@ -175,13 +185,9 @@ export class RpcServerTracer {
     let spanContext: Context;
     try {
       const inbound = this.describe(transportId, ctx);
-      // When another instrumentation (OpenTelemetry's gRPC or amqplib one, say) already started
-      // a span for this very message, the message's span becomes its child rather than its
-      // sibling; that span was started from the same carrier.
+      const extracted = propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
       const active = context.active();
-      const parent = isInboundSpan(trace.getSpan(active))
-        ? active
-        : propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
+      const parent = startedForThisMessage(trace.getSpan(active), extracted) ? active : extracted;
       const span = startSpanWith(inbound.name, inbound.kind, inbound.attributes, parent);
       const state: RpcServerState = {
         span,
