@@ -199,9 +199,11 @@ export class RpcServerTracer {
         ended: false,
       };
       this.states.set(endKeyOf(ctx), state);
-      const metadata = (ctx as { metadata?: unknown }).metadata;
-      if (inbound.grpc && metadata !== null && typeof metadata === 'object') {
-        GRPC_STATES.set(metadata, state);
+      // Request streams only (a unary or server-streaming call has its request, and its errors
+      // arrive in its context).
+      const call = ctx as { metadata?: unknown; request?: unknown };
+      if (inbound.grpc && call.request === undefined && typeof call.metadata === 'object') {
+        if (call.metadata !== null) GRPC_STATES.set(call.metadata, state);
       }
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {

@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import type { Attributes, Span } from '@opentelemetry/api';
 import { addExceptionEvent, errorMessage, errorTypeOf } from './errors.js';
 
@@ -21,6 +22,16 @@ describe('errorTypeOf (error.type, exception.type)', () => {
     ['the class before a name of its own', new NamedError('x'), 'NamedError'],
     ['a built-in class', new TypeError('x'), 'TypeError'],
     ['not a numeric code (a gRPC status)', Object.assign(new Error('x'), { code: 5 }), 'Error'],
+    [
+      "not a library's code of another shape",
+      Object.assign(new RpcLikeException('x'), { code: 'P2002' }),
+      'RpcLikeException',
+    ],
+    [
+      "Node's ERR_ codes",
+      Object.assign(new TypeError('x'), { code: 'ERR_INVALID_ARG_TYPE' }),
+      'ERR_INVALID_ARG_TYPE',
+    ],
     ["a plain object's name", { name: 'Payload', message: 'x' }, 'Payload'],
     ['nothing for a plain object without a name', { code: 5, message: 'x' }, '_OTHER'],
     ['nothing for a string', 'boom', '_OTHER'],
@@ -41,6 +52,7 @@ describe('addExceptionEvent', () => {
   function recorded(error: unknown): { name: string; attributes: Attributes | undefined } {
     const events: Array<{ name: string; attributes: Attributes | undefined }> = [];
     const span = {
+      isRecording: () => true,
       addEvent: (name: string, attributes?: Attributes) => events.push({ name, attributes }),
     } as unknown as Span;
     addExceptionEvent(span, error);
@@ -66,5 +78,16 @@ describe('addExceptionEvent', () => {
     });
     expect(recorded('boom').attributes).toEqual({ 'exception.message': 'boom' });
     expect(recorded({}).attributes).toEqual({ 'exception.message': '[object Object]' });
+    // No prototype, so no toString: still recorded, never thrown.
+    expect(recorded(Object.create(null)).attributes).toEqual({
+      'exception.message': '[object Object]',
+    });
+  });
+
+  it('records nothing on a span that records nothing', () => {
+    const addEvent = jest.fn();
+    const span = { isRecording: () => false, addEvent } as unknown as Span;
+    addExceptionEvent(span, new Error('x'));
+    expect(addEvent).not.toHaveBeenCalled();
   });
 });

@@ -5,6 +5,9 @@ import {
   ATTR_EXCEPTION_TYPE,
 } from '@opentelemetry/semantic-conventions';
 
+/** The shape of Node's error codes (`ECONNREFUSED`, `ERR_INVALID_ARG_TYPE`). */
+const NODE_ERROR_CODE = /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/;
+
 /**
  * `error.type` of an error, and the `exception.type` of its event: a Node error's string code
  * (`ECONNREFUSED`), else its class name (`RpcException`, `TypeError`), else its `name`; `_OTHER`
@@ -15,7 +18,7 @@ import {
 export function errorTypeOf(error: unknown): string {
   if (typeof error !== 'object' || error === null) return '_OTHER';
   const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && code !== '') return code;
+  if (typeof code === 'string' && NODE_ERROR_CODE.test(code)) return code;
   if (error instanceof Error) return error.constructor?.name || error.name || '_OTHER';
   const name = (error as { name?: unknown }).name;
   return typeof name === 'string' && name !== '' ? name : '_OTHER';
@@ -35,6 +38,8 @@ export function errorMessage(error: unknown): string | undefined {
  * bare object) is recorded by its string form as the message.
  */
 export function addExceptionEvent(span: Span, error: unknown): void {
+  // Nothing to record on a span that records nothing (and a stack is dear to format).
+  if (!span.isRecording()) return;
   const attributes: Attributes = {};
   if (typeof error === 'object' && error !== null) {
     const type = errorTypeOf(error);
@@ -47,7 +52,16 @@ export function addExceptionEvent(span: Span, error: unknown): void {
     attributes[ATTR_EXCEPTION_TYPE] === undefined &&
     attributes[ATTR_EXCEPTION_MESSAGE] === undefined
   ) {
-    attributes[ATTR_EXCEPTION_MESSAGE] = String(error);
+    attributes[ATTR_EXCEPTION_MESSAGE] = textOf(error);
   }
   span.addEvent('exception', attributes);
+}
+
+/** `String(value)`, which throws for an object with no prototype or a throwing `toString`. */
+function textOf(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
