@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
-import { OtlpExportThread, type SendInProcess } from './otlp-export-thread.js';
+import { OtlpExportThread, STOP_WAIT_MS, type SendInProcess } from './otlp-export-thread.js';
 import { createExporter } from './tracing-sdk.js';
 
 /** Node publishes every `http.request` made on this thread here (not a worker's). */
@@ -174,6 +174,28 @@ describe('OtlpExportThread', () => {
     expect(inProcess.map((r) => [...r.body])).toEqual([[2]]);
     expect(received).toHaveLength(1);
   });
+
+  it(
+    'shutdown stops a thread that never answers its stop',
+    async () => {
+      // Ready, answers exports, ignores the stop.
+      const deaf = new URL(
+        'data:text/javascript,' +
+          encodeURIComponent(
+            "import { parentPort } from 'node:worker_threads';" +
+              'parentPort.postMessage({ ready: true });' +
+              "parentPort.on('message', (m) => { if ('id' in m) parentPort.postMessage({ id: m.id, ok: true }); });",
+          ),
+      );
+      const t = thread(deaf);
+      expect((await send(t, Buffer.from([1]))).code).toBe(ExportResultCode.SUCCESS);
+      // Settles (it never did), and the thread is gone: what is sent now goes in-process.
+      await t.shutdown();
+      await send(t, Buffer.from([2]));
+      expect(inProcess.map((r) => [...r.body])).toEqual([[2]]);
+    },
+    STOP_WAIT_MS + 5000,
+  );
 
   it('a thread that cannot start: its requests and later ones go in-process, with a warning', async () => {
     const warned = warnings();

@@ -29,6 +29,9 @@ interface Request {
   done: Done;
 }
 
+/** How long shutdown waits for the thread to answer its stop before terminating it. */
+export const STOP_WAIT_MS = 2000;
+
 /** The body of a request the thread has (only unsent bodies are ever sent again, in-process). */
 const SENT = new Uint8Array(0);
 
@@ -107,7 +110,13 @@ export class OtlpExportThread {
     worker.ref();
     if (this.ready) {
       await new Promise<void>((resolve) => {
-        this.stopped = resolve;
+        // A thread that does not answer (stuck in a request) is stopped all the same: referenced
+        // now, it would otherwise hold the process open for good.
+        const timer = setTimeout(resolve, STOP_WAIT_MS);
+        this.stopped = () => {
+          clearTimeout(timer);
+          resolve();
+        };
         worker.postMessage({ shutdown: true } satisfies ToWorker);
       });
     }
