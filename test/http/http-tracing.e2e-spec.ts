@@ -377,6 +377,34 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
   });
 });
 
+describe.each(platforms)('a global prefix with an excluded route on $name', (platform) => {
+  let app: INestApplication | undefined;
+  let url: string;
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('names the excluded route by its template, and a method it lacks by the method only', async () => {
+    ({ app, url } = await startApp(
+      platform,
+      [TracingTestingModule.forRoot(), HttpTestModule],
+      (a) => a.setGlobalPrefix('api', { exclude: ['hello'] }),
+    ));
+    const spans = app.get(TestSpans);
+    expect((await fetch(`${url}/hello`)).status).toBe(200);
+    const served = await spans.waitForOne('GET /hello');
+    expect(served.attributes['http.route']).toBe('/hello');
+    spans.reset();
+    // Only GET /hello exists: Nest answers a POST there from its not-found handler.
+    expect((await fetch(`${url}/hello`, { method: 'POST' })).status).toBe(404);
+    const missed = await spans.waitForOne(/^POST/);
+    expect(missed.name).toBe('POST');
+    expect(missed.attributes['http.route']).toBeUndefined();
+    expect(missed.attributes['http.response.status_code']).toBe(404);
+  });
+});
+
 describe.each(platforms)('edge cases on $name', (platform) => {
   const ctx = useTracedApp(platform, [
     TracingTestingModule.forRoot({
