@@ -24,6 +24,7 @@ import {
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
+import { isTracingSuppressed, suppressTracing } from '@opentelemetry/core';
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -398,12 +399,27 @@ function serverTimingKey(headers: OutgoingHttpHeaders): string {
 /** Runs `next` with the request's SERVER span active (after async body parsing lost it). */
 export function reenter(req: TracedRequest, next: () => void): void {
   const state = req[HTTP_STATE];
+  if (state === null) {
+    runUntraced(next);
+    return;
+  }
   // Usually the context survived: entering it again would cost a context switch per request.
-  if (state == null || state.ended || context.active() === state.context) {
+  if (state === undefined || state.ended || context.active() === state.context) {
     next();
     return;
   }
   context.with(state.context, next);
+}
+
+/**
+ * Runs the rest of a request the package does not trace (an ignored route) with tracing
+ * suppressed, as OpenTelemetry's HTTP instrumentation does for the requests it ignores: the
+ * spans its middleware and handler would start (`@Trace`, outbound calls) would otherwise be
+ * exported as roots of traces of their own, one per health check.
+ */
+export function runUntraced<T>(fn: () => T): T {
+  const active = context.active();
+  return isTracingSuppressed(active) ? fn() : context.with(suppressTracing(active), fn);
 }
 
 /** The tracing state of a request, if it is traced. */

@@ -10,6 +10,7 @@ import {
   hookServerResponse,
   markNotFoundHandler,
   reenter,
+  runUntraced,
   type HttpRequestState,
 } from './http-server-tracer.js';
 
@@ -102,7 +103,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     let state: HttpRequestState | undefined;
     try {
       const early = rawReq[HTTP_STATE];
-      state = early === undefined ? tracer.start(rawReq, rawRes) : (early ?? undefined);
+      state = early === undefined ? tracer.start(rawReq, rawRes, true) : (early ?? undefined);
       // Fastify has routed the request already; keep the route even if body parsing fails.
       if (state !== undefined && rawReq !== req)
         state.route = (req as FastifyLikeRequest).routeOptions?.url;
@@ -110,12 +111,15 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
       // Tracing must never fail a request (e.g. an http.ignore predicate that throws).
       reportOnce(error);
     }
+    // An ignored request (null) runs with tracing suppressed.
+    const untraced = state === undefined && rawReq[HTTP_STATE] === null;
     if (previous !== undefined) {
       const run = () => previous.call(this, req, res, done);
-      return state === undefined ? run() : context.with(state.context, run);
+      if (state !== undefined) return context.with(state.context, run);
+      return untraced ? runUntraced(run) : run();
     }
-    if (state === undefined) return done();
-    return context.with(state.context, done);
+    if (state !== undefined) return context.with(state.context, done);
+    return untraced ? runUntraced(done) : done();
   });
 
   if (type === 'express') {
@@ -145,7 +149,8 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     const fastify = adapter.getInstance() as FastifyLike;
     fastify.addHook('preHandler', (request, _reply, done) => {
       const state = request.raw[HTTP_STATE];
-      if (state == null) return done();
+      if (state === null) return runUntraced(done);
+      if (state === undefined) return done();
       state.route ??= request.routeOptions?.url;
       if (context.active() === state.context) return done();
       context.with(state.context, done);

@@ -245,17 +245,12 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     // A traced request after them, to know the ignored ones had their chance to end.
     await fetch(`${url}/hello`);
     await serverSpan('GET /hello');
-    // (The app's own middleware still makes its spans; the request just has no SERVER span.)
     expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual(['GET /hello']);
-    expect(
-      spans
-        .byName('middleware.run')
-        .every(
-          (s) =>
-            s.parentSpanContext === undefined ||
-            s.spanContext().traceId === spans.one('GET /hello').spanContext().traceId,
-        ),
-    ).toBe(true);
+    // Nor do the spans the app's middleware starts for them (tracing is suppressed there):
+    // every span exported is the traced request's.
+    const traced = spans.one('GET /hello').spanContext().traceId;
+    expect(spans.byName('middleware.run').length).toBeGreaterThan(0);
+    expect(spans.all().filter((s) => s.spanContext().traceId !== traced)).toEqual([]);
   });
 
   it('answers with traceresponse and Server-Timing matching the exported span', async () => {
