@@ -221,8 +221,14 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   }
   // end() not called before the connection closed. (A response that was ended
   // but not flushed, as with Fastify's inject(), is complete.)
-  const aborted = !res.writableEnded;
+  let aborted = !res.writableEnded;
   const status = res.statusCode;
+  // Or ended on a connection the client had already closed: body-parser answers an upload the
+  // client abandoned with a 400 nobody receives. Only error statuses are checked (that is where
+  // it happens), which spares every other request the reads.
+  if (!aborted && status >= 400 && !res.writableFinished && res.socket?.destroyed === true) {
+    aborted = true;
+  }
   if (!aborted || res.headersSent) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   for (const [name, key] of state.responseHeaders) {
     const value = res.getHeader(name) ?? state.headerObject?.[name];

@@ -311,6 +311,28 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(spans.byName('GET /slow')).toHaveLength(1);
   });
 
+  it('marks a request whose client abandoned its upload as aborted', async () => {
+    // Half a declared body, then the connection closes: the body parser answers with an error
+    // status on a connection that is gone.
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${url}/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': '100000' },
+      });
+      req.on('error', () => resolve());
+      req.write(`{"a":"${'x'.repeat(1000)}`);
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200);
+    });
+    // (Express names it by the method only: the request never reached its route.)
+    const server = await spans.waitForOne(/^POST/);
+    expect(server.attributes['url.path']).toBe('/echo');
+    expect(server.attributes['error.type']).toBe('aborted');
+    expect(server.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
   it('keeps 200 concurrent requests in their own traces', async () => {
     const ids = Array.from({ length: 200 }, (_, i) => `f${i.toString(16).padStart(31, '0')}`);
     await Promise.all(
