@@ -106,7 +106,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
       state = early === undefined ? tracer.start(rawReq, rawRes, true) : (early ?? undefined);
       // Fastify has routed the request already; keep the route even if body parsing fails.
       if (state !== undefined && rawReq !== req)
-        state.route = (req as FastifyLikeRequest).routeOptions?.url;
+        state.route = fastifyRoute((req as FastifyLikeRequest).routeOptions?.url);
     } catch (error) {
       // Tracing must never fail a request (e.g. an http.ignore predicate that throws).
       reportOnce(error);
@@ -151,10 +151,19 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
       const state = request.raw[HTTP_STATE];
       if (state === null) return runUntraced(done);
       if (state === undefined) return done();
-      state.route ??= request.routeOptions?.url;
+      state.route ??= fastifyRoute(request.routeOptions?.url);
       if (context.active() === state.context) return done();
       context.with(state.context, done);
     });
   }
   return true;
+}
+
+/**
+ * A Fastify route's template as `http.route`. Nest's routes all start with `/`; a plugin's
+ * catch-all does not (`@fastify/cors` answers every preflight from `OPTIONS *`), and is no route
+ * of the app's: such a request is named by its method, as on Express.
+ */
+function fastifyRoute(url: string | undefined): string | undefined {
+  return url !== undefined && url.startsWith('/') ? url : undefined;
 }

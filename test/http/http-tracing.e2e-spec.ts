@@ -394,6 +394,32 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
   });
 });
 
+describe.each(platforms)('CORS preflights on $name', (platform) => {
+  let app: INestApplication | undefined;
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('names a preflight by its method: the CORS catch-all is no route of the app', async () => {
+    let url: string;
+    ({ app, url } = await startApp(
+      platform,
+      [TracingTestingModule.forRoot(), HttpTestModule],
+      (a) => a.enableCors(),
+    ));
+    const spans = app.get(TestSpans);
+    const res = await fetch(`${url}/hello`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://example.test', 'access-control-request-method': 'GET' },
+    });
+    expect(res.status).toBeLessThan(300);
+    const preflight = await spans.waitForOne(/^OPTIONS/);
+    expect(preflight.name).toBe('OPTIONS');
+    expect(preflight.attributes['http.route']).toBeUndefined();
+  });
+});
+
 describe.each(platforms)('a global prefix with an excluded route on $name', (platform) => {
   let app: INestApplication | undefined;
   let url: string;
