@@ -25,7 +25,12 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import { isTracingSuppressed, suppressTracing } from '@opentelemetry/core';
-import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import {
+  ServerResponse,
+  type IncomingMessage,
+  type OutgoingHttpHeader,
+  type OutgoingHttpHeaders,
+} from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import {
   appendServerTiming,
@@ -350,13 +355,20 @@ function hookOwnWriteHead(res: TracedResponse): void {
 function beforeHeaders(
   res: TracedResponse,
   state: HttpRequestState,
-  args: ArrayLike<unknown>,
+  args: { [index: number]: unknown; readonly length: number },
 ): void {
   state.hookHeaders = false;
   try {
-    const candidate = typeof args[1] === 'string' ? args[2] : args[1];
+    const at = typeof args[1] === 'string' ? 2 : 1;
+    const candidate = args[at];
+    if (Array.isArray(candidate)) {
+      // A raw header list: Node drops every header it names before adding its values, so a
+      // Server-Timing set on the response would go. Ours goes into a copy of the list instead.
+      if (state.traceResponse) args[at] = withTraceHeadersInList(res, state.span, candidate);
+      return;
+    }
     const headerObject =
-      candidate !== null && typeof candidate === 'object' && !Array.isArray(candidate)
+      candidate !== null && typeof candidate === 'object'
         ? (candidate as OutgoingHttpHeaders)
         : undefined;
     state.headerObject = headerObject;
@@ -364,6 +376,37 @@ function beforeHeaders(
   } catch {
     // Never let a tracing header break a response.
   }
+}
+
+/**
+ * A raw header list writeHead was given (`[name, value, ...]` or `[[name, value], ...]`), with
+ * the trace headers: when the list names `Server-Timing`, ours is appended to its last value in
+ * a copy of the list (Node 20 keeps the last value of a repeated name, later Node all of them);
+ * else they go on the response as usual.
+ */
+function withTraceHeadersInList(res: ServerResponse, span: Span, list: unknown[]): unknown[] {
+  const nested = list.length > 0 && Array.isArray(list[0]);
+  const step = nested ? 1 : 2;
+  let last = -1;
+  for (let i = 0; i < list.length; i += step) {
+    const name = nested ? (list[i] as unknown[])[0] : list[i];
+    if (typeof name === 'string' && name.toLowerCase() === 'server-timing') last = i;
+  }
+  if (last === -1) {
+    addTraceHeaders(res, span, undefined);
+    return list;
+  }
+  const traceparent = formatTraceparent(span.spanContext());
+  if (traceparent === undefined) return list;
+  res.setHeader('traceresponse', traceparent);
+  const copy = [...list];
+  if (nested) {
+    const [name, value] = list[last] as [string, OutgoingHttpHeader];
+    copy[last] = [name, appendServerTiming(value, traceparent)];
+  } else {
+    copy[last + 1] = appendServerTiming(list[last + 1] as OutgoingHttpHeader, traceparent);
+  }
+  return copy;
 }
 
 function addTraceHeaders(

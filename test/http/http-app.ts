@@ -142,6 +142,14 @@ export class AppController {
     raw.end('own');
   }
 
+  /** Writes the head itself, with a raw header list that names Server-Timing. */
+  @Get('own-head-list')
+  ownHeadList(@Res() res: RawResponse): void {
+    const raw = res.raw ?? res;
+    raw.writeHead(200, ['Content-Type', 'text/plain', 'Server-Timing', 'app;dur=2']);
+    raw.end('own list');
+  }
+
   @Get('trace-id')
   traceId(): { traceId: string | undefined; tenant: string | undefined } {
     return { traceId: this.tracing.traceId(), tenant: this.tracing.getBaggage('tenant') };

@@ -280,6 +280,16 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
   });
 
+  it('adds to a Server-Timing the app passes to writeHead in a raw header list', async () => {
+    const res = await fetch(`${url}/own-head-list`);
+    expect(await res.text()).toBe('own list');
+    const { traceId, spanId } = (await serverSpan('GET /own-head-list')).spanContext();
+    expect(res.headers.get('server-timing')).toBe(
+      `app;dur=2, traceparent;desc="00-${traceId}-${spanId}-01"`,
+    );
+    expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
+  });
+
   it('appends to a Server-Timing the app passes to writeHead itself, in any case', async () => {
     const res = await fetch(`${url}/own-head`);
     expect(await res.text()).toBe('own');
