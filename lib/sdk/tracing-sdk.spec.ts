@@ -1,5 +1,6 @@
 import { jest } from '@jest/globals';
 import {
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   TraceFlags,
@@ -310,6 +311,24 @@ describe('createPropagator', () => {
     expect(carrier).toEqual({ 'uber-trace-id': `${TRACE_ID}:${SPAN_ID}:0:01` });
     expect(extract(propagator, carrier)).toMatchObject({ traceId: TRACE_ID, spanId: SPAN_ID });
   });
+
+  it.each([['tracecontext'], ['b3'], ['b3multi'], ['jaeger']] as const)(
+    '%s writes no context for an invalid span context (a call outside any span), baggage still',
+    async (name) => {
+      const propagator = await createPropagator([name, 'baggage']);
+      const ctx = propagation.setBaggage(
+        trace.setSpanContext(ROOT_CONTEXT, INVALID_SPAN_CONTEXT),
+        propagation.createBaggage({ tenant: { value: 'acme' } }),
+      );
+      const carrier: Record<string, string> = {};
+      propagator.inject(ctx, carrier, defaultTextMapSetter);
+      expect(
+        Object.keys(carrier).filter((k) => k !== 'baggage' && !k.startsWith('uberctx-')),
+      ).toEqual([]);
+      expect(carrier.baggage).toBe('tenant=acme');
+      if (name === 'jaeger') expect(carrier['uberctx-tenant']).toBe('acme');
+    },
+  );
 
   it('none writes and reads nothing', async () => {
     const propagator = await createPropagator(['none']);

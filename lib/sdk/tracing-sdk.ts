@@ -1,6 +1,7 @@
 import {
   context,
   propagation,
+  isSpanContextValid,
   trace,
   TraceFlags,
   type Attributes,
@@ -153,6 +154,24 @@ export async function createExporter(
 }
 
 /** Builds the global propagator from names and instances. */
+/**
+ * A propagator that injects a span context only when it is valid. OpenTelemetry's Jaeger
+ * propagator writes any span context it is given: a call made outside any span (the HTTP client
+ * instrumentations inject the invalid one there) went out with an all-zero `uber-trace-id`,
+ * which W3C's and B3's propagators never write. Baggage is still injected.
+ */
+function withValidSpanContext(inner: TextMapPropagator): TextMapPropagator {
+  return {
+    inject(ctx, carrier, setter) {
+      const spanContext = trace.getSpanContext(ctx);
+      const valid = spanContext === undefined || isSpanContextValid(spanContext);
+      inner.inject(valid ? ctx : trace.deleteSpan(ctx), carrier, setter);
+    },
+    extract: (ctx, carrier, getter) => inner.extract(ctx, carrier, getter),
+    fields: () => inner.fields(),
+  };
+}
+
 export async function createPropagator(
   specs: Array<PropagatorName | TextMapPropagator>,
 ): Promise<TextMapPropagator> {
@@ -192,7 +211,7 @@ export async function createPropagator(
           "The 'jaeger' propagator",
           () => import('@opentelemetry/propagator-jaeger'),
         );
-        propagators.push(new mod.JaegerPropagator());
+        propagators.push(withValidSpanContext(new mod.JaegerPropagator()));
         break;
       }
       case 'none':
