@@ -243,9 +243,34 @@ describe('TracingModule exporter resolution', () => {
         TracingModule.forRoot({ exporter: exporter as TracingModuleOptions['exporter'] }),
       ]),
     ).rejects.toThrow(
-      /nestjs-tracing: the exporter provider \(useClass \/ useFactory\) must produce a SpanExporter \(an object with export\(\) and shutdown\(\)\)\./,
+      /nestjs-tracing: the exporter provider \(useClass \/ useFactory\) must produce a SpanExporter \(an object with export\(\) and shutdown\(\)\) or an array of them\./,
     );
     expect(trace.getTracer('t').startSpan('x').isRecording()).toBe(false);
+  });
+
+  it.each([
+    ['one exporter', (e: InMemorySpanExporter) => e],
+    ['a list of them', (e: InMemorySpanExporter) => [e]],
+  ])('takes the exporter token overridden with %s', async (_label, as) => {
+    const exporter = new InMemorySpanExporter();
+    const moduleRef = await Test.createTestingModule({
+      imports: [TracingModule.forRoot({ spanProcessor: 'simple' })],
+    })
+      .overrideProvider(TRACING_SPAN_EXPORTER)
+      .useValue(as(exporter))
+      .compile();
+    opened.push(moduleRef);
+    await endSpan(moduleRef, 'overridden');
+    expect(exporter.getFinishedSpans().map((s) => s.name)).toEqual(['overridden']);
+  });
+
+  it('rejects the exporter token overridden with something else, with a clear error', async () => {
+    await expect(
+      Test.createTestingModule({ imports: [TracingModule.forRoot()] })
+        .overrideProvider(TRACING_SPAN_EXPORTER)
+        .useValue({ notAnExporter: true })
+        .compile(),
+    ).rejects.toThrow(/TRACING_SPAN_EXPORTER \(when overridden\) must produce a SpanExporter/);
   });
 
   it('uses a SpanProcessor instance instead of exporters', async () => {

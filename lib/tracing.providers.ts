@@ -68,8 +68,16 @@ export const exporterProvider: FactoryProvider<SpanExporter[]> = {
 
 export const sdkProvider: FactoryProvider<TracingSdk> = {
   provide: TRACING_SDK,
-  useFactory: async (config: ResolvedTracingConfig, exporters: SpanExporter[]) =>
-    config.enabled ? TracingSdk.start(config, exporters, logger) : TracingSdk.disabled(logger),
+  // The token may be overridden (a test module's `overrideProvider(TRACING_SPAN_EXPORTER)`) with
+  // one exporter or a list of them.
+  useFactory: async (config: ResolvedTracingConfig, exporters: unknown) =>
+    config.enabled
+      ? TracingSdk.start(
+          config,
+          exporterList(exporters, 'TRACING_SPAN_EXPORTER (when overridden)'),
+          logger,
+        )
+      : TracingSdk.disabled(logger),
   inject: [TRACING_CONFIG, TRACING_SPAN_EXPORTER],
 };
 
@@ -82,7 +90,12 @@ async function resolveExporter(
     const exporter = await createExporter(entry, config);
     return exporter === undefined ? [] : [exporter];
   }
-  if (isExporterProvider(entry)) return checkResolved(await resolveProvider(entry, moduleRef));
+  if (isExporterProvider(entry)) {
+    return exporterList(
+      await resolveProvider(entry, moduleRef),
+      'the exporter provider (useClass / useFactory)',
+    );
+  }
   return [entry];
 }
 
@@ -121,13 +134,14 @@ function isOptionalDependency(
   return typeof dependency === 'object' && dependency !== null && 'token' in dependency;
 }
 
-function checkResolved(value: unknown): SpanExporter[] {
+/** One exporter or a list of them, as a list; anything else is a configuration error. */
+function exporterList(value: unknown, what: string): SpanExporter[] {
   const list = Array.isArray(value) ? value : [value];
   list.forEach((exporter) => {
     if (!isSpanExporter(exporter)) {
       throw new TracingConfigError(
-        'the exporter provider (useClass / useFactory) must produce a SpanExporter ' +
-          '(an object with export() and shutdown()).',
+        `${what} must produce a SpanExporter (an object with export() and shutdown()) or an ` +
+          'array of them.',
       );
     }
   });
