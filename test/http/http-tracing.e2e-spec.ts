@@ -9,7 +9,6 @@ import {
 } from '@opentelemetry/api';
 import { Module } from '@nestjs/common';
 import { TRACING_MODULE_OPTIONS, TracingModule } from '../../lib/index.js';
-import type { INestApplication } from '@nestjs/common';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
@@ -367,36 +366,23 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
 });
 
 describe.each(platforms)('route names with a global prefix and versioning on $name', (platform) => {
-  let app: INestApplication | undefined;
-  let url: string;
-
-  afterAll(async () => {
-    await app?.close();
+  const ctx = useTracedApp(platform, [TracingTestingModule.forRoot(), HttpTestModule], (a) => {
+    a.setGlobalPrefix('api');
+    a.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
   });
 
   it('names the span by the full route template', async () => {
-    ({ app, url } = await startApp(
-      platform,
-      [TracingTestingModule.forRoot(), HttpTestModule],
-      (a) => {
-        a.setGlobalPrefix('api');
-        a.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
-      },
-    ));
-    const spans = app.get(TestSpans);
-    const res = await fetch(`${url}/api/v1/orders/9`);
+    const res = await fetch(`${ctx.url}/api/v1/orders/9`);
     expect(res.status).toBe(200);
-    const server = await spans.waitForOne(/^GET /);
+    const server = await ctx.spans.waitForOne(/^GET /);
     expect(server.name).toBe('GET /api/v1/orders/:id');
     expect(server.attributes['http.route']).toBe('/api/v1/orders/:id');
   });
 
   it('names a request under the prefix that matches no route by its method only', async () => {
-    const spans = app!.get(TestSpans);
-    spans.reset();
-    const res = await fetch(`${url}/api/no/such/route`);
+    const res = await fetch(`${ctx.url}/api/no/such/route`);
     expect(res.status).toBe(404);
-    const server = await spans.waitForOne(/^GET/);
+    const server = await ctx.spans.waitForOne(/^GET/);
     expect(server.name).toBe('GET');
     expect(server.attributes['http.route']).toBeUndefined();
     expect(server.attributes['url.path']).toBe('/api/no/such/route');
@@ -405,53 +391,35 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
 });
 
 describe.each(platforms)('CORS preflights on $name', (platform) => {
-  let app: INestApplication | undefined;
-
-  afterAll(async () => {
-    await app?.close();
-  });
+  const ctx = useTracedApp(platform, [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
+    a.enableCors(),
+  );
 
   it('names a preflight by its method: the CORS catch-all is no route of the app', async () => {
-    let url: string;
-    ({ app, url } = await startApp(
-      platform,
-      [TracingTestingModule.forRoot(), HttpTestModule],
-      (a) => a.enableCors(),
-    ));
-    const spans = app.get(TestSpans);
-    const res = await fetch(`${url}/hello`, {
+    const res = await fetch(`${ctx.url}/hello`, {
       method: 'OPTIONS',
       headers: { origin: 'http://example.test', 'access-control-request-method': 'GET' },
     });
     expect(res.status).toBeLessThan(300);
-    const preflight = await spans.waitForOne(/^OPTIONS/);
+    const preflight = await ctx.spans.waitForOne(/^OPTIONS/);
     expect(preflight.name).toBe('OPTIONS');
     expect(preflight.attributes['http.route']).toBeUndefined();
   });
 });
 
 describe.each(platforms)('a global prefix with an excluded route on $name', (platform) => {
-  let app: INestApplication | undefined;
-  let url: string;
-
-  afterAll(async () => {
-    await app?.close();
-  });
+  const ctx = useTracedApp(platform, [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
+    a.setGlobalPrefix('api', { exclude: ['hello'] }),
+  );
 
   it('names the excluded route by its template, and a method it lacks by the method only', async () => {
-    ({ app, url } = await startApp(
-      platform,
-      [TracingTestingModule.forRoot(), HttpTestModule],
-      (a) => a.setGlobalPrefix('api', { exclude: ['hello'] }),
-    ));
-    const spans = app.get(TestSpans);
-    expect((await fetch(`${url}/hello`)).status).toBe(200);
-    const served = await spans.waitForOne('GET /hello');
+    expect((await fetch(`${ctx.url}/hello`)).status).toBe(200);
+    const served = await ctx.spans.waitForOne('GET /hello');
     expect(served.attributes['http.route']).toBe('/hello');
-    spans.reset();
+    ctx.spans.reset();
     // Only GET /hello exists: Nest answers a POST there from its not-found handler.
-    expect((await fetch(`${url}/hello`, { method: 'POST' })).status).toBe(404);
-    const missed = await spans.waitForOne(/^POST/);
+    expect((await fetch(`${ctx.url}/hello`, { method: 'POST' })).status).toBe(404);
+    const missed = await ctx.spans.waitForOne(/^POST/);
     expect(missed.name).toBe('POST');
     expect(missed.attributes['http.route']).toBeUndefined();
     expect(missed.attributes['http.response.status_code']).toBe(404);

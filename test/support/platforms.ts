@@ -37,10 +37,11 @@ export async function startApp(
 export function useTracedApp(
   platform: Platform,
   imports: Array<Type<unknown> | DynamicModule>,
+  setup?: (app: INestApplication) => void,
 ): { app: INestApplication; url: string; spans: TestSpans } {
   const current = {} as { app: INestApplication; url: string; spans: TestSpans };
   beforeAll(async () => {
-    Object.assign(current, await startApp(platform, imports));
+    Object.assign(current, await startApp(platform, imports, setup));
     current.spans = current.app.get(TestSpans);
   });
   afterAll(async () => {
