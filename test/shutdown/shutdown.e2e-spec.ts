@@ -1,6 +1,7 @@
 import { Controller, Get, Injectable, Module } from '@nestjs/common';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Trace, TracingModule } from '../../lib/index.js';
 import { OtlpSink } from '../support/otlp-sink.js';
@@ -114,26 +115,35 @@ describe('OTEL_* environment at a real OTLP endpoint', () => {
   });
 });
 
+/** Runs fixtures/shutdown-app.mjs with these variables; `output` is its stdout so far. */
+function startFixture(env: Record<string, string>): {
+  child: ChildProcessByStdio<null, Readable, null>;
+  output: string;
+} {
+  const script = fileURLToPath(new URL('./fixtures/shutdown-app.mjs', import.meta.url));
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const fixture = { child, output: '' };
+  child.stdout.on('data', (chunk: Buffer) => (fixture.output += chunk.toString()));
+  return fixture;
+}
+
 describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
   const sink = new OtlpSink();
   afterAll(() => sink.stop());
 
   it('exports the spans of every answered request before the process exits', async () => {
-    const endpoint = await sink.start();
-    const script = fileURLToPath(new URL('./fixtures/shutdown-app.mjs', import.meta.url));
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
+    const fixture = startFixture({ OTEL_EXPORTER_OTLP_ENDPOINT: await sink.start() });
+    const { child } = fixture;
     const port = await new Promise<number>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        const match = /listening on (\d+)/.exec(output);
+      child.stdout.on('data', () => {
+        const match = /listening on (\d+)/.exec(fixture.output);
         if (match) resolve(Number(match[1]));
       });
       child.once('exit', (code) =>
-        reject(new Error(`fixture exited early with ${code}: ${output}`)),
+        reject(new Error(`fixture exited early with ${code}: ${fixture.output}`)),
       );
     });
     const count = 30;
@@ -148,7 +158,7 @@ describe('shutdown on SIGTERM with enableShutdownHooks()', () => {
     expect(sink.spans.filter((s) => s.name === 'GET /hello')).toHaveLength(count);
     expect(sink.spans.filter((s) => s.name === 'HelloController.hello')).toHaveLength(count);
     // Sent from the exporter's worker thread, none from the app's own.
-    expect(output).not.toContain('http client request');
+    expect(fixture.output).not.toContain('http client request');
   });
 });
 
@@ -157,17 +167,13 @@ describe('app.close() in a process with nothing else to do', () => {
   afterAll(() => sink.stop());
 
   it('settles after exporting, from the export thread', async () => {
-    const endpoint = await sink.start();
-    const script = fileURLToPath(new URL('./fixtures/shutdown-app.mjs', import.meta.url));
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, CLOSE_AFTER: '3' },
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const fixture = startFixture({
+      OTEL_EXPORTER_OTLP_ENDPOINT: await sink.start(),
+      CLOSE_AFTER: '3',
     });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const [code] = (await once(child, 'exit')) as [number | null, string | null];
+    const [code] = (await once(fixture.child, 'exit')) as [number | null, string | null];
     // An unsettled top-level await ends the process with code 13 and no 'closed'.
-    expect({ code, output }).toEqual({ code: 0, output: 'closed\n' });
+    expect({ code, output: fixture.output }).toEqual({ code: 0, output: 'closed\n' });
     const servers = sink.spans.filter((s) => s.name === 'GET /hello');
     expect(servers).toHaveLength(3);
     expect(new Set(servers.map((s) => s.serviceName))).toEqual(new Set(['shutdown-app']));
