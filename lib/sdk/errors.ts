@@ -5,8 +5,8 @@ import {
   ATTR_EXCEPTION_TYPE,
 } from '@opentelemetry/semantic-conventions';
 
-/** The shape of Node's error codes (`ECONNREFUSED`, `ERR_INVALID_ARG_TYPE`). */
-const NODE_ERROR_CODE = /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/;
+/** The shape of Node's error codes (`ECONNREFUSED`, `EAI_AGAIN`, `ERR_INVALID_ARG_TYPE`). */
+const NODE_ERROR_CODE = /^E[A-Z0-9_]+$/;
 
 /**
  * `error.type` of an error, and the `exception.type` of its event: a Node error's string code
