@@ -27,6 +27,7 @@ describe('errorTypeOf (error.type, exception.type)', () => {
       Object.assign(new RpcLikeException('x'), { code: 'P2002' }),
       'RpcLikeException',
     ],
+    ["a DNS error's code", Object.assign(new Error('x'), { code: 'EAI_AGAIN' }), 'EAI_AGAIN'],
     [
       "Node's ERR_ codes",
       Object.assign(new TypeError('x'), { code: 'ERR_INVALID_ARG_TYPE' }),
