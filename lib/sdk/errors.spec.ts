@@ -41,6 +41,18 @@ describe('errorTypeOf (error.type, exception.type)', () => {
     expect(errorTypeOf(error)).toBe(type);
   });
 
+  it("reads the error a plain wrapper carries (amqp-connection-manager's { err, url })", () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5699'), {
+      code: 'ECONNREFUSED',
+    });
+    const wrapper = { err: refused, url: 'amqp://127.0.0.1:5699' };
+    expect(errorTypeOf(wrapper)).toBe('ECONNREFUSED');
+    expect(errorMessage(wrapper)).toBe('connect ECONNREFUSED 127.0.0.1:5699');
+    expect(errorTypeOf({ cause: new TypeError('x') })).toBe('TypeError');
+    // A payload with a message of its own is itself.
+    expect(errorMessage({ message: 'mine', err: refused })).toBe('mine');
+  });
+
   it('reads the message of an error, a payload or a string', () => {
     expect(errorMessage(new Error('a'))).toBe('a');
     expect(errorMessage({ message: 'b' })).toBe('b');

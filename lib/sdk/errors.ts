@@ -15,7 +15,8 @@ const NODE_ERROR_CODE = /^E[A-Z0-9_]+$/;
  * status number among them, and then `name`, which Nest's `RpcException` leaves at `Error`: the
  * two attributes would name one error differently.
  */
-export function errorTypeOf(error: unknown): string {
+export function errorTypeOf(thrown: unknown): string {
+  const error = carried(thrown);
   if (typeof error !== 'object' || error === null) return '_OTHER';
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && NODE_ERROR_CODE.test(code)) return code;
@@ -25,7 +26,8 @@ export function errorTypeOf(error: unknown): string {
 }
 
 /** A status message for an exception, an RPC error payload (`{ message }`) or a string. */
-export function errorMessage(error: unknown): string | undefined {
+export function errorMessage(thrown: unknown): string | undefined {
+  const error = carried(thrown);
   if (error instanceof Error) return error.message;
   if (typeof error === 'string') return error;
   const message = (error as { message?: unknown } | null)?.message;
@@ -37,9 +39,10 @@ export function errorMessage(error: unknown): string | undefined {
  * it, the message and the stack. Anything with neither a type nor a message (a thrown string, a
  * bare object) is recorded by its string form as the message.
  */
-export function addExceptionEvent(span: Span, error: unknown): void {
+export function addExceptionEvent(span: Span, thrown: unknown): void {
   // Nothing to record on a span that records nothing (and a stack is dear to format).
   if (!span.isRecording()) return;
+  const error = carried(thrown);
   const attributes: Attributes = {};
   if (typeof error === 'object' && error !== null) {
     const type = errorTypeOf(error);
@@ -55,6 +58,19 @@ export function addExceptionEvent(span: Span, error: unknown): void {
     attributes[ATTR_EXCEPTION_MESSAGE] = textOf(error);
   }
   span.addEvent('exception', attributes);
+}
+
+/**
+ * The error a plain wrapper object carries, for one with no message of its own: Nest's RabbitMQ
+ * client rejects with amqp-connection-manager's `{ err, url }` when the broker cannot be reached.
+ * Anything else is itself.
+ */
+function carried(error: unknown): unknown {
+  if (typeof error !== 'object' || error === null || error instanceof Error) return error;
+  const { message, err, cause } = error as { message?: unknown; err?: unknown; cause?: unknown };
+  if (typeof message === 'string') return error;
+  const inner = err ?? cause;
+  return typeof inner === 'object' && inner !== null ? inner : error;
 }
 
 /** `String(value)`, which throws for an object with no prototype or a throwing `toString`. */

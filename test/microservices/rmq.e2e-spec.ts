@@ -4,9 +4,9 @@ import {
   Transport,
   type ClientProxy,
 } from '@nestjs/microservices';
-import { trace } from '@opentelemetry/api';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { lastValueFrom } from 'rxjs';
+import { firstValueFrom, lastValueFrom } from 'rxjs';
 import { expectChildOf, expectParentId } from '../../lib/testing/index.js';
 import { PATTERNS } from './support/service-app.js';
 import {
@@ -53,6 +53,25 @@ describeTransport(
     },
   },
   (apps) => {
+    it('records a broker it cannot reach by the error amqp-connection-manager wraps', async () => {
+      // Nothing listens on port 1: Nest's client rejects with the manager's { err, url }.
+      const down = ClientProxyFactory.create({
+        transport: Transport.RMQ,
+        options: { urls: ['amqp://guest:guest@127.0.0.1:1'], queue: runScoped('unreachable') },
+      });
+      try {
+        await expect(firstValueFrom(down.send('unreachable.sum', [1]))).rejects.toBeDefined();
+      } finally {
+        await down.close();
+      }
+      const span = await apps.spans.waitForOne('send unreachable.sum');
+      expect(span.status.code).toBe(SpanStatusCode.ERROR);
+      expect(span.status.message).toMatch(/ECONNREFUSED/);
+      expect(span.attributes['error.type']).toBe('ECONNREFUSED');
+      const exception = span.events.find((e) => e.name === 'exception');
+      expect(exception?.attributes?.['exception.type']).toBe('ECONNREFUSED');
+    });
+
     it('reads a traceparent that arrives as an AMQP byte array (a Buffer)', async () => {
       await rawPublish()(
         PATTERNS.created,
