@@ -9,7 +9,7 @@ import {
 } from '@opentelemetry/api';
 import { finalize, isObservable, Observable, Subject, tap } from 'rxjs';
 import { withSpan } from '../sdk/chain-context.js';
-import { addExceptionEvent } from '../sdk/errors.js';
+import { addExceptionEvent, errorMessage, errorText } from '../sdk/errors.js';
 import { getTracer } from '../sdk/tracer.js';
 
 /** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
@@ -201,7 +201,9 @@ export function traceMethod(
  */
 export function recordError(span: Span, err: unknown, setStatus = true): void {
   addExceptionEvent(span, err);
-  if (setStatus) span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
+  if (setStatus) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) ?? errorText(err) });
+  }
 }
 
 /**
@@ -510,14 +512,6 @@ class TracedAsyncIterator implements AsyncIterableIterator<unknown> {
 function failSpan(span: Span, err: unknown): void {
   recordError(span, err);
   span.end();
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === 'object' && err !== null && typeof (err as Error).message === 'string') {
-    return (err as Error).message;
-  }
-  return String(err);
 }
 
 /**

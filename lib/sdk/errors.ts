@@ -55,7 +55,7 @@ export function addExceptionEvent(span: Span, thrown: unknown): void {
     attributes[ATTR_EXCEPTION_TYPE] === undefined &&
     attributes[ATTR_EXCEPTION_MESSAGE] === undefined
   ) {
-    attributes[ATTR_EXCEPTION_MESSAGE] = textOf(error);
+    attributes[ATTR_EXCEPTION_MESSAGE] = errorText(error);
   }
   span.addEvent('exception', attributes);
 }
@@ -73,8 +73,8 @@ function carried(error: unknown): unknown {
   return typeof inner === 'object' && inner !== null ? inner : error;
 }
 
-/** `String(value)`, which throws for an object with no prototype or a throwing `toString`. */
-function textOf(value: unknown): string {
+/** `String(value)`, safe for an object with no prototype or a throwing `toString`. */
+export function errorText(value: unknown): string {
   try {
     return String(value);
   } catch {
