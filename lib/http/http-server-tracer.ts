@@ -219,7 +219,11 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
     return;
   }
   const req = state.request as TracedRequest;
-  const route = state.route ?? expressRoute(req);
+  const status = res.statusCode;
+  // A request that matched nothing is a 404; one that failed before its route ran (a malformed
+  // body, a middleware that threw) still has the route it was for.
+  const route =
+    state.route ?? expressRoute(req) ?? (status !== 404 ? routeBeforeRouting(req) : undefined);
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
     span.updateName(spanName(state.name, route));
@@ -227,7 +231,6 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   // end() not called before the connection closed. (A response that was ended
   // but not flushed, as with Fastify's inject(), is complete.)
   let aborted = !res.writableEnded;
-  const status = res.statusCode;
   // Or ended on a connection the client had already closed: body-parser answers an upload the
   // client abandoned with a 400 nobody receives. Only error statuses are checked (that is where
   // it happens), which spares every other request the reads.
@@ -299,6 +302,47 @@ function expressRoute(req: TracedRequest): string | undefined {
   if (typeof path !== 'string') return undefined;
   if (notFoundRoutes && isNotFoundRoute(route!)) return undefined;
   return req.baseUrl ? req.baseUrl + path : path;
+}
+
+type ExpressLayer = {
+  route?: ExpressRoute & { _handlesMethod?: (method: string) => boolean };
+  matchers?: ArrayLike<(path: string) => unknown>;
+};
+
+/**
+ * The route of the app's Express router that a request which never reached it was for: Express
+ * sets `req.route` only once the route runs, so a request that a body parser or a middleware
+ * answered first has none, where Fastify, which routes before parsing, names it. Looked up in the
+ * router's own matchers (the first route for the method and path, as Express would have taken),
+ * and only for such requests: a routed request pays nothing.
+ */
+function routeBeforeRouting(req: TracedRequest): string | undefined {
+  try {
+    const app = (req as { app?: { router?: { stack?: unknown } } }).app;
+    const stack = app?.router?.stack;
+    const url = req.originalUrl ?? req.url;
+    const method = req.method;
+    if (!Array.isArray(stack) || typeof url !== 'string' || typeof method !== 'string') {
+      return undefined;
+    }
+    if (!url.startsWith('/')) return undefined;
+    const query = url.indexOf('?');
+    const path = query === -1 ? url : url.slice(0, query);
+    for (const layer of stack as ExpressLayer[]) {
+      const route = layer.route;
+      if (route === undefined || typeof route.path !== 'string') continue;
+      if (typeof route._handlesMethod === 'function' && !route._handlesMethod(method)) continue;
+      const matchers = layer.matchers;
+      if (matchers === undefined) continue;
+      for (let i = 0; i < matchers.length; i++) {
+        if (!matchers[i]!(path)) continue;
+        return notFoundRoutes && isNotFoundRoute(route) ? undefined : route.path;
+      }
+    }
+  } catch {
+    // A path Express cannot decode (`%E0`) matches nothing.
+  }
+  return undefined;
 }
 
 function isNotFoundRoute(route: ExpressRoute): boolean {

@@ -5,6 +5,7 @@ import {
   ExecutionContext,
   Get,
   Header,
+  ForbiddenException,
   HttpCode,
   Injectable,
   NestInterceptor,
@@ -75,8 +76,10 @@ export class TracedPipe implements PipeTransform {
 @Injectable()
 export class TracedMiddleware implements NestMiddleware {
   constructor(private readonly tracing: TraceService) {}
-  use(_req: unknown, _res: unknown, next: () => void): void {
+  use(req: { headers: Record<string, unknown> }, _res: unknown, next: () => void): void {
     this.tracing.startActiveSpan('middleware.run', () => undefined);
+    // A middleware that turns a request away before its route runs.
+    if (req.headers['x-deny'] !== undefined) throw new ForbiddenException();
     next();
   }
 }

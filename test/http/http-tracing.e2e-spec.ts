@@ -479,12 +479,29 @@ describe.each(platforms)('edge cases on $name', (platform) => {
       body: '{"sku":',
     });
     expect(res.status).toBe(400);
-    // Fastify has routed the request before parsing it; Express parses first.
-    const name = platform.name === 'fastify' ? 'POST /orders' : 'POST';
-    const server = await spans.waitForOne(name);
+    // Express parses the body before routing: the route is still the one the request was for.
+    const server = await spans.waitForOne('POST /orders');
     expect(server.spanContext().traceId).toBe(TRACE_ID);
+    expect(server.attributes['http.route']).toBe('/orders');
     expect(server.attributes['http.response.status_code']).toBe(400);
     expect(server.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it('names a request a middleware turned away by the route it was for', async () => {
+    const res = await fetch(`${url}/orders/7?x=1`, {
+      headers: { traceparent: TRACEPARENT, 'x-deny': '1' },
+    });
+    expect(res.status).toBe(403);
+    const server = await spans.waitForOne('GET /orders/:id');
+    expect(server.spanContext().traceId).toBe(TRACE_ID);
+    expect(server.kind).toBe(SpanKind.SERVER);
+    expect(server.attributes['http.route']).toBe('/orders/:id');
+    expect(server.attributes['http.response.status_code']).toBe(403);
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+    // The middleware's own span is the request's child; the handler never ran.
+    const middleware = spans.one('middleware.run');
+    expectChildOf(middleware, server);
+    expect(spans.byName('OrdersService.find')).toHaveLength(0);
   });
 
   if (platform.name === 'fastify') {
