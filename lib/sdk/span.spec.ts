@@ -341,9 +341,16 @@ describe('PackageTracer and PackageSpan, against the SDK tracer on the same sett
       },
       onEnding: (span) => {
         calls.push(`ending ${String(span.isRecording())}`);
+        // The end time and duration are known by then, as on the SDK span.
+        const readable = span as unknown as ReadableSpan;
+        calls.push(`duration ${readable.duration[0]} ${String(readable.duration[1] >= 0)}`);
         span.setAttribute('from.onEnding', true);
       },
-      onEnd: (span) => calls.push(`end ${JSON.stringify(span.attributes)}`),
+      onEnd: (span) => {
+        calls.push(`end ${JSON.stringify(span.attributes)}`);
+        // Each span's status is its own object, which a processor may rewrite.
+        span.status.message = 'redacted';
+      },
       forceFlush: () => Promise.resolve(),
       shutdown: () => Promise.resolve(),
     };
@@ -354,12 +361,38 @@ describe('PackageTracer and PackageSpan, against the SDK tracer on the same sett
       spanLimits: SPAN_LIMITS,
       processor,
     });
-    tracer.startSpan('p', {}, PARENT).end();
+    const span = tracer.startSpan('p', {}, PARENT) as PackageSpan;
+    span.end();
     expect(calls).toEqual([
       `start p ${'b'.repeat(16)}`,
       'ending true',
+      'duration 0 true',
       'end {"from.onStart":true,"from.onEnding":true}',
     ]);
+    expect(span.status).toEqual({ code: SpanStatusCode.UNSET, message: 'redacted' });
+    expect((tracer.startSpan('q') as PackageSpan).status).toEqual({ code: SpanStatusCode.UNSET });
+  });
+
+  it('ignores every write after end() with the SDK span’s warning', () => {
+    const { sdk, ours } = pair();
+    const writesAfterEnd = (tracer: PackageTracer | typeof sdk): string[] => {
+      warnings = [];
+      const span = tracer.startSpan('ended');
+      span.end();
+      span.setAttribute('a', 1);
+      span.setAttributes({ b: 2 });
+      span.addEvent('e');
+      span.addLink({ context: span.spanContext() });
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      span.updateName('renamed');
+      span.recordException(new Error('late'));
+      return warnings;
+    };
+    const sdkWarnings = writesAfterEnd(sdk);
+    const ourWarnings = writesAfterEnd(ours);
+    expect(sdkWarnings).toHaveLength(7);
+    expect(ourWarnings).toEqual(sdkWarnings);
+    expect(ourWarnings[0]).toMatch(/^Cannot execute the operation on ended Span \{traceId: /);
   });
 
   describe('startOwned', () => {

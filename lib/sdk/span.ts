@@ -51,8 +51,9 @@ import { withSpan } from './chain-context.js';
 import { PooledIdGenerator, type PoolWords } from './id-generator.js';
 
 /**
- * The span limits of the package's provider: OpenTelemetry's defaults, given to its
- * `NodeTracerProvider` and to {@link PackageTracer} alike so that both kinds of span agree.
+ * OpenTelemetry's default span limits. The module's provider takes its limits from the
+ * configuration (the `OTEL_*_LIMIT` variables) and gives them to its `NodeTracerProvider` and to
+ * {@link PackageTracer} alike, so that both kinds of span agree.
  */
 export const SPAN_LIMITS: Readonly<Required<SpanLimits>> = Object.freeze({
   attributeCountLimit: 128,
@@ -219,7 +220,6 @@ export function isCheckedSpanContext(spanContext: SpanContext): boolean {
   return spanContext instanceof Ids || spanContext === checkedParent;
 }
 
-const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime;
 const NO_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime;
 const EXCEPTION_EVENT = 'exception';
@@ -385,7 +385,8 @@ export class PackageSpan implements Span, ReadableSpan {
   attributes: Attributes;
   links: Link[];
   events: TimedEvent[];
-  status: SpanStatus = UNSET;
+  // Each span its own, as the SDK span's: a processor may write to it.
+  status: SpanStatus = { code: SpanStatusCode.UNSET };
   readonly startTime: HrTime;
   readonly resource: Resource;
   readonly instrumentationScope: Scope;
@@ -393,6 +394,7 @@ export class PackageSpan implements Span, ReadableSpan {
   droppedEventsCount = 0;
   droppedLinksCount = 0;
   private _endTime: HrTime = NOT_ENDED;
+  private _duration: HrTime = NO_DURATION;
   private _ended = false;
   private attributeCount = 0;
   private readonly ids: SpanContext;
@@ -466,7 +468,7 @@ export class PackageSpan implements Span, ReadableSpan {
   }
 
   get duration(): HrTime {
-    return this._ended ? hrTimeDuration(this.startTime, this._endTime) : NO_DURATION;
+    return this._duration;
   }
 
   get ended(): boolean {
@@ -478,7 +480,7 @@ export class PackageSpan implements Span, ReadableSpan {
   }
 
   setAttribute(key: string, value?: AttributeValue): this {
-    if (value == null || this._ended) return this;
+    if (value == null || this.isEnded()) return this;
     if (key.length === 0) {
       diag.warn(`Invalid attribute key: ${key}`);
       return this;
@@ -512,7 +514,7 @@ export class PackageSpan implements Span, ReadableSpan {
     attributesOrStartTime?: Attributes | TimeInput,
     timeStamp?: TimeInput,
   ): this {
-    if (this._ended) return this;
+    if (this.isEnded()) return this;
     const { eventCountLimit, attributePerEventCountLimit } = this.settings.spanLimits;
     if (eventCountLimit === 0) {
       diag.warn('No events allowed.');
@@ -542,7 +544,7 @@ export class PackageSpan implements Span, ReadableSpan {
   }
 
   addLink(link: Link): this {
-    if (this._ended) return this;
+    if (this.isEnded()) return this;
     const { linkCountLimit, attributePerLinkCountLimit } = this.settings.spanLimits;
     if (linkCountLimit === 0) {
       this.droppedLinksCount++;
@@ -570,7 +572,7 @@ export class PackageSpan implements Span, ReadableSpan {
   }
 
   setStatus(status: SpanStatus): this {
-    if (this._ended) return this;
+    if (this.isEnded()) return this;
     if (status.code === SpanStatusCode.UNSET) return this;
     if (this.status.code === SpanStatusCode.OK) return this;
     const next: SpanStatus = { code: status.code };
@@ -587,8 +589,19 @@ export class PackageSpan implements Span, ReadableSpan {
   }
 
   updateName(name: string): this {
-    if (!this._ended) this.name = name;
+    if (!this.isEnded()) this.name = name;
     return this;
+  }
+
+  /** Whether the span has ended; a write to an ended span is ignored with a warning, as the SDK's. */
+  private isEnded(): boolean {
+    if (!this._ended) return false;
+    const { traceId, spanId } = this.ids;
+    diag.warn(
+      `Cannot execute the operation on ended Span {traceId: ${traceId}, spanId: ${spanId}}`,
+      new Error(`Operation attempted on ended Span {traceId: ${traceId}, spanId: ${spanId}}`),
+    );
+    return true;
   }
 
   end(endTime?: TimeInput): void {
@@ -599,15 +612,19 @@ export class PackageSpan implements Span, ReadableSpan {
       return;
     }
     let end = this.time(endTime);
-    if (hrTimeDuration(this.startTime, end)[0] < 0) {
+    let duration = hrTimeDuration(this.startTime, end);
+    if (duration[0] < 0) {
       diag.warn(
         'Inconsistent start and end time, startTime > endTime. Setting span duration to 0ms.',
         this.startTime,
         end,
       );
       end = [this.startTime[0], this.startTime[1]];
+      duration = [0, 0];
     }
     this._endTime = end;
+    // Known to the processors' onEnding, as the SDK span's.
+    this._duration = duration;
     if (this.droppedEventsCount > 0) {
       diag.warn(`Dropped ${this.droppedEventsCount} events because eventCountLimit reached`);
     }

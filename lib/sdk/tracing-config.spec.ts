@@ -63,6 +63,14 @@ describe('resolveTracingConfig', () => {
         microservices: { enabled: true },
         httpClient: { enabled: true },
         shutdownTimeoutMs: 5000,
+        spanLimits: {
+          attributeCountLimit: 128,
+          attributeValueLengthLimit: Infinity,
+          eventCountLimit: 128,
+          linkCountLimit: 128,
+          attributePerEventCountLimit: 128,
+          attributePerLinkCountLimit: 128,
+        },
         warnings: [],
       });
     });
@@ -644,6 +652,49 @@ describe('resolveTracingConfig', () => {
       it('loses to the option in both directions', () => {
         expect(resolve({ enabled: true }, { OTEL_SDK_DISABLED: 'true' }).enabled).toBe(true);
         expect(resolve({ enabled: false }, { OTEL_SDK_DISABLED: 'false' }).enabled).toBe(false);
+      });
+    });
+
+    describe('span limits (OTEL_*_LIMIT)', () => {
+      it('takes each limit from its span variable, else the general one', () => {
+        const config = resolve(undefined, {
+          OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '3',
+          OTEL_ATTRIBUTE_COUNT_LIMIT: '9',
+          OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: ' 5 ',
+          OTEL_SPAN_EVENT_COUNT_LIMIT: '0',
+          OTEL_SPAN_LINK_COUNT_LIMIT: '2',
+          OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT: '4',
+          OTEL_LINK_ATTRIBUTE_COUNT_LIMIT: '6',
+        });
+        expect(config.spanLimits).toEqual({
+          attributeCountLimit: 3,
+          attributeValueLengthLimit: 5,
+          eventCountLimit: 0,
+          linkCountLimit: 2,
+          attributePerEventCountLimit: 4,
+          attributePerLinkCountLimit: 6,
+        });
+        expect(config.warnings).toEqual([]);
+      });
+
+      it('ignores an invalid value with a warning, falling back to the general variable', () => {
+        const config = resolve(undefined, {
+          OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: 'many',
+          OTEL_ATTRIBUTE_COUNT_LIMIT: '7',
+          OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '0',
+          OTEL_SPAN_EVENT_COUNT_LIMIT: '-1',
+          OTEL_SPAN_LINK_COUNT_LIMIT: '1.5',
+        });
+        expect(config.spanLimits.attributeCountLimit).toBe(7);
+        expect(config.spanLimits.attributeValueLengthLimit).toBe(Infinity);
+        expect(config.spanLimits.eventCountLimit).toBe(128);
+        expect(config.spanLimits.linkCountLimit).toBe(128);
+        expect(config.warnings).toEqual([
+          "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT value 'many' is not an integer >= 0; ignored.",
+          "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT value '0' is not an integer >= 1; ignored.",
+          "OTEL_SPAN_EVENT_COUNT_LIMIT value '-1' is not an integer >= 0; ignored.",
+          "OTEL_SPAN_LINK_COUNT_LIMIT value '1.5' is not an integer >= 0; ignored.",
+        ]);
       });
     });
 

@@ -1,5 +1,10 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
-import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type {
+  Sampler,
+  SpanExporter,
+  SpanLimits,
+  SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import type {
   BatchProcessorOptions,
   ContextManagerName,
@@ -47,6 +52,8 @@ export interface ResolvedTracingConfig {
   microservices: { enabled: boolean };
   httpClient: { enabled: boolean };
   shutdownTimeoutMs: number;
+  /** Span limits: OpenTelemetry's defaults, or the `OTEL_*_LIMIT` variables. */
+  spanLimits: Readonly<Required<SpanLimits>>;
   /** Environment values that were ignored, to be logged once. */
   warnings: string[];
 }
@@ -158,6 +165,7 @@ export function resolveTracingConfig(
   const microservices = resolveSwitch(opts.microservices, 'microservices');
   const httpClient = resolveSwitch(opts.httpClient, 'httpClient');
   const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
+  const spanLimits = resolveSpanLimits(env, warnings);
 
   return {
     enabled,
@@ -176,6 +184,7 @@ export function resolveTracingConfig(
     microservices,
     httpClient,
     shutdownTimeoutMs,
+    spanLimits,
     warnings,
   };
 }
@@ -346,6 +355,61 @@ export const BATCH_DEFAULTS: Readonly<Required<BatchProcessorOptions>> = {
   scheduledDelayMillis: 5000,
   exportTimeoutMillis: 30000,
 };
+
+/**
+ * The span limits, from the variables OpenTelemetry's SDK for JavaScript reads (with the
+ * specification's names for the per-event and per-link counts as well): the span-specific
+ * variable, else the general one, else the default. The same limits hold for the package's spans
+ * and for the SDK's on the module's provider.
+ */
+const SPAN_LIMIT_ENV: ReadonlyArray<[keyof SpanLimits, string[], number]> = [
+  ['attributeCountLimit', ['OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT', 'OTEL_ATTRIBUTE_COUNT_LIMIT'], 128],
+  [
+    'attributeValueLengthLimit',
+    ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT'],
+    Infinity,
+  ],
+  ['eventCountLimit', ['OTEL_SPAN_EVENT_COUNT_LIMIT'], 128],
+  ['linkCountLimit', ['OTEL_SPAN_LINK_COUNT_LIMIT'], 128],
+  [
+    'attributePerEventCountLimit',
+    ['OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT', 'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT'],
+    128,
+  ],
+  [
+    'attributePerLinkCountLimit',
+    ['OTEL_SPAN_ATTRIBUTE_PER_LINK_COUNT_LIMIT', 'OTEL_LINK_ATTRIBUTE_COUNT_LIMIT'],
+    128,
+  ],
+];
+
+function resolveSpanLimits(env: Env, warnings: string[]): Readonly<Required<SpanLimits>> {
+  const limits: Required<SpanLimits> = {
+    attributeCountLimit: 128,
+    attributeValueLengthLimit: Infinity,
+    eventCountLimit: 128,
+    linkCountLimit: 128,
+    attributePerEventCountLimit: 128,
+    attributePerLinkCountLimit: 128,
+  };
+  for (const [key, names, fallback] of SPAN_LIMIT_ENV) {
+    let value = fallback;
+    for (const name of names) {
+      const raw = nonEmpty(env[name])?.trim();
+      if (raw === undefined) continue;
+      const n = Number(raw);
+      // A value length of 0 would keep nothing of any string: at least 1.
+      const min = key === 'attributeValueLengthLimit' ? 1 : 0;
+      if ((Number.isInteger(n) && n >= min) || n === Infinity) {
+        value = n;
+        break;
+      }
+      warnings.push(`${name} value '${raw}' is not an integer >= ${min}; ignored.`);
+    }
+    limits[key] = value;
+  }
+  return Object.freeze(limits);
+}
 
 function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProcessorOptions {
   if (value !== undefined && !isPlainObject(value)) {

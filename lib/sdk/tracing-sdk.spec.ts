@@ -10,6 +10,7 @@ import {
   defaultTextMapSetter,
   propagation,
   trace,
+  type Span,
   type Context,
   type SpanContext,
   type TextMapPropagator,
@@ -819,6 +820,41 @@ describe('TracingSdk', () => {
     // Once the provider is gone, the API's (no-op) tracer is used again.
     expect(getTracer()).not.toBeInstanceOf(PackageTracer);
     expect(startSpanWith('after', SpanKind.SERVER, {}, ROOT_CONTEXT).isRecording()).toBe(false);
+  });
+
+  it('holds its own spans and the SDK tracer’s to the span limits of the environment', async () => {
+    const exporter = new KeepingExporter();
+    const sdk = await TracingSdk.start(
+      config(
+        { spanProcessor: 'simple' },
+        {
+          OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '2',
+          OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '3',
+          OTEL_SPAN_EVENT_COUNT_LIMIT: '1',
+        },
+      ),
+      [exporter],
+      makeLogger(),
+    );
+    try {
+      const write = (span: Span) => {
+        span.setAttributes({ a: 'abcdef', b: ['xyzw', 'q'], c: true });
+        span.addEvent('first');
+        span.addEvent('second');
+        span.end();
+      };
+      write(startSpanWith('own', SpanKind.INTERNAL, { s: 'long value' }, ROOT_CONTEXT));
+      write(trace.getTracer('app').startSpan('app', { attributes: { s: 'long value' } }));
+      const [own, app] = exporter.getFinishedSpans();
+      for (const span of [own!, app!]) {
+        expect(span.attributes).toEqual({ s: 'lon', a: 'abc' });
+        expect(span.droppedAttributesCount).toBe(2);
+        expect(span.events.map((e) => e.name)).toEqual(['second']);
+        expect(span.droppedEventsCount).toBe(1);
+      }
+    } finally {
+      await sdk.shutdown();
+    }
   });
 
   it('shutdown flushes batched spans, then unregisters the globals', async () => {

@@ -54,7 +54,7 @@ import type {
 } from '../interfaces/tracing-module-options.interface.js';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
-import { isCheckedSpanContext, PackageTracer, SPAN_LIMITS } from './span.js';
+import { isCheckedSpanContext, PackageTracer } from './span.js';
 import { globalDelegate, SHARED_SDK } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
@@ -413,7 +413,7 @@ export class TracingSdk {
       resource: createResource(config),
       sampler: createSampler(config.sampler),
       idGenerator: new PooledIdGenerator(),
-      spanLimits: SPAN_LIMITS,
+      spanLimits: config.spanLimits,
     };
     // Spans of other tracers on this provider (`trace.getTracer(...)` in an app) are the SDK's;
     // the package's own are PackageTracer's, on the same settings and processors.
