@@ -122,10 +122,9 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     return untraced ? runUntraced(done) : done();
   });
 
+  reenterAtMiddleware(adapter);
   if (type === 'express') {
-    adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) =>
-      reenter(req, next),
-    );
+    reenterAtRoutes(adapter);
     // Under a global prefix, Nest serves unmatched requests from a route of its own (`*path`):
     // its handler is noted so that such a request gets no route (named by its method only).
     // Without a prefix it is a middleware, and requests pay nothing for the check.
@@ -157,6 +156,89 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     });
   }
   return true;
+}
+
+/** The adapter methods Nest registers an Express route with (its `RouterMethodFactory`). */
+const ROUTE_METHODS = [
+  'get',
+  'post',
+  'put',
+  'delete',
+  'patch',
+  'all',
+  'options',
+  'head',
+  'search',
+  'propfind',
+  'proppatch',
+  'mkcol',
+  'copy',
+  'move',
+  'lock',
+  'unlock',
+  'query',
+] as const;
+
+type ExpressHandler = (req: IncomingMessage, res: ServerResponse, next: Done) => unknown;
+
+/**
+ * Makes the span active again, if it was lost, as each Express route handler starts: an app's
+ * parser or middleware that resumes from an event emitted elsewhere would otherwise run the rest
+ * of the request (guards, pipes, interceptors, handler) outside the span. Wrapped as Nest
+ * registers its routes, through the adapter. (Fastify's `preHandler` hook does this there.)
+ */
+function reenterAtRoutes(adapter: HttpServer): void {
+  const routes = adapter as unknown as Record<string, unknown>;
+  for (const name of ROUTE_METHODS) {
+    const register = routes[name];
+    if (typeof register !== 'function') continue;
+    routes[name] = function (this: unknown, ...args: unknown[]) {
+      // One argument is Express's settings getter (`app.get('env')`), no route.
+      const last = args.length - 1;
+      if (last > 0 && typeof args[last] === 'function') {
+        args[last] = reentering(args[last] as ExpressHandler);
+      }
+      return (register as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+}
+
+type Mount = (path: unknown, callback: unknown) => unknown;
+
+/**
+ * Makes the span active again, if it was lost, as each of Nest's middleware (`MiddlewareConsumer`)
+ * starts, on Express and Fastify alike: the adapter's middleware factory (synchronous on Express,
+ * asynchronous on Fastify) mounts each one.
+ */
+function reenterAtMiddleware(adapter: HttpServer): void {
+  const withMiddleware = adapter as { createMiddlewareFactory?: (method: unknown) => unknown };
+  const createMiddlewareFactory = withMiddleware.createMiddlewareFactory;
+  if (typeof createMiddlewareFactory !== 'function') return;
+  const wrapMount = (mount: unknown): unknown =>
+    typeof mount !== 'function'
+      ? mount
+      : (path: unknown, callback: unknown) =>
+          (mount as Mount)(
+            path,
+            typeof callback === 'function' ? reentering(callback as ExpressHandler) : callback,
+          );
+  withMiddleware.createMiddlewareFactory = function (this: unknown, method: unknown) {
+    const mount = createMiddlewareFactory.call(this, method);
+    return mount instanceof Promise ? mount.then(wrapMount) : wrapMount(mount);
+  };
+}
+
+/** A handler that runs in its request's span context, entering it again only if it was lost. */
+function reentering(handler: ExpressHandler): ExpressHandler {
+  const wrapped: ExpressHandler = function (this: unknown, req, res, next) {
+    const state = (req as TracedRawRequest)[HTTP_STATE];
+    if (state === undefined || (state !== null && context.active() === state.context)) {
+      return handler.call(this, req, res, next);
+    }
+    return reenter(req, () => handler.call(this, req, res, next));
+  };
+  // Nest's adapters read a route's options from its handler's own properties.
+  return Object.assign(wrapped, handler);
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   type NestMiddleware,
   type NestModule,
 } from '@nestjs/common';
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { ServerResponse } from 'node:http';
 import { delay, of, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
@@ -191,5 +192,21 @@ export class AppController {
 export class HttpTestModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
     consumer.apply(TracedMiddleware).forRoutes(AppController);
+  }
+}
+
+/** A Nest middleware that loses the async context, as one resuming from a foreign event does. */
+@Injectable()
+export class ContextLosingMiddleware implements NestMiddleware {
+  use(_req: unknown, _res: unknown, next: () => void): void {
+    context.with(ROOT_CONTEXT, next);
+  }
+}
+
+/** Mounts {@link ContextLosingMiddleware} ahead of the test app's own middleware. */
+@Module({})
+export class ContextLosingModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(ContextLosingMiddleware).forRoutes(AppController);
   }
 }

@@ -27,7 +27,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import { platforms, startApp, useTracedApp, type Platform } from '../support/platforms.js';
-import { HttpTestModule } from './http-app.js';
+import { ContextLosingModule, HttpTestModule } from './http-app.js';
 
 // The SDK reports misuse (a second end(), an operation on an ended span, a bad attribute)
 // through diag: any warning fails the test.
@@ -743,6 +743,25 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
       const server = await spans.waitForOne('GET /orders/:id');
       expectChildOf(spans.one('OrdersService.find'), server);
       expect(server.spanContext().traceId).toBe(TRACE_ID);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('does not take the handler out of the SERVER span after a Nest middleware that lost it', async () => {
+    const { app, url } = await startApp(platform, [
+      TracingTestingModule.forRoot(),
+      ContextLosingModule,
+      HttpTestModule,
+    ]);
+    try {
+      const spans = app.get(TestSpans);
+      await fetch(`${url}/orders/9`, { headers: { traceparent: TRACEPARENT } });
+      const server = await spans.waitForOne('GET /orders/:id');
+      expect(server.spanContext().traceId).toBe(TRACE_ID);
+      // The app's next middleware and the handler's service run in the span.
+      expectChildOf(spans.one('middleware.run'), server);
+      expectChildOf(spans.one('OrdersService.find'), server);
     } finally {
       await app.close();
     }
