@@ -932,6 +932,25 @@ describe('TracingSdk', () => {
     }
   });
 
+  it('leaves the registered context manager working when the tracer provider was reset under it', async () => {
+    const first = await TracingSdk.start(config({ spanProcessor: 'simple' }), [], makeLogger());
+    // A test resets the tracer API only; the first module's context manager stays registered.
+    trace.disable();
+    const second = await TracingSdk.start(config({ spanProcessor: 'simple' }), [], makeLogger());
+    try {
+      const key = createContextKey('kept');
+      const seen = await context.with(context.active().setValue(key, 'yes'), async () => {
+        await Promise.resolve();
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        return context.active().getValue(key);
+      });
+      expect(seen).toBe('yes');
+    } finally {
+      await second.shutdown();
+      await first.shutdown();
+    }
+  });
+
   it('defers to a foreign provider registered first, logs that once, and leaves its globals alone', async () => {
     const ownerExporter = new KeepingExporter();
     const owner = new NodeTracerProvider({

@@ -434,10 +434,14 @@ export class TracingSdk {
       await provider.shutdown();
       return new TracingSdk(undefined, true, config.shutdownTimeoutMs, logger);
     }
-    const contextManager = createContextManager(config.contextManager).enable();
+    // Enabled only once registered: the package's manager takes the promise hooks over from one
+    // enabled before, which may still be the registered one (after a test's trace.disable()).
+    const contextManager = createContextManager(config.contextManager);
     const ownsContext = context.setGlobalContextManager(contextManager);
-    if (!ownsContext) contextManager.disable();
-    else keepTickShape();
+    if (ownsContext) {
+      contextManager.enable();
+      keepTickShape();
+    }
     const ownsPropagation = propagation.setGlobalPropagator(propagator);
     const shared: SharedSdk = {
       provider,
