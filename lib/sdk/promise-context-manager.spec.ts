@@ -1,5 +1,6 @@
 import { ROOT_CONTEXT, createContextKey, type Context } from '@opentelemetry/api';
-import { EventEmitter } from 'node:events';
+import { AsyncResource } from 'node:async_hooks';
+import { EventEmitter, EventEmitterAsyncResource } from 'node:events';
 import timers from 'node:timers';
 import { promisify } from 'node:util';
 import {
@@ -177,12 +178,54 @@ describe('PromiseContextManager', () => {
     expect(seen).toEqual(['emitter']);
   });
 
+  it('runs what an AsyncResource runs in the context the resource was made in', () => {
+    // A pool: a waiting request binds its callback; another request releases the connection.
+    const waiting: Array<(connection: string) => void> = [];
+    const seen: unknown[] = [];
+    manager.with(named('b'), () => {
+      waiting.push(AsyncResource.bind((connection: string) => seen.push([connection, nameOf()])));
+    });
+    manager.with(named('a'), () => waiting.shift()!('conn-1'));
+    expect(seen).toEqual([['conn-1', 'b']]);
+
+    // A subclass kept by a client, run later from elsewhere, and made outside any context.
+    class Handler extends AsyncResource {
+      constructor() {
+        super('Handler');
+      }
+      done(): unknown {
+        return this.runInAsyncScope(nameOf);
+      }
+    }
+    const handler = manager.with(named('request'), () => new Handler());
+    expect(manager.with(named('socket'), () => handler.done())).toBe('request');
+    expect(manager.with(named('other'), () => new Handler().done())).toBe('other');
+    const rootHandler = new Handler();
+    expect(manager.with(named('other'), () => rootHandler.done())).toBe(undefined);
+    expect(handler.asyncId()).toBeGreaterThan(0);
+
+    // Its listeners run in the context the emitter was made in.
+    const emitter = manager.with(
+      named('emitter'),
+      () => new EventEmitterAsyncResource({ name: 'spec' }),
+    );
+    const heard: unknown[] = [];
+    emitter.on('event', () => heard.push(nameOf()));
+    manager.with(named('emitting'), () => emitter.emit('event'));
+    expect(heard).toEqual(['emitter']);
+    expect(manager.active()).toBe(ROOT_CONTEXT);
+  });
+
   it('once disabled, leaves the timers as they were and no longer follows anything', async () => {
     const before = { setTimeout, nextTick: process.nextTick, timersSetTimeout: timers.setTimeout };
     manager.disable();
     expect(setTimeout).not.toBe(before.setTimeout);
     expect(process.nextTick).not.toBe(before.nextTick);
     expect(timers.setTimeout).toBe(setTimeout);
+    // AsyncResource is Node's own again.
+    const resource = new AsyncResource('after');
+    expect(Object.getOwnPropertySymbols(AsyncResource.prototype)).toEqual([]);
+    expect(manager.with(named('later'), () => resource.runInAsyncScope(nameOf))).toBe('later');
 
     const other = new PromiseContextManager().enable();
     try {

@@ -1,5 +1,6 @@
 import { ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { AsyncResource } from 'node:async_hooks';
 import timers from 'node:timers';
 import { promisify } from 'node:util';
 import { promiseHooks } from 'node:v8';
@@ -18,6 +19,7 @@ type WithContext = { [CONTEXT]?: Context };
 let enabledBy: PromiseContextManager | undefined;
 let stopPromiseHooks: (() => void) | undefined;
 let restoreScheduling: (() => void) | undefined;
+let restoreAsyncResource: (() => void) | undefined;
 
 function onInit(promise: Promise<unknown>): void {
   // Promises made outside any context carry nothing: most of a server's promises.
@@ -57,8 +59,11 @@ function runIn<R>(ctx: Context, fn: (...args: never[]) => R, thisArg: unknown, a
  *
  * Besides promises, the context follows the callbacks of `setTimeout`, `setInterval`,
  * `setImmediate`, `process.nextTick` and `queueMicrotask`, which are wrapped while the manager
- * is enabled (only calls made in a context pay for it), and anything bound with
- * `context.bind` (functions and event emitters). Unlike `AsyncLocalStorage`, it does not follow
+ * is enabled (only calls made in a context pay for it), anything bound with `context.bind`
+ * (functions and event emitters), and the callbacks an `AsyncResource` runs (`bind`,
+ * `runInAsyncScope`, `EventEmitterAsyncResource`), in the context the resource was made in, as
+ * connection pools and clients that keep callbacks for later use them. Unlike
+ * `AsyncLocalStorage`, it does not follow
  * the callbacks of Node's callback APIs (`fs.readFile(path, callback)`, `dns.lookup`, socket
  * events): use their promise forms, or `contextManager: 'async-local-storage'`.
  *
@@ -106,6 +111,7 @@ export class PromiseContextManager extends AsyncLocalStorageContextManager {
       after: onAfter,
     }) as () => void;
     restoreScheduling = wrapScheduling();
+    restoreAsyncResource = wrapAsyncResource();
     return this;
   }
 
@@ -116,6 +122,8 @@ export class PromiseContextManager extends AsyncLocalStorageContextManager {
     stopPromiseHooks = undefined;
     restoreScheduling?.();
     restoreScheduling = undefined;
+    restoreAsyncResource?.();
+    restoreAsyncResource = undefined;
     current = ROOT_CONTEXT;
     saved.length = 0;
     return this;
@@ -184,6 +192,57 @@ function wrapScheduling(): () => void {
     for (const [target, key, original, wrapper] of done) {
       if (target[key] === wrapper) target[key] = original;
     }
+  };
+}
+
+/** Where an `AsyncResource` keeps the context it was made in. */
+const RESOURCE_CONTEXT = Symbol('nestjs-tracing.resource-context');
+type WithResourceContext = { [RESOURCE_CONTEXT]?: Context };
+
+/**
+ * Makes every `AsyncResource` (and subclass) run its callbacks in the context it was made in, as
+ * `AsyncLocalStorage` does: a pool that hands a connection over to a callback a waiting request
+ * bound with `AsyncResource.bind` runs it in that request's context, not in the context of the
+ * request that released the connection. Node gives no hook at construction, but the constructor
+ * assigns the resource's async id: a setter for that property on the prototype notes the
+ * context, then defines the property on the instance, which Node reads from there on. Returns
+ * what puts everything back; does nothing where the property cannot be found.
+ */
+function wrapAsyncResource(): () => void {
+  const proto = AsyncResource.prototype as unknown as Record<PropertyKey, unknown>;
+  const idKey = Object.getOwnPropertySymbols(new AsyncResource('nestjs-tracing')).find(
+    (key) => key.description === 'async_id_symbol',
+  );
+  const run = proto.runInAsyncScope;
+  if (idKey === undefined || typeof run !== 'function' || Object.hasOwn(proto, idKey)) {
+    return () => undefined;
+  }
+  const noteContext = function (this: WithResourceContext, id: unknown): void {
+    Object.defineProperty(this, idKey, {
+      value: id,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+    this[RESOURCE_CONTEXT] = current;
+  };
+  Object.defineProperty(proto, idKey, { set: noteContext, configurable: true });
+  const runInContext = function (this: WithResourceContext, ...args: unknown[]): unknown {
+    const ctx = this[RESOURCE_CONTEXT];
+    if (ctx === undefined) return (run as Scheduler).apply(this, args as [unknown]);
+    const previous = current;
+    current = ctx;
+    try {
+      return (run as Scheduler).apply(this, args as [unknown]);
+    } finally {
+      current = previous;
+    }
+  };
+  Object.defineProperty(runInContext, 'name', { value: 'runInAsyncScope' });
+  proto.runInAsyncScope = runInContext;
+  return () => {
+    if (proto.runInAsyncScope === runInContext) proto.runInAsyncScope = run;
+    if (Object.getOwnPropertyDescriptor(proto, idKey)?.set === noteContext) delete proto[idKey];
   };
 }
 
