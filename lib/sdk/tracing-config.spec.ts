@@ -43,6 +43,7 @@ describe('resolveTracingConfig', () => {
       expect(config).toEqual({
         enabled: true,
         serviceName: undefined,
+        serviceNameGiven: false,
         serviceVersion: undefined,
         resourceAttributes: {},
         exporters: ['otlp'],
@@ -360,6 +361,20 @@ describe('resolveTracingConfig', () => {
       expect(resolve({ batch: { maxExportBatchSize: 4096 } }).batch).toEqual({
         maxExportBatchSize: 2048,
       });
+    });
+
+    it('holds the default batch size (512) to a smaller queue, with a warning', () => {
+      // A queue that can never hold a full batch would drop spans between two scheduled exports.
+      for (const config of [
+        resolve({ batch: { maxQueueSize: 100 } }),
+        resolve({}, { OTEL_BSP_MAX_QUEUE_SIZE: '100' }),
+      ]) {
+        expect(config.batch).toEqual({ maxQueueSize: 100, maxExportBatchSize: 100 });
+        expect(config.warnings).toEqual([
+          'The batch size (512) exceeds the span queue (100); batches are 100 spans.',
+        ]);
+      }
+      expect(resolve({ batch: { maxQueueSize: 512 } }).batch).toEqual({ maxQueueSize: 512 });
     });
 
     it('rejects maxExportBatchSize > maxQueueSize with both values in the message', () => {

@@ -38,6 +38,8 @@ export type SamplerSpec =
 export interface ResolvedTracingConfig {
   enabled: boolean;
   serviceName: string | undefined;
+  /** Whether `serviceName` came from the options (else from `OTEL_SERVICE_NAME`, or none). */
+  serviceNameGiven: boolean;
   serviceVersion: string | undefined;
   resourceAttributes: Attributes;
   exporters: ExporterOption[];
@@ -149,8 +151,8 @@ export function resolveTracingConfig(
 
   const enabled = resolveEnabled(opts, env, warnings);
   checkEnvResourceAttributes(env, warnings);
-  const serviceName =
-    optionalString(opts.serviceName, 'serviceName') ?? nonEmpty(env.OTEL_SERVICE_NAME);
+  const givenName = optionalString(opts.serviceName, 'serviceName');
+  const serviceName = givenName ?? nonEmpty(env.OTEL_SERVICE_NAME);
   const serviceVersion = optionalString(opts.serviceVersion, 'serviceVersion');
   const resourceAttributes = resolveResourceAttributes(opts.resourceAttributes);
   const spanProcessor = resolveSpanProcessor(opts);
@@ -170,6 +172,7 @@ export function resolveTracingConfig(
   return {
     enabled,
     serviceName,
+    serviceNameGiven: givenName !== undefined,
     serviceVersion,
     resourceAttributes,
     exporters,
@@ -437,15 +440,17 @@ function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProces
     batch[key] = v;
   }
   const queueSize = batch.maxQueueSize ?? BATCH_DEFAULTS.maxQueueSize;
-  if (batch.maxExportBatchSize !== undefined && batch.maxExportBatchSize > queueSize) {
+  const batchSize = batch.maxExportBatchSize ?? BATCH_DEFAULTS.maxExportBatchSize;
+  if (batchSize > queueSize) {
     if (given.maxExportBatchSize !== undefined && given.maxQueueSize !== undefined) {
       throw new TracingConfigError(
         `batch.maxExportBatchSize (${batch.maxExportBatchSize}) must not exceed batch.maxQueueSize (${batch.maxQueueSize}).`,
       );
     }
     // One of them came from the environment or is the default: held to the queue, as the SDK does.
+    // (The default batch too: a queue smaller than a batch could never fill one.)
     warnings.push(
-      `The batch size (${batch.maxExportBatchSize}) exceeds the span queue (${queueSize}); ` +
+      `The batch size (${batchSize}) exceeds the span queue (${queueSize}); ` +
         `batches are ${queueSize} spans.`,
     );
     batch.maxExportBatchSize = queueSize;
