@@ -219,6 +219,29 @@ describe('EncodingBatchSpanProcessor', () => {
     expect(all.map((s) => s.name)).toEqual(['op 0', 'op 1', 'op 2', 'op 3', 'op 4']);
   });
 
+  it('forceFlush sends a long queue a few batches at a time, and loses none', async () => {
+    const { processor, tracer, spans } = start({
+      maxQueueSize: 200,
+      maxExportBatchSize: 2,
+      scheduledDelayMillis: 60_000,
+    });
+    hold = true;
+    for (let i = 0; i < 100; i++) tracer.startSpan(`op ${i}`).end();
+    await until(() => bodies.length === 4);
+    const flush = processor.forceFlush();
+    // Eight more, not the 46 batches left at once (OpenTelemetry's exporter takes 30 at most).
+    await until(() => bodies.length === 12);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(bodies.length).toBe(12);
+    hold = false;
+    for (const res of held.splice(0)) res.writeHead(200).end();
+    await flush;
+    expect(bodies.length).toBe(50);
+    const names = new Set(spans().map((s) => s.name));
+    expect(names.size).toBe(100);
+    for (let i = 0; i < 100; i++) expect(names.has(`op ${i}`)).toBe(true);
+  });
+
   it('drops spans beyond maxQueueSize while exports hang, and says how many', async () => {
     const messages = diagnostics();
     const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 1 });

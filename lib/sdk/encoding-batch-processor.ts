@@ -19,6 +19,9 @@ import { EncodedSpanQueue, type EncodedSpanBatch } from './otlp-span-serializer.
  */
 const MAX_CONCURRENT_EXPORTS = 4;
 
+/** Exports at a time while forceFlush or shutdown empties the queue. */
+const MAX_FLUSH_EXPORTS = 8;
+
 /** Every setting resolved (options, else `OTEL_BSP_*`, else the defaults; see tracing-config). */
 type Settings = Required<BatchProcessorOptions>;
 
@@ -91,10 +94,26 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
    * too (forceFlush and shutdown).
    */
   private async flushAll(): Promise<void> {
-    const batches = Math.ceil(this.queue.length / this.settings.maxExportBatchSize);
-    const exports: Promise<void>[] = [...this.inFlight];
-    for (let i = 0; i < batches; i++) exports.push(this.flushOneBatch());
+    let batches = Math.ceil(this.queue.length / this.settings.maxExportBatchSize);
+    const inFlight = [...this.inFlight];
+    // A few at a time: OpenTelemetry's exporter refuses exports beyond its own limit (30), which
+    // a large queue (maxQueueSize raised for bursts) would otherwise lose at shutdown.
+    let failure: { error: unknown } | undefined;
+    const lane = async (): Promise<void> => {
+      while (batches > 0) {
+        batches--;
+        try {
+          await this.flushOneBatch();
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    };
+    const lanes = Math.min(batches, MAX_FLUSH_EXPORTS);
+    const exports: Promise<void>[] = inFlight;
+    for (let i = 0; i < lanes; i++) exports.push(lane());
     await Promise.all(exports);
+    if (failure !== undefined) throw failure.error;
   }
 
   private flushOneBatch(): Promise<void> {
