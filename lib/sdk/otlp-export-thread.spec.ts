@@ -151,6 +151,14 @@ describe('OtlpExportThread', () => {
     expect(received).toHaveLength(1);
   });
 
+  it('keeps the Node code of a network error (the collector down), as on the main thread', async () => {
+    env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1', OTEL_EXPORTER_OTLP_TIMEOUT: '2000' };
+    const result = await send(thread(), Buffer.from([1]));
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(result.error).toBeInstanceOf(Error);
+    expect((result.error as Error & { code?: unknown }).code).toBe('ECONNREFUSED');
+  });
+
   it('flush waits for the requests in flight', async () => {
     delayMs = 300;
     const t = thread();

@@ -213,9 +213,10 @@ function toResult(message: Extract<FromWorker, { id: number }>): ExportResult {
   if (message.ok) return { code: ExportResultCode.SUCCESS };
   const { name, message: text, code, data } = message.error;
   // OpenTelemetry's exporter metrics and callers tell errors by class and name.
+  // A network error keeps its Node code (ECONNREFUSED), as on the main thread.
   const error =
     name === 'OTLPExporterError'
       ? new OTLPExporterError(text, code, data)
-      : Object.assign(new Error(text), { name });
+      : Object.assign(new Error(text), code === undefined ? { name } : { name, code });
   return { code: ExportResultCode.FAILED, error };
 }
