@@ -616,6 +616,21 @@ describe('createResource', () => {
     );
     expect(attributes['service.name']).toBe('orders');
   });
+
+  it('puts resourceAttributes.service.name above OTEL_SERVICE_NAME (options win)', async () => {
+    const env = { OTEL_SERVICE_NAME: 'from-env' };
+    const fromOption = await withProcessEnv(
+      env,
+      () =>
+        createResource(config({ resourceAttributes: { 'service.name': 'other' } }, env)).attributes,
+    );
+    expect(fromOption['service.name']).toBe('other');
+    const fromEnv = await withProcessEnv(
+      env,
+      () => createResource(config({ resourceAttributes: { team: 'a' } }, env)).attributes,
+    );
+    expect(fromEnv['service.name']).toBe('from-env');
+  });
 });
 
 describe('createSpanProcessors', () => {
@@ -1057,6 +1072,24 @@ describe('TracingSdk', () => {
       expect(trace.getTracer('t').startSpan('after').isRecording()).toBe(false);
     },
   );
+
+  it('forceFlush logs a failed export instead of throwing it at the caller', async () => {
+    const logger = makeLogger();
+    const sdk = await TracingSdk.start(
+      config({ batch: { scheduledDelayMillis: 60_000 } }),
+      [new FailingExporter()],
+      logger,
+    );
+    try {
+      trace.getTracer('t').startSpan('unsent').end();
+      await expect(sdk.forceFlush()).resolves.toBeUndefined();
+      expect(logger.warn).toHaveBeenCalledWith(
+        'Span export failed during forceFlush: collector said 503',
+      );
+    } finally {
+      await sdk.shutdown();
+    }
+  });
 
   it('warns when the final export fails, and still releases the globals', async () => {
     const logger = makeLogger();

@@ -59,6 +59,7 @@ import { globalDelegate, SHARED_SDK } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { keepTickShape } from './tick-shape.js';
+import { errorMessage, errorText } from './errors.js';
 import {
   BATCH_DEFAULTS,
   TracingConfigError,
@@ -273,7 +274,11 @@ class OwnParentBasedSampler extends ParentBasedSampler {
 
 export function createResource(config: ResolvedTracingConfig): Resource {
   const explicit = { ...config.resourceAttributes };
-  if (config.serviceName !== undefined) explicit[ATTR_SERVICE_NAME] = config.serviceName;
+  // serviceName, else resourceAttributes' service.name, else OTEL_SERVICE_NAME: options win.
+  const serviceName = config.serviceNameGiven
+    ? config.serviceName
+    : (explicit[ATTR_SERVICE_NAME] ?? config.serviceName);
+  if (serviceName !== undefined) explicit[ATTR_SERVICE_NAME] = serviceName;
   if (config.serviceVersion !== undefined) explicit[ATTR_SERVICE_VERSION] = config.serviceVersion;
   // Later merges win: SDK defaults < OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME < options.
   return defaultResource()
@@ -454,12 +459,21 @@ export class TracingSdk {
     return new TracingSdk(provider, true, config.shutdownTimeoutMs, logger, spanProcessors, shared);
   }
 
-  /** Exports every finished span now. */
+  /**
+   * Exports every finished span now. Resolves once the exports are answered; one that failed
+   * (the collector down) is logged as a warning, as at shutdown, never thrown at the caller.
+   */
   async forceFlush(): Promise<void> {
-    if (this.shared !== undefined) {
-      await Promise.all(this.processors.map((processor) => processor.forceFlush()));
-    } else if (this.enabled) {
-      await externalProvider()?.forceFlush();
+    try {
+      if (this.shared !== undefined) {
+        await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+      } else if (this.enabled) {
+        await externalProvider()?.forceFlush();
+      }
+    } catch (error) {
+      this.logger.warn(
+        `Span export failed during forceFlush: ${errorMessage(error) ?? errorText(error)}`,
+      );
     }
   }
 
@@ -490,7 +504,9 @@ export class TracingSdk {
         );
       }
     } catch (error) {
-      this.logger.warn(`Span export failed during shutdown: ${(error as Error).message}`);
+      this.logger.warn(
+        `Span export failed during shutdown: ${errorMessage(error) ?? errorText(error)}`,
+      );
     } finally {
       if (shared !== undefined) {
         shared.processor.processors = shared.processor.processors.filter(
