@@ -243,6 +243,48 @@ describe('@Trace() return shapes', () => {
     expectError(only('Shapes.passThrough'), 'thenable boom');
   });
 
+  describe('a Promise subclass', () => {
+    /** A promise with an API of its own (as got's, or a cancellable one). */
+    class CancellablePromise<T> extends Promise<T> {
+      cancelled = false;
+      cancel(): void {
+        this.cancelled = true;
+      }
+    }
+
+    it('is returned as it is, its API intact, and ends the span when awaited', async () => {
+      let resolve!: (n: number) => void;
+      const promise = new CancellablePromise<number>((r) => (resolve = r));
+      const result = shapes.passThrough(promise);
+      expect(result).toBe(promise);
+      result.cancel();
+      expect(promise.cancelled).toBe(true);
+      resolve(5);
+      await expect(result).resolves.toBe(5);
+      expect(only('Shapes.passThrough').status.code).toBe(SpanStatusCode.UNSET);
+    });
+
+    it('is never chained on by the wrapper (a constructor that takes no executor)', async () => {
+      let settle!: (n: number) => void;
+      class Deferred extends Promise<number> {
+        static override get [Symbol.species]() {
+          return Promise;
+        }
+        constructor() {
+          let r!: (n: number) => void;
+          super((resolve) => (r = resolve));
+          settle = r;
+        }
+      }
+      const deferred = new Deferred();
+      const result = shapes.passThrough(deferred);
+      expect(result).toBe(deferred);
+      settle(9);
+      await expect(result).resolves.toBe(9);
+      only('Shapes.passThrough');
+    });
+  });
+
   describe('lazy thenable (not a native Promise)', () => {
     it('returns the same object, unrun, and ends the span once when it is awaited', async () => {
       const query = new LazyQuery({ value: 'rows' }, 20);
@@ -508,6 +550,23 @@ describe('@Trace() return shapes', () => {
       for await (const value of result) values.push(value);
       expect(values).toEqual(['x', 'y']);
       only('Shapes.passThrough');
+    });
+
+    it('returns an async iterable object with an API of its own as it is', async () => {
+      const page = {
+        total: 2,
+        async *[Symbol.asyncIterator]() {
+          yield 'x';
+          yield 'y';
+        },
+      };
+      const result = shapes.passThrough(page);
+      expect(result).toBe(page);
+      expect(result.total).toBe(2);
+      only('Shapes.passThrough');
+      const values: string[] = [];
+      for await (const value of result) values.push(value);
+      expect(values).toEqual(['x', 'y']);
     });
 
     it('returns other async iterables (streams) as they are, ending the span at return', async () => {

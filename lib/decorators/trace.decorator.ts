@@ -223,9 +223,23 @@ export function endWhenSettled<T extends PromiseLike<unknown>>(
   span: Span,
   active: Context,
 ): T {
-  if (thenable instanceof Promise) return endWithPromise(thenable, span) as unknown as T;
+  if (isNativePromise(thenable)) return endWithPromise(thenable, span) as unknown as T;
   if (!hookThen(thenable, span, active)) span.end();
   return thenable;
+}
+
+/**
+ * A Promise made by the Promise constructor itself. An object that merely inherits from it (a
+ * subclass with methods of its own such as `cancel()` or got's `json()`, or whose constructor
+ * takes no executor) is a thenable like any other: chaining on it would hand the caller another
+ * object, made through its species.
+ */
+function isNativePromise(value: unknown): value is Promise<unknown> {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === Promise.prototype
+  );
 }
 
 /** The fast path: one `then`, no `await`, no extra Promise. */
@@ -361,7 +375,7 @@ function endWithResult(
   extra: Attributes | undefined,
 ): unknown {
   // The common case first, and without `await`: one `then` is all a native Promise needs.
-  if (result instanceof Promise) return endWithPromise(result, span);
+  if (isNativePromise(result)) return endWithPromise(result, span);
   if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
     span.end();
     return result;
@@ -412,9 +426,10 @@ function traceSubscriptions(
 }
 
 /**
- * Async generators, and plain objects that are async iterable (what down-levelled async
- * generators compile to). Other async iterables are class instances (streams, cursors) whose own
- * API a wrapper would hide.
+ * Async generators, and the plain objects down-levelled async generators compile to (`next`,
+ * `throw`, `return` and `Symbol.asyncIterator`, nothing else). Other async iterables (streams,
+ * cursors, an object with a `total` beside its iterator) have an API of their own that a wrapper
+ * would hide: they are returned as they are.
  */
 function isWrappableAsyncIterable(value: object): value is AsyncIterable<unknown> {
   if (typeof (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] !== 'function') {
@@ -424,7 +439,20 @@ function isWrappableAsyncIterable(value: object): value is AsyncIterable<unknown
     return true;
   }
   const prototype: unknown = Object.getPrototypeOf(value);
-  return prototype === Object.prototype || prototype === null;
+  if (prototype !== Object.prototype && prototype !== null && !isAsyncIteratorPrototype(prototype))
+    return false;
+  for (const key of Reflect.ownKeys(value)) {
+    if (key !== Symbol.asyncIterator && key !== 'next' && key !== 'throw' && key !== 'return') {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** `AsyncIterator.prototype` (what newer down-levelling helpers make their objects from). */
+function isAsyncIteratorPrototype(prototype: unknown): boolean {
+  const global = globalThis as { AsyncIterator?: { prototype?: unknown } };
+  return global.AsyncIterator !== undefined && prototype === global.AsyncIterator.prototype;
 }
 
 type IteratorMethod = (...args: unknown[]) => Promise<IteratorResult<unknown>>;

@@ -140,6 +140,20 @@ describe('TraceService', () => {
       only();
     });
 
+    it('returns a Promise subclass as it is, with its own API, and ends the span when awaited', async () => {
+      class Cancellable extends Promise<string> {
+        cancel(): string {
+          return 'cancelled';
+        }
+      }
+      const promise = new Cancellable((resolve) => setTimeout(() => resolve('sub'), 1));
+      const result = service.startActiveSpan('subclass.work', () => promise);
+      expect(result).toBe(promise);
+      expect(result.cancel()).toBe('cancelled');
+      expect(await result).toBe('sub');
+      only();
+    });
+
     describe('returning a lazy thenable (not a native Promise)', () => {
       it('returns the same object, unrun, and ends the span once when awaited', async () => {
         const query = new LazyQuery({ value: 'rows' }, 20);
