@@ -49,20 +49,14 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { withSpan } from './chain-context.js';
 import { PooledIdGenerator, type PoolWords } from './id-generator.js';
+import { DEFAULT_SPAN_LIMITS } from './tracing-config.js';
 
 /**
  * OpenTelemetry's default span limits. The module's provider takes its limits from the
  * configuration (the `OTEL_*_LIMIT` variables) and gives them to its `NodeTracerProvider` and to
  * {@link PackageTracer} alike, so that both kinds of span agree.
  */
-export const SPAN_LIMITS: Readonly<Required<SpanLimits>> = Object.freeze({
-  attributeCountLimit: 128,
-  attributeValueLengthLimit: Infinity,
-  eventCountLimit: 128,
-  linkCountLimit: 128,
-  attributePerEventCountLimit: 128,
-  attributePerLinkCountLimit: 128,
-});
+export const SPAN_LIMITS = DEFAULT_SPAN_LIMITS;
 
 type Resource = ReadableSpan['resource'];
 type Scope = ReadableSpan['instrumentationScope'];

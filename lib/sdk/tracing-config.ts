@@ -359,57 +359,58 @@ export const BATCH_DEFAULTS: Readonly<Required<BatchProcessorOptions>> = {
   exportTimeoutMillis: 30000,
 };
 
+/** OpenTelemetry's default span limits. */
+export const DEFAULT_SPAN_LIMITS: Readonly<Required<SpanLimits>> = Object.freeze({
+  attributeCountLimit: 128,
+  attributeValueLengthLimit: Infinity,
+  eventCountLimit: 128,
+  linkCountLimit: 128,
+  attributePerEventCountLimit: 128,
+  attributePerLinkCountLimit: 128,
+});
+
 /**
- * The span limits, from the variables OpenTelemetry's SDK for JavaScript reads (with the
- * specification's names for the per-event and per-link counts as well): the span-specific
- * variable, else the general one, else the default. The same limits hold for the package's spans
- * and for the SDK's on the module's provider.
+ * The variables of each span limit that OpenTelemetry's SDK for JavaScript reads (with the
+ * specification's names for the per-event and per-link counts as well): the span-specific one
+ * first, then the general one.
  */
-const SPAN_LIMIT_ENV: ReadonlyArray<[keyof SpanLimits, string[], number]> = [
-  ['attributeCountLimit', ['OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT', 'OTEL_ATTRIBUTE_COUNT_LIMIT'], 128],
+const SPAN_LIMIT_ENV: ReadonlyArray<[keyof SpanLimits, string[]]> = [
+  ['attributeCountLimit', ['OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT', 'OTEL_ATTRIBUTE_COUNT_LIMIT']],
   [
     'attributeValueLengthLimit',
     ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT'],
-    Infinity,
   ],
-  ['eventCountLimit', ['OTEL_SPAN_EVENT_COUNT_LIMIT'], 128],
-  ['linkCountLimit', ['OTEL_SPAN_LINK_COUNT_LIMIT'], 128],
+  ['eventCountLimit', ['OTEL_SPAN_EVENT_COUNT_LIMIT']],
+  ['linkCountLimit', ['OTEL_SPAN_LINK_COUNT_LIMIT']],
   [
     'attributePerEventCountLimit',
     ['OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT', 'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT'],
-    128,
   ],
   [
     'attributePerLinkCountLimit',
     ['OTEL_SPAN_ATTRIBUTE_PER_LINK_COUNT_LIMIT', 'OTEL_LINK_ATTRIBUTE_COUNT_LIMIT'],
-    128,
   ],
 ];
 
+/**
+ * The span limits: the first valid variable of each, else the default. The same limits hold for
+ * the package's spans and for the SDK's on the module's provider.
+ */
 function resolveSpanLimits(env: Env, warnings: string[]): Readonly<Required<SpanLimits>> {
-  const limits: Required<SpanLimits> = {
-    attributeCountLimit: 128,
-    attributeValueLengthLimit: Infinity,
-    eventCountLimit: 128,
-    linkCountLimit: 128,
-    attributePerEventCountLimit: 128,
-    attributePerLinkCountLimit: 128,
-  };
-  for (const [key, names, fallback] of SPAN_LIMIT_ENV) {
-    let value = fallback;
+  const limits: Required<SpanLimits> = { ...DEFAULT_SPAN_LIMITS };
+  for (const [key, names] of SPAN_LIMIT_ENV) {
+    // A value length of 0 would keep nothing of any string: at least 1.
+    const min = key === 'attributeValueLengthLimit' ? 1 : 0;
     for (const name of names) {
       const raw = nonEmpty(env[name])?.trim();
       if (raw === undefined) continue;
       const n = Number(raw);
-      // A value length of 0 would keep nothing of any string: at least 1.
-      const min = key === 'attributeValueLengthLimit' ? 1 : 0;
       if ((Number.isInteger(n) && n >= min) || n === Infinity) {
-        value = n;
+        limits[key] = n;
         break;
       }
       warnings.push(`${name} value '${raw}' is not an integer >= ${min}; ignored.`);
     }
-    limits[key] = value;
   }
   return Object.freeze(limits);
 }
