@@ -21,8 +21,15 @@ interface HookableServer {
   onProcessingStartHook: StartHook;
   onProcessingEndHook?: EndHook;
   handleEvent?: (pattern: unknown, packet: unknown, ctx: unknown) => unknown;
+  getHandlerByPattern?: (pattern: unknown) => unknown;
+  messageHandlers?: unknown;
+  /** ServerRMQ's queue. */
+  queue?: unknown;
   [INSTALLED]?: true;
 }
+
+/** The pattern a handler was registered with, noted on the handler at its first wildcard match. */
+const HANDLER_PATTERN = Symbol('nestjs-tracing.handler-pattern');
 
 /** The transport tracing of one running TracingModule; `stop()` undoes what it started. */
 export interface MicroservicesTracing {
@@ -76,10 +83,35 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
   if (server[INSTALLED]) return;
   Object.defineProperty(server, INSTALLED, { value: true });
 
+  // The pattern of the handler a wildcard subscription matched (NATS `*`, MQTT `+`, RabbitMQ and
+  // Redis wildcards): the transport reports the concrete subject, topic or routing key, which
+  // would make a span name per entity. Nest looks the handler up just before it starts
+  // processing the message, synchronously, so the lookup's result is there for the start hook.
+  let matched: string | undefined;
+  const getHandlerByPattern = server.getHandlerByPattern;
+  if (typeof getHandlerByPattern === 'function') {
+    server.getHandlerByPattern = function (this: HookableServer, pattern: unknown) {
+      const handler = getHandlerByPattern.call(this, pattern);
+      matched =
+        handler === null || handler === undefined ? undefined : registered(this, pattern, handler);
+      return handler;
+    };
+  }
+  const queue = typeof server.queue === 'string' && server.queue !== '' ? server.queue : undefined;
+
   let appStart: StartHook = server.onProcessingStartHook;
   let appEnd: EndHook | undefined = server.onProcessingEndHook;
-  const start: StartHook = (transportId, ctx, done) =>
-    tracer.start(transportId, ctx, () => appStart.call(server, transportId, ctx, done));
+  const start: StartHook = (transportId, ctx, done) => {
+    const pattern = matched;
+    matched = undefined;
+    return tracer.start(
+      transportId,
+      ctx,
+      () => appStart.call(server, transportId, ctx, done),
+      pattern,
+      queue,
+    );
+  };
   const end: EndHook = (transportId, ctx) => {
     tracer.end(ctx);
     appEnd?.call(server, transportId, ctx);
@@ -108,6 +140,33 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       return handleEvent.call(this, pattern, packet, ctx);
     };
   }
+}
+
+/**
+ * The pattern `handler` is registered with: the one looked up, when that is the handler's key (the
+ * usual case, and Redis's wildcard subscriptions, which look the handler up by the subscribed
+ * pattern), else the key found for the handler (a wildcard matched the message's own).
+ */
+function registered(
+  server: HookableServer,
+  pattern: unknown,
+  handler: unknown,
+): string | undefined {
+  const handlers = server.messageHandlers;
+  if (!(handlers instanceof Map)) return undefined;
+  if (typeof pattern === 'string' && handlers.get(pattern) === handler) return pattern;
+  const noted = (handler as { [HANDLER_PATTERN]?: string })[HANDLER_PATTERN];
+  if (noted !== undefined) return noted;
+  for (const [key, value] of handlers as Map<unknown, unknown>) {
+    if (value !== handler || typeof key !== 'string') continue;
+    try {
+      Object.defineProperty(handler, HANDLER_PATTERN, { value: key });
+    } catch {
+      // A frozen handler is looked up each time.
+    }
+    return key;
+  }
+  return undefined;
 }
 
 /**

@@ -126,12 +126,13 @@ function messagingInbound(
   carrier: unknown,
   getter: TextMapGetter<never>,
   eventPattern: string | undefined,
+  handlerPattern: string | undefined,
 ): Inbound {
   const dest = typeof destination === 'string' ? destination : (JSON.stringify(destination) ?? '');
   const attributes = processAttributes(system);
   attributes[ATTR_MESSAGING_DESTINATION_NAME] = dest;
   return {
-    name: `process ${eventPattern ?? dest}`,
+    name: `process ${eventPattern ?? handlerPattern ?? dest}`,
     kind: eventPattern !== undefined ? SpanKind.CONSUMER : SpanKind.SERVER,
     carrier,
     getter: getter,
@@ -179,12 +180,16 @@ export class RpcServerTracer {
     if (ctx !== null && typeof ctx === 'object') this.events.set(ctx, String(pattern));
   }
 
-  /** Runs `next` (the rest of the processing: guards, pipes, interceptors, handler) in the span. */
-  start<T>(transportId: unknown, ctx: unknown, next: () => T): T {
+  /**
+   * Runs `next` (the rest of the processing: guards, pipes, interceptors, handler) in the span.
+   * `pattern` is the handler's pattern when a wildcard matched the message's; `queue` the queue
+   * a RabbitMQ server consumes.
+   */
+  start<T>(transportId: unknown, ctx: unknown, next: () => T, pattern?: string, queue?: string): T {
     if (ctx === null || typeof ctx !== 'object') return next();
     let spanContext: Context;
     try {
-      const inbound = this.describe(transportId, ctx);
+      const inbound = this.describe(transportId, ctx, pattern, queue);
       const extracted = propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
       const active = context.active();
       const parent = startedForThisMessage(trace.getSpan(active), extracted) ? active : extracted;
@@ -238,11 +243,18 @@ export class RpcServerTracer {
     span.end();
   }
 
-  private describe(transportId: unknown, ctx: object): Inbound {
+  private describe(
+    transportId: unknown,
+    ctx: object,
+    handlerPattern: string | undefined,
+    queue: string | undefined,
+  ): Inbound {
     const ms = this.pkg.ms;
-    const eventPattern = this.events.get(ctx);
-    const event = eventPattern !== undefined;
+    const marked = this.events.get(ctx);
+    const event = marked !== undefined;
     if (event) this.events.delete(ctx);
+    // Named by the handler's pattern; a wildcard's match names the span by the wildcard.
+    const eventPattern = event ? (handlerPattern ?? marked) : undefined;
     if (ctx instanceof ms.TcpContext) {
       return messagingInbound(
         TCP_SYSTEM,
@@ -250,6 +262,7 @@ export class RpcServerTracer {
         ctx.getMetadata(),
         tcpGetter,
         eventPattern,
+        handlerPattern,
       );
     }
     if (ctx instanceof ms.RedisContext) {
@@ -259,6 +272,7 @@ export class RpcServerTracer {
         ctx.getMetadata(),
         redisGetter,
         eventPattern,
+        handlerPattern,
       );
     }
     if (ctx instanceof ms.NatsContext) {
@@ -268,20 +282,23 @@ export class RpcServerTracer {
         ctx.getHeaders(),
         natsGetter,
         eventPattern,
+        handlerPattern,
       );
     }
     if (ctx instanceof ms.RmqContext) {
       const message = ctx.getMessage() as Parameters<typeof rmqHeaders>[0];
+      // The queue the server consumes (a message from an exchange has another routing key).
       const routingKey = message?.fields?.routingKey;
       const inbound = messagingInbound(
         RMQ_SYSTEM,
-        routingKey,
+        queue ?? routingKey,
         rmqHeaders(message),
         rmqGetter,
         eventPattern,
+        handlerPattern,
       );
       // Many patterns share one queue: the span is named after the pattern.
-      if (!event) inbound.name = `process ${ctx.getPattern()}`;
+      if (!event) inbound.name = `process ${handlerPattern ?? ctx.getPattern()}`;
       rmqMessageAttributes(message, inbound.attributes);
       return inbound;
     }
@@ -293,6 +310,7 @@ export class RpcServerTracer {
         mqttUserProperties(packet),
         mqttGetter,
         eventPattern,
+        handlerPattern,
       );
       mqttMessageAttributes(packet, inbound.attributes);
       return inbound;
@@ -305,6 +323,7 @@ export class RpcServerTracer {
         kafkaHeaders(message),
         kafkaGetter,
         eventPattern,
+        handlerPattern,
       );
       kafkaMessageAttributes(message, ctx.getPartition(), inbound.attributes);
       return inbound;
