@@ -106,28 +106,28 @@ class WildcardController {
     return n * 2;
   }
   @EventPattern(nats.event.pattern, Transport.NATS)
-  natsEvent(): void {}
+  natsEvent(@Payload() _data: unknown): void {}
 
   @MessagePattern(mqtt.request.pattern, Transport.MQTT)
   mqttRequest(@Payload() n: number): number {
     return n * 2;
   }
   @EventPattern(mqtt.event.pattern, Transport.MQTT)
-  mqttEvent(): void {}
+  mqttEvent(@Payload() _data: unknown): void {}
 
   @MessagePattern(redis.request.pattern, Transport.REDIS)
   redisRequest(@Payload() n: number): number {
     return n * 2;
   }
   @EventPattern(redis.event.pattern, Transport.REDIS)
-  redisEvent(): void {}
+  redisEvent(@Payload() _data: unknown): void {}
 
   @MessagePattern(rmq.request.pattern, Transport.RMQ)
   rmqRequest(@Payload() n: number): number {
     return n * 2;
   }
   @EventPattern(rmq.event.pattern, Transport.RMQ)
-  rmqEvent(): void {}
+  rmqEvent(@Payload() _data: unknown): void {}
 }
 
 @Module({ imports: [TracingTestingModule.forRoot()], controllers: [WildcardController] })
