@@ -1,3 +1,5 @@
+import { context, propagation, trace, type Span, type TracerProvider } from '@opentelemetry/api';
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import { channel } from 'node:diagnostics_channel';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -15,6 +17,7 @@ import { createRequire } from 'node:module';
 interface Instrumentation {
   enable(): void;
   disable(): void;
+  setTracerProvider(provider: TracerProvider): void;
 }
 
 interface SharedHttpClientTracing {
@@ -23,7 +26,17 @@ interface SharedHttpClientTracing {
 }
 
 const SHARED = Symbol.for('nestjs-tracing:http-client');
-type WithShared = typeof globalThis & { [SHARED]?: SharedHttpClientTracing };
+/**
+ * The instrumentations, once made: kept when the last module stops and enabled again by the
+ * next one. A second `HttpInstrumentation` would never patch `http`: OpenTelemetry's shared
+ * require hook has the core module cached already, and only the instance that patched it can
+ * patch it again.
+ */
+const MADE = Symbol.for('nestjs-tracing:http-client-instrumentations');
+type WithShared = typeof globalThis & {
+  [SHARED]?: SharedHttpClientTracing;
+  [MADE]?: { http?: Instrumentation; undici?: Instrumentation };
+};
 
 const requireHere = createRequire(import.meta.url);
 
@@ -38,24 +51,45 @@ export async function startHttpClientTracing(): Promise<() => void> {
   if (shared === undefined) {
     shared = { users: 0, instrumentations: [] };
     global[SHARED] = shared;
+    const made = (global[MADE] ??= {});
     // First: requiring a core module once any require hook exists caches it unpatched.
     if (!isWrapped(http.request)) {
-      const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
-      // Inbound requests are this package's own middleware's.
-      const instrumentation = new HttpInstrumentation({
-        disableIncomingRequestInstrumentation: true,
-        requireParentforOutgoingSpans: true,
-      });
-      shared.instrumentations.push(instrumentation);
-      // The instrumentation enables itself, and patches a core module when it is next required:
-      // require them now, for code (ESM included) that calls them through the module object.
-      requireHere('http');
-      requireHere('https');
+      if (made.http !== undefined) {
+        reenable(made.http);
+      } else {
+        const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
+        // Inbound requests are this package's own middleware's.
+        made.http = new HttpInstrumentation({
+          disableIncomingRequestInstrumentation: true,
+          requireParentforOutgoingSpans: true,
+          applyCustomAttributesOnSpan: (span, _request, response) => {
+            // A 4xx or 5xx answer is the client's error: its type is the status code.
+            const status = (response as { statusCode?: number } | undefined)?.statusCode;
+            if (status !== undefined && status >= 400) {
+              span.setAttribute(ATTR_ERROR_TYPE, String(status));
+            }
+          },
+        });
+        // The instrumentation enables itself, and patches a core module when it is next
+        // required: require them now, for code (ESM included) that calls them through the
+        // module object.
+        requireHere('http');
+        requireHere('https');
+      }
+      shared.instrumentations.push(made.http);
     }
     // Someone else instruments undici when its request channel already has a subscriber.
     if (!channel('undici:request:create').hasSubscribers) {
-      const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
-      shared.instrumentations.push(new UndiciInstrumentation({ requireParentforSpans: true }));
+      if (made.undici !== undefined) {
+        reenable(made.undici);
+      } else {
+        const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
+        made.undici = new UndiciInstrumentation({
+          requireParentforSpans: true,
+          requestHook: dropCarriedHeaders,
+        });
+      }
+      shared.instrumentations.push(made.undici);
     }
   }
   shared.users++;
@@ -71,4 +105,54 @@ export async function startHttpClientTracing(): Promise<() => void> {
       for (const instrumentation of current.instrumentations) instrumentation.disable();
     }
   };
+}
+
+/**
+ * Turns a kept instrumentation on again, with the tracer provider registered now: the one it
+ * had is the last module's, shut down with it (the API hands out a new proxy once a provider is
+ * unregistered).
+ */
+function reenable(instrumentation: Instrumentation): void {
+  instrumentation.setTracerProvider(trace.getTracerProvider());
+  instrumentation.enable();
+}
+
+/**
+ * Takes out of an undici request the headers the propagators are about to write (`traceparent`,
+ * `tracestate`, `baggage`, ...), which undici's instrumentation appends: a caller that set its own
+ * (a gateway forwarding the headers it received) would otherwise send two `traceparent` values,
+ * which the next service cannot read, and its trace would break there. Node's `http` client, whose
+ * headers are set rather than appended, sends one. Only when a span's context is to be written:
+ * a call outside any span keeps the caller's headers as they are.
+ */
+function dropCarriedHeaders(span: Span, request: unknown): void {
+  if (!trace.isSpanContextValid(span.spanContext())) return;
+  const written: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), written);
+  const names = new Set(Object.keys(written).map((name) => name.toLowerCase()));
+  if (names.size === 0) return;
+  const req = request as { headers?: unknown };
+  const headers = req.headers;
+  if (Array.isArray(headers)) {
+    // Name, value, name, value...
+    for (let i = headers.length - 2; i >= 0; i -= 2) {
+      const name: unknown = headers[i];
+      const text = typeof name === 'string' ? name : Buffer.isBuffer(name) ? name.toString() : '';
+      if (names.has(text.toLowerCase())) headers.splice(i, 2);
+    }
+  } else if (typeof headers === 'string') {
+    // Older undici: `name: value\r\n` lines.
+    req.headers = headers
+      .split('\r\n')
+      .filter(
+        (line) =>
+          !names.has(
+            line
+              .slice(0, Math.max(0, line.indexOf(':')))
+              .trim()
+              .toLowerCase(),
+          ),
+      )
+      .join('\r\n');
+  }
 }

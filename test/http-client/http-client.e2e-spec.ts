@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 
 interface Result {
   statuses: number[];
-  received: Array<{ path: string; traceparent: string | null }>;
+  more: number[];
+  received: Array<{ path: string; traceparent: string | null; traceparents: number }>;
   spans: Array<{
     name: string;
     kind: SpanKind;
@@ -31,6 +32,7 @@ function run(...args: string[]): Result {
 describe.each([
   ['on its own', []],
   ["beside OpenTelemetry's own http and undici instrumentations", ['--auto']],
+  ['after another app in the process closed', ['--restart']],
 ])('outbound HTTP, %s', (_label, args) => {
   let result: Result;
   beforeAll(() => {
@@ -60,8 +62,39 @@ describe.each([
       });
       const hop = result.received.find((r) => r.path === path);
       expect(hop?.traceparent).toBe(`00-${TRACE_ID}-${client?.spanId}-01`);
+      expect(hop?.traceparents).toBe(1);
     },
   );
+});
+
+describe('outbound HTTP, edge cases', () => {
+  let result: Result;
+  beforeAll(() => {
+    result = run();
+  }, 90_000);
+
+  it("replaces a traceparent the caller set on fetch with the call's own, sent once", () => {
+    expect(result.more).toEqual([200, 200]);
+    const server = result.spans.find((s) => s.name === 'GET /forwarding');
+    const client = result.spans.find(
+      (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId,
+    );
+    expect(client?.traceId).toBe(TRACE_ID);
+    const hop = result.received.find((r) => r.path === '/forwarded');
+    expect(hop?.traceparents).toBe(1);
+    expect(hop?.traceparent).toBe(`00-${TRACE_ID}-${client?.spanId}-01`);
+  });
+
+  it('gives a call answered with a 5xx the status code as error.type', () => {
+    const server = result.spans.find((s) => s.name === 'GET /failing');
+    const client = result.spans.find(
+      (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId,
+    );
+    expect(client?.attributes).toMatchObject({
+      'http.response.status_code': 500,
+      'error.type': '500',
+    });
+  });
 });
 
 it('leaves an outbound request made outside any span untraced, without a header', async () => {
@@ -70,7 +103,7 @@ it('leaves an outbound request made outside any span untraced, without a header'
   expect(
     result.spans.filter((s) => s.kind === SpanKind.CLIENT && s.parentSpanId === undefined),
   ).toEqual([]);
-  expect(result.spans.filter((s) => s.kind === SpanKind.SERVER).map((s) => s.parentSpanId)).toEqual(
-    ['00f067aa0ba902b7', '00f067aa0ba902b7'],
-  );
+  const servers = result.spans.filter((s) => s.kind === SpanKind.SERVER);
+  expect(servers).toHaveLength(4);
+  for (const server of servers) expect(server.parentSpanId).toBe('00f067aa0ba902b7');
 }, 90_000);
