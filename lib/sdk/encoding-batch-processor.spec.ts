@@ -242,6 +242,34 @@ describe('EncodingBatchSpanProcessor', () => {
     for (let i = 0; i < 100; i++) expect(names.has(`op ${i}`)).toBe(true);
   });
 
+  it('forceFlush and shutdown resolve only once every batch queued before them is answered', async () => {
+    // Answers after 10 ms: each background answer starts the next full batch on its own.
+    let pending = 0;
+    let exported = 0;
+    const exporter = {
+      exportEncoded(batch: { length: number }, done: (result: { code: number }) => void) {
+        pending++;
+        setTimeout(() => {
+          pending--;
+          exported += batch.length;
+          done({ code: 0 });
+        }, 10);
+      },
+      shutdown: () => Promise.resolve(),
+    } as unknown as OtlpProtoTraceExporter;
+    for (const end of ['forceFlush', 'shutdown'] as const) {
+      pending = 0;
+      exported = 0;
+      const { processor, tracer } = start(
+        { maxQueueSize: 200, maxExportBatchSize: 2, scheduledDelayMillis: 60_000 },
+        exporter,
+      );
+      for (let i = 0; i < 100; i++) tracer.startSpan(`op ${i}`).end();
+      await processor[end]();
+      expect({ end, exported, pending }).toEqual({ end, exported: 100, pending: 0 });
+    }
+  });
+
   it('drops spans beyond maxQueueSize while exports hang, and says how many', async () => {
     const messages = diagnostics();
     const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 1 });

@@ -113,6 +113,9 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     const exports: Promise<void>[] = inFlight;
     for (let i = 0; i < lanes; i++) exports.push(lane());
     await Promise.all(exports);
+    // A background export answered meanwhile starts the next full batch itself, which may be one
+    // the lanes counted: wait for those too (they settle, never reject).
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
     if (failure !== undefined) throw failure.error;
   }
 
