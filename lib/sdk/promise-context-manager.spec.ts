@@ -214,6 +214,24 @@ describe('PromiseContextManager', () => {
     manager.with(named('emitting'), () => emitter.emit('event'));
     expect(heard).toEqual(['emitter']);
     expect(manager.active()).toBe(ROOT_CONTEXT);
+
+    // A resource made under a manager since disabled keeps nothing of it under the next one.
+    const old = manager.with(named('old'), () => new Handler());
+    manager.disable();
+    const next = new PromiseContextManager().enable();
+    try {
+      expect(next.with(named('new'), () => old.done())).toBe('new');
+      expect(next.with(named('new'), () => next.active().getValue(KEY))).toBe('new');
+      const fresh = next.with(named('fresh'), () => new Handler());
+      expect(
+        next.with(named('elsewhere'), () =>
+          fresh.runInAsyncScope(() => next.active().getValue(KEY)),
+        ),
+      ).toBe('fresh');
+    } finally {
+      next.disable();
+      manager.enable();
+    }
   });
 
   it('once disabled, leaves the timers as they were and no longer follows anything', async () => {
@@ -222,10 +240,10 @@ describe('PromiseContextManager', () => {
     expect(setTimeout).not.toBe(before.setTimeout);
     expect(process.nextTick).not.toBe(before.nextTick);
     expect(timers.setTimeout).toBe(setTimeout);
-    // AsyncResource is Node's own again.
-    const resource = new AsyncResource('after');
-    expect(Object.getOwnPropertySymbols(AsyncResource.prototype)).toEqual([]);
+    // What an AsyncResource runs is Node's business again.
+    const resource = manager.with(named('made'), () => new AsyncResource('after'));
     expect(manager.with(named('later'), () => resource.runInAsyncScope(nameOf))).toBe('later');
+    expect(resource.asyncId()).toBeGreaterThan(0);
 
     const other = new PromiseContextManager().enable();
     try {

@@ -62,7 +62,8 @@ function runIn<R>(ctx: Context, fn: (...args: never[]) => R, thisArg: unknown, a
  * is enabled (only calls made in a context pay for it), anything bound with `context.bind`
  * (functions and event emitters), and the callbacks an `AsyncResource` runs (`bind`,
  * `runInAsyncScope`, `EventEmitterAsyncResource`), in the context the resource was made in, as
- * connection pools and clients that keep callbacks for later use them. Unlike
+ * connection pools and clients that keep callbacks for later use them (see
+ * {@link asyncResourceHooks}). Unlike
  * `AsyncLocalStorage`, it does not follow
  * the callbacks of Node's callback APIs (`fs.readFile(path, callback)`, `dns.lookup`, socket
  * events): use their promise forms, or `contextManager: 'async-local-storage'`.
@@ -111,7 +112,14 @@ export class PromiseContextManager extends AsyncLocalStorageContextManager {
       after: onAfter,
     }) as () => void;
     restoreScheduling = wrapScheduling();
-    restoreAsyncResource = wrapAsyncResource();
+    const hooks = asyncResourceHooks();
+    if (hooks !== undefined) {
+      const lent: ResourceManager = { active: () => current, runIn };
+      hooks.manager = lent;
+      restoreAsyncResource = () => {
+        if (hooks.manager === lent) hooks.manager = undefined;
+      };
+    }
     return this;
   }
 
@@ -195,55 +203,74 @@ function wrapScheduling(): () => void {
   };
 }
 
-/** Where an `AsyncResource` keeps the context it was made in. */
-const RESOURCE_CONTEXT = Symbol('nestjs-tracing.resource-context');
-type WithResourceContext = { [RESOURCE_CONTEXT]?: Context };
+/** What the enabled manager lends the `AsyncResource` hooks. */
+interface ResourceManager {
+  active(): Context;
+  runIn: typeof runIn;
+}
+
+/** The process's one set of `AsyncResource` hooks, shared by every copy of the package. */
+interface ResourceHooks {
+  /** The manager enabled now (of whichever copy), if any. */
+  manager: ResourceManager | undefined;
+}
+
+const RESOURCE_HOOKS = Symbol.for('nestjs-tracing.async-resource-hooks');
 
 /**
  * Makes every `AsyncResource` (and subclass) run its callbacks in the context it was made in, as
  * `AsyncLocalStorage` does: a pool that hands a connection over to a callback a waiting request
  * bound with `AsyncResource.bind` runs it in that request's context, not in the context of the
  * request that released the connection. Node gives no hook at construction, but the constructor
- * assigns the resource's async id: a setter for that property on the prototype notes the
- * context, then defines the property on the instance, which Node reads from there on. Returns
- * what puts everything back; does nothing where the property cannot be found.
+ * assigns the resource's async id: an accessor for that property on the prototype keeps the id in
+ * a property of its own and notes the context beside it (two plain stores, no property
+ * definition per resource). Installed once per process, and left in place: with no manager
+ * enabled it only keeps the id. A resource made under an earlier manager (before an app closed)
+ * is run as Node runs it. Returns the hooks, or undefined where the property cannot be found.
  */
-function wrapAsyncResource(): () => void {
+function asyncResourceHooks(): ResourceHooks | undefined {
+  const global = globalThis as { [RESOURCE_HOOKS]?: ResourceHooks | null };
+  const installed = global[RESOURCE_HOOKS];
+  if (installed !== undefined) return installed ?? undefined;
   const proto = AsyncResource.prototype as unknown as Record<PropertyKey, unknown>;
   const idKey = Object.getOwnPropertySymbols(new AsyncResource('nestjs-tracing')).find(
     (key) => key.description === 'async_id_symbol',
   );
   const run = proto.runInAsyncScope;
   if (idKey === undefined || typeof run !== 'function' || Object.hasOwn(proto, idKey)) {
-    return () => undefined;
+    global[RESOURCE_HOOKS] = null;
+    return undefined;
   }
-  const noteContext = function (this: WithResourceContext, id: unknown): void {
-    Object.defineProperty(this, idKey, {
-      value: id,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-    this[RESOURCE_CONTEXT] = current;
-  };
-  Object.defineProperty(proto, idKey, { set: noteContext, configurable: true });
-  const runInContext = function (this: WithResourceContext, ...args: unknown[]): unknown {
-    const ctx = this[RESOURCE_CONTEXT];
-    if (ctx === undefined) return (run as Scheduler).apply(this, args as [unknown]);
-    const previous = current;
-    current = ctx;
-    try {
+  const hooks: ResourceHooks = { manager: undefined };
+  const ID = Symbol('nestjs-tracing.async-id');
+  const CONTEXT = Symbol('nestjs-tracing.resource-context');
+  const MANAGER = Symbol('nestjs-tracing.resource-manager');
+  type Resource = { [ID]?: unknown; [CONTEXT]?: Context; [MANAGER]?: ResourceManager };
+  Object.defineProperty(proto, idKey, {
+    configurable: true,
+    get(this: Resource): unknown {
+      return this[ID];
+    },
+    set(this: Resource, id: unknown): void {
+      this[ID] = id;
+      const manager = hooks.manager;
+      if (manager === undefined) return;
+      this[CONTEXT] = manager.active();
+      this[MANAGER] = manager;
+    },
+  });
+  const runInContext = function (this: Resource, ...args: unknown[]): unknown {
+    const manager = hooks.manager;
+    const ctx = this[CONTEXT];
+    if (manager === undefined || ctx === undefined || this[MANAGER] !== manager) {
       return (run as Scheduler).apply(this, args as [unknown]);
-    } finally {
-      current = previous;
     }
+    return manager.runIn(ctx, run as (...a: never[]) => unknown, this, args);
   };
   Object.defineProperty(runInContext, 'name', { value: 'runInAsyncScope' });
   proto.runInAsyncScope = runInContext;
-  return () => {
-    if (proto.runInAsyncScope === runInContext) proto.runInAsyncScope = run;
-    if (Object.getOwnPropertyDescriptor(proto, idKey)?.set === noteContext) delete proto[idKey];
-  };
+  global[RESOURCE_HOOKS] = hooks;
+  return hooks;
 }
 
 /**
