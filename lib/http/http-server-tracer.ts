@@ -220,10 +220,13 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   }
   const req = state.request as TracedRequest;
   const status = res.statusCode;
-  // A request that matched nothing is a 404; one that failed before its route ran (a malformed
-  // body, a middleware that threw) still has the route it was for.
+  // A request that failed before its route ran (a malformed body, a middleware that threw or
+  // turned it away) still has the route it was for. One a middleware answered (a static file, a
+  // CORS preflight, a redirect) has none, nor has one that matched nothing (404).
   const route =
-    state.route ?? expressRoute(req) ?? (status !== 404 ? routeBeforeRouting(req) : undefined);
+    state.route ??
+    expressRoute(req) ??
+    (status >= 400 && status !== 404 ? routeBeforeRouting(req) : undefined);
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
     span.updateName(spanName(state.name, route));
@@ -305,7 +308,7 @@ function expressRoute(req: TracedRequest): string | undefined {
 }
 
 type ExpressLayer = {
-  route?: ExpressRoute & { _handlesMethod?: (method: string) => boolean };
+  route?: ExpressRoute & { methods?: Record<string, unknown> };
   matchers?: ArrayLike<(path: string) => unknown>;
 };
 
@@ -328,10 +331,20 @@ function routeBeforeRouting(req: TracedRequest): string | undefined {
     if (!url.startsWith('/')) return undefined;
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
+    const name = method.toLowerCase();
     for (const layer of stack as ExpressLayer[]) {
       const route = layer.route;
       if (route === undefined || typeof route.path !== 'string') continue;
-      if (typeof route._handlesMethod === 'function' && !route._handlesMethod(method)) continue;
+      // The methods the route serves (a GET route serves HEAD too; `all` serves every one).
+      const methods = route.methods;
+      if (
+        methods !== undefined &&
+        methods._all !== true &&
+        methods[name] !== true &&
+        !(name === 'head' && methods.get === true)
+      ) {
+        continue;
+      }
       const matchers = layer.matchers;
       if (matchers === undefined) continue;
       for (let i = 0; i < matchers.length; i++) {

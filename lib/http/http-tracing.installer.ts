@@ -124,7 +124,9 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
 
   reenterAtMiddleware(adapter);
   if (type === 'express') {
-    reenterAtRoutes(adapter);
+    adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) =>
+      reenter(req, next),
+    );
     // Under a global prefix, Nest serves unmatched requests from a route of its own (`*path`):
     // its handler is noted so that such a request gets no route (named by its method only).
     // Without a prefix it is a middleware, and requests pay nothing for the check.
@@ -158,57 +160,17 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
   return true;
 }
 
-/** The adapter methods Nest registers an Express route with (its `RouterMethodFactory`). */
-const ROUTE_METHODS = [
-  'get',
-  'post',
-  'put',
-  'delete',
-  'patch',
-  'all',
-  'options',
-  'head',
-  'search',
-  'propfind',
-  'proppatch',
-  'mkcol',
-  'copy',
-  'move',
-  'lock',
-  'unlock',
-  'query',
-] as const;
-
 type ExpressHandler = (req: IncomingMessage, res: ServerResponse, next: Done) => unknown;
-
-/**
- * Makes the span active again, if it was lost, as each Express route handler starts: an app's
- * parser or middleware that resumes from an event emitted elsewhere would otherwise run the rest
- * of the request (guards, pipes, interceptors, handler) outside the span. Wrapped as Nest
- * registers its routes, through the adapter. (Fastify's `preHandler` hook does this there.)
- */
-function reenterAtRoutes(adapter: HttpServer): void {
-  const routes = adapter as unknown as Record<string, unknown>;
-  for (const name of ROUTE_METHODS) {
-    const register = routes[name];
-    if (typeof register !== 'function') continue;
-    routes[name] = function (this: unknown, ...args: unknown[]) {
-      // One argument is Express's settings getter (`app.get('env')`), no route.
-      const last = args.length - 1;
-      if (last > 0 && typeof args[last] === 'function') {
-        args[last] = reentering(args[last] as ExpressHandler);
-      }
-      return (register as (...a: unknown[]) => unknown).apply(this, args);
-    };
-  }
-}
 
 type Mount = (path: unknown, callback: unknown) => unknown;
 
 /**
  * Makes the span active again, if it was lost, as each of Nest's middleware (`MiddlewareConsumer`)
- * starts, on Express and Fastify alike: the adapter's middleware factory (synchronous on Express,
- * asynchronous on Fastify) mounts each one.
+ * starts and as it hands the request on, on Express and Fastify alike: a middleware that calls
+ * `next()` from a callback that lost the async context would otherwise take the rest of the
+ * request (the next middleware, guards, pipes, interceptors, handler) out of the span. The
+ * adapter's middleware factory (synchronous on Express, asynchronous on Fastify) mounts each one.
+ * Only apps with Nest middleware pay for it, a closure per middleware a request.
  */
 function reenterAtMiddleware(adapter: HttpServer): void {
   const withMiddleware = adapter as { createMiddlewareFactory?: (method: unknown) => unknown };
@@ -228,17 +190,17 @@ function reenterAtMiddleware(adapter: HttpServer): void {
   };
 }
 
-/** A handler that runs in its request's span context, entering it again only if it was lost. */
+/** A middleware that runs, and hands the request on, in its request's span context. */
 function reentering(handler: ExpressHandler): ExpressHandler {
-  const wrapped: ExpressHandler = function (this: unknown, req, res, next) {
+  return function (this: unknown, req, res, next) {
     const state = (req as TracedRawRequest)[HTTP_STATE];
-    if (state === undefined || (state !== null && context.active() === state.context)) {
-      return handler.call(this, req, res, next);
+    if (state === undefined) return handler.call(this, req, res, next);
+    const onward: Done = (err) => reenter(req, () => next(err));
+    if (state !== null && context.active() === state.context) {
+      return handler.call(this, req, res, onward);
     }
-    return reenter(req, () => handler.call(this, req, res, next));
+    return reenter(req, () => handler.call(this, req, res, onward));
   };
-  // Nest's adapters read a route's options from its handler's own properties.
-  return Object.assign(wrapped, handler);
 }
 
 /**

@@ -210,3 +210,16 @@ export class ContextLosingModule implements NestModule {
     consumer.apply(ContextLosingMiddleware).forRoutes(AppController);
   }
 }
+
+/** A route with no Nest middleware in front of it. */
+@Controller()
+export class PlainController {
+  @Get('plain')
+  @Trace('plain.handler')
+  plain(): string {
+    return 'plain';
+  }
+}
+
+@Module({ controllers: [PlainController] })
+export class PlainModule {}

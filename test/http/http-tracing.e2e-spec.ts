@@ -27,7 +27,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import { platforms, startApp, useTracedApp, type Platform } from '../support/platforms.js';
-import { ContextLosingModule, HttpTestModule } from './http-app.js';
+import { ContextLosingModule, HttpTestModule, PlainModule } from './http-app.js';
 
 // The SDK reports misuse (a second end(), an operation on an ended span, a bad attribute)
 // through diag: any warning fails the test.
@@ -487,6 +487,31 @@ describe.each(platforms)('edge cases on $name', (platform) => {
     expect(server.status.code).toBe(SpanStatusCode.UNSET);
   });
 
+  if (platform.name === 'express') {
+    it('names a request a middleware answered itself (a static file) by its method only', async () => {
+      const { app, url: base } = await startApp(
+        platform,
+        [TracingTestingModule.forRoot(), HttpTestModule],
+        (a) => {
+          a.use((req: { url?: string }, res: ServerResponse, next: () => void) => {
+            if (req.url !== '/orders/app.js') return next();
+            res.setHeader('content-type', 'text/javascript');
+            res.end('// static');
+          });
+        },
+      );
+      try {
+        const spans = app.get(TestSpans);
+        expect((await fetch(`${base}/orders/app.js`)).status).toBe(200);
+        const server = await spans.waitForOne('GET');
+        expect(server.attributes['http.route']).toBeUndefined();
+        expect(server.attributes['http.response.status_code']).toBe(200);
+      } finally {
+        await app.close();
+      }
+    });
+  }
+
   it('names a request a middleware turned away by the route it was for', async () => {
     const res = await fetch(`${url}/orders/7?x=1`, {
       headers: { traceparent: TRACEPARENT, 'x-deny': '1' },
@@ -743,6 +768,41 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
       const server = await spans.waitForOne('GET /orders/:id');
       expectChildOf(spans.one('OrdersService.find'), server);
       expect(server.spanContext().traceId).toBe(TRACE_ID);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('does not take a route without Nest middleware out of the SERVER span', async () => {
+    const { app, url } = await startApp(
+      platform,
+      [TracingTestingModule.forRoot(), PlainModule],
+      (a) => {
+        if (platform.name === 'express') {
+          a.use((_req: unknown, _res: unknown, next: () => void) =>
+            context.with(ROOT_CONTEXT, next),
+          );
+        } else {
+          const fastify = a.getHttpAdapter().getInstance() as {
+            addHook(
+              name: string,
+              hook: (req: unknown, reply: unknown, done: () => void) => void,
+            ): void;
+          };
+          fastify.addHook('preValidation', (_req, _reply, done) =>
+            context.with(ROOT_CONTEXT, done),
+          );
+        }
+      },
+    );
+    try {
+      const spans = app.get(TestSpans);
+      expect((await fetch(`${url}/plain`, { headers: { traceparent: TRACEPARENT } })).status).toBe(
+        200,
+      );
+      const server = await spans.waitForOne('GET /plain');
+      expect(server.spanContext().traceId).toBe(TRACE_ID);
+      expectChildOf(spans.one('plain.handler'), server);
     } finally {
       await app.close();
     }
