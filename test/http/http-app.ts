@@ -195,6 +195,19 @@ export class HttpTestModule implements NestModule {
   }
 }
 
+/** A route with no Nest middleware of the test app's in front of it. */
+@Controller()
+export class PlainController {
+  @Get('plain')
+  @Trace('plain.handler')
+  plain(): string {
+    return 'plain';
+  }
+}
+
+@Module({ controllers: [PlainController] })
+export class PlainModule {}
+
 /** A Nest middleware that loses the async context, as one resuming from a foreign event does. */
 @Injectable()
 export class ContextLosingMiddleware implements NestMiddleware {
@@ -207,19 +220,6 @@ export class ContextLosingMiddleware implements NestMiddleware {
 @Module({})
 export class ContextLosingModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(ContextLosingMiddleware).forRoutes(AppController);
+    consumer.apply(ContextLosingMiddleware).forRoutes(AppController, PlainController);
   }
 }
-
-/** A route with no Nest middleware in front of it. */
-@Controller()
-export class PlainController {
-  @Get('plain')
-  @Trace('plain.handler')
-  plain(): string {
-    return 'plain';
-  }
-}
-
-@Module({ controllers: [PlainController] })
-export class PlainModule {}

@@ -813,6 +813,7 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
       TracingTestingModule.forRoot(),
       ContextLosingModule,
       HttpTestModule,
+      PlainModule,
     ]);
     try {
       const spans = app.get(TestSpans);
@@ -822,6 +823,9 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
       // The app's next middleware and the handler's service run in the span.
       expectChildOf(spans.one('middleware.run'), server);
       expectChildOf(spans.one('OrdersService.find'), server);
+      // And a handler right after it (no other middleware to re-enter the span).
+      await fetch(`${url}/plain`, { headers: { traceparent: TRACEPARENT } });
+      expectChildOf(spans.one('plain.handler'), await spans.waitForOne('GET /plain'));
     } finally {
       await app.close();
     }
