@@ -145,7 +145,9 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
 /**
  * The pattern `handler` is registered with: the one looked up, when that is the handler's key (the
  * usual case, and Redis's wildcard subscriptions, which look the handler up by the subscribed
- * pattern), else the key found for the handler (a wildcard matched the message's own).
+ * pattern), else the key found for the handler (a wildcard matched the message's own), noted on
+ * the handler (`null`: none that is a string, a Kafka RegExp say) so that it is searched once.
+ * An MQTT shared subscription (`$share/<group>/<topic>`) is named by its topic.
  */
 function registered(
   server: HookableServer,
@@ -154,19 +156,29 @@ function registered(
 ): string | undefined {
   const handlers = server.messageHandlers;
   if (!(handlers instanceof Map)) return undefined;
-  if (typeof pattern === 'string' && handlers.get(pattern) === handler) return pattern;
-  const noted = (handler as { [HANDLER_PATTERN]?: string })[HANDLER_PATTERN];
-  if (noted !== undefined) return noted;
+  if (typeof pattern === 'string' && handlers.get(pattern) === handler) return unshared(pattern);
+  const noted = (handler as { [HANDLER_PATTERN]?: string | null })[HANDLER_PATTERN];
+  if (noted !== undefined) return noted ?? undefined;
+  let found: string | null = null;
   for (const [key, value] of handlers as Map<unknown, unknown>) {
-    if (value !== handler || typeof key !== 'string') continue;
-    try {
-      Object.defineProperty(handler, HANDLER_PATTERN, { value: key });
-    } catch {
-      // A frozen handler is looked up each time.
+    if (value === handler && typeof key === 'string') {
+      found = unshared(key);
+      break;
     }
-    return key;
   }
-  return undefined;
+  try {
+    Object.defineProperty(handler, HANDLER_PATTERN, { value: found });
+  } catch {
+    // A frozen handler is searched for each time.
+  }
+  return found ?? undefined;
+}
+
+/** An MQTT shared subscription's topic (`$share/<group>/<topic>`); any other pattern as it is. */
+function unshared(pattern: string): string {
+  if (!pattern.startsWith('$share/')) return pattern;
+  const group = pattern.indexOf('/', 7);
+  return group === -1 ? pattern : pattern.slice(group + 1);
 }
 
 /**

@@ -30,6 +30,7 @@ const RMQ = ['amqp://guest:guest@127.0.0.1:5672'];
 const REDIS = { host: '127.0.0.1', port: 6379 };
 const MQTT = 'mqtt://127.0.0.1:1883';
 const QUEUE = `${RUN}-q`;
+const SHARED_TOPIC = `${RUN}/mqtt/shared`;
 const EXCHANGE = `${RUN}-x`;
 
 interface Case {
@@ -115,6 +116,9 @@ class WildcardController {
   @EventPattern(mqtt.event.pattern, Transport.MQTT)
   mqttEvent(@Payload() _data: unknown): void {}
 
+  @EventPattern(`$share/audit/${SHARED_TOPIC}`, Transport.MQTT)
+  mqttShared(@Payload() _data: unknown): void {}
+
   @MessagePattern(redis.request.pattern, Transport.REDIS)
   redisRequest(@Payload() n: number): number {
     return n * 2;
@@ -159,6 +163,15 @@ describe('handlers subscribed with wildcards', () => {
     await channel.deleteQueue(QUEUE);
     await channel.deleteExchange(EXCHANGE);
     await connection.close();
+  });
+
+  it('names an MQTT shared subscription’s events by its topic, not its group', async () => {
+    await lastValueFrom(clients.get(Transport.MQTT)!.emit(SHARED_TOPIC, 1), {
+      defaultValue: undefined,
+    });
+    const consumer = await spans.waitForOne(`process ${SHARED_TOPIC}`);
+    expect(consumer.kind).toBe(SpanKind.CONSUMER);
+    expect(spans.byName(`process $share/audit/${SHARED_TOPIC}`)).toHaveLength(0);
   });
 
   describe.each(cases)('$system', (c) => {
