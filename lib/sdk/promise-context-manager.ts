@@ -229,16 +229,22 @@ const RESOURCE_HOOKS = Symbol.for('nestjs-tracing.async-resource-hooks');
  * is run as Node runs it. Returns the hooks, or undefined where the property cannot be found.
  */
 function asyncResourceHooks(): ResourceHooks | undefined {
-  const global = globalThis as { [RESOURCE_HOOKS]?: ResourceHooks | null };
-  const installed = global[RESOURCE_HOOKS];
+  // Kept on the prototype itself: every copy of the package, and every realm (Jest gives each
+  // test file globals of its own) shares Node's AsyncResource.
+  const proto = AsyncResource.prototype as unknown as Record<PropertyKey, unknown> & {
+    [RESOURCE_HOOKS]?: ResourceHooks | null;
+  };
+  const installed = proto[RESOURCE_HOOKS];
   if (installed !== undefined) return installed ?? undefined;
-  const proto = AsyncResource.prototype as unknown as Record<PropertyKey, unknown>;
+  const keep = (hooks: ResourceHooks | null): void => {
+    Object.defineProperty(proto, RESOURCE_HOOKS, { value: hooks, configurable: true });
+  };
   const idKey = Object.getOwnPropertySymbols(new AsyncResource('nestjs-tracing')).find(
     (key) => key.description === 'async_id_symbol',
   );
   const run = proto.runInAsyncScope;
   if (idKey === undefined || typeof run !== 'function' || Object.hasOwn(proto, idKey)) {
-    global[RESOURCE_HOOKS] = null;
+    keep(null);
     return undefined;
   }
   const hooks: ResourceHooks = { manager: undefined };
@@ -269,7 +275,7 @@ function asyncResourceHooks(): ResourceHooks | undefined {
   };
   Object.defineProperty(runInContext, 'name', { value: 'runInAsyncScope' });
   proto.runInAsyncScope = runInContext;
-  global[RESOURCE_HOOKS] = hooks;
+  keep(hooks);
   return hooks;
 }
 
