@@ -270,6 +270,33 @@ describe('EncodingBatchSpanProcessor', () => {
     }
   });
 
+  it('forceFlush resolves while spans keep ending (a busy process)', async () => {
+    const exporter = {
+      exportEncoded(_batch: unknown, done: (result: { code: number }) => void) {
+        setTimeout(() => done({ code: 0 }), 5);
+      },
+      shutdown: () => Promise.resolve(),
+    } as unknown as OtlpProtoTraceExporter;
+    const { processor, tracer } = start(
+      { maxQueueSize: 400, maxExportBatchSize: 4, scheduledDelayMillis: 60_000 },
+      exporter,
+    );
+    for (let i = 0; i < 40; i++) tracer.startSpan(`before ${i}`).end();
+    // Full batches keep going out in the background for as long as the load lasts.
+    const load = setInterval(() => {
+      for (let i = 0; i < 8; i++) tracer.startSpan('during').end();
+    }, 1);
+    try {
+      const outcome = await Promise.race([
+        processor.forceFlush().then(() => 'flushed'),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting'), 3_000)),
+      ]);
+      expect(outcome).toBe('flushed');
+    } finally {
+      clearInterval(load);
+    }
+  });
+
   it('drops spans beyond maxQueueSize while exports hang, and says how many', async () => {
     const messages = diagnostics();
     const { processor, tracer } = start({ maxQueueSize: 4, maxExportBatchSize: 1 });

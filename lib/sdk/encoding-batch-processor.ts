@@ -113,9 +113,11 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
     const exports: Promise<void>[] = inFlight;
     for (let i = 0; i < lanes; i++) exports.push(lane());
     await Promise.all(exports);
-    // A background export answered meanwhile starts the next full batch itself, which may be one
-    // the lanes counted: wait for those too (they settle, never reject).
-    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+    // A background export answered meanwhile starts the next full batch itself, which may hold
+    // spans the lanes counted: wait for those in flight now (they settle, never reject). Once
+    // the lanes are done every span queued before the flush has been taken, so later exports
+    // carry only newer spans, which a steady load would never let a loop wait out.
+    await Promise.all([...this.inFlight]);
     if (failure !== undefined) throw failure.error;
   }
 
