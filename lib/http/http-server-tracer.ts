@@ -223,10 +223,7 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   // A request that failed before its route ran (a malformed body, a middleware that threw or
   // turned it away) still has the route it was for. One a middleware answered (a static file, a
   // CORS preflight, a redirect) has none, nor has one that matched nothing (404).
-  const route =
-    state.route ??
-    expressRoute(req) ??
-    (status >= 400 && status !== 404 ? routeBeforeRouting(req) : undefined);
+  const route = state.route ?? expressRoute(req, status);
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
     span.updateName(spanName(state.name, route));
@@ -289,6 +286,19 @@ function spanName(method: string, route: string): string {
 const notFoundHandlers = new WeakSet<object>();
 let notFoundRoutes = false;
 
+/**
+ * Nest middleware limited to a method is mounted as an Express route of its own (`app.get(path,
+ * middleware)`), ahead of the controller's: its path is no route of the request's.
+ */
+const middlewareHandles = new WeakSet<object>();
+let anyMiddleware = false;
+
+/** Notes a Nest middleware as the installer mounts it. */
+export function markMiddleware(handle: object): void {
+  middlewareHandles.add(handle);
+  anyMiddleware = true;
+}
+
 /** Notes a handler given to the adapter's `setNotFoundHandler`. */
 export function markNotFoundHandler(handler: unknown): void {
   if (typeof handler !== 'function') return;
@@ -298,12 +308,22 @@ export function markNotFoundHandler(handler: unknown): void {
 
 type ExpressRoute = { path?: unknown; stack?: ArrayLike<{ handle?: unknown }> };
 
-/** Express keeps the matched route on the request; mounted routers add a base URL. */
-function expressRoute(req: TracedRequest): string | undefined {
+/**
+ * Express keeps the matched route on the request; mounted routers add a base URL. A request that
+ * ended in a Nest middleware mounted as a route has that middleware's path there, not its own
+ * route, which is looked up; so is the route of one that failed before any route ran.
+ */
+function expressRoute(req: TracedRequest, status: number): string | undefined {
   const route = req.route as ExpressRoute | undefined;
   const path = route?.path;
-  if (typeof path !== 'string') return undefined;
-  if (notFoundRoutes && isNotFoundRoute(route!)) return undefined;
+  if (typeof path !== 'string') return status >= 400 ? routeBeforeRouting(req) : undefined;
+  if (notFoundRoutes || anyMiddleware) {
+    const handle = route!.stack?.[0]?.handle;
+    if (typeof handle === 'function') {
+      if (notFoundHandlers.has(handle)) return undefined;
+      if (middlewareHandles.has(handle)) return routeBeforeRouting(req);
+    }
+  }
   return req.baseUrl ? req.baseUrl + path : path;
 }
 
@@ -335,6 +355,8 @@ function routeBeforeRouting(req: TracedRequest): string | undefined {
     for (const layer of stack as ExpressLayer[]) {
       const route = layer.route;
       if (route === undefined || typeof route.path !== 'string') continue;
+      const handle = route.stack?.[0]?.handle;
+      if (typeof handle === 'function' && middlewareHandles.has(handle)) continue;
       // The methods the route serves (a GET route serves HEAD too; `all` serves every one).
       const methods = route.methods;
       if (
@@ -510,11 +532,23 @@ export function reenter(req: TracedRequest, next: () => void): void {
     return;
   }
   // Usually the context survived: entering it again would cost a context switch per request.
-  if (state === undefined || state.ended || context.active() === state.context) {
+  if (state === undefined || state.ended || inRequestContext(state)) {
     next();
     return;
   }
   context.with(state.context, next);
+}
+
+/**
+ * Whether the active context is the request's, or one made from it on purpose (a middleware that
+ * runs the rest of the request with baggage of its own, or inside a span of its own): the active
+ * span is in the request's trace. A context that was lost (the root, or another request's) is not.
+ */
+export function inRequestContext(state: HttpRequestState): boolean {
+  const active = context.active();
+  if (active === state.context) return true;
+  const span = trace.getSpan(active);
+  return span !== undefined && span.spanContext().traceId === state.span.spanContext().traceId;
 }
 
 /**

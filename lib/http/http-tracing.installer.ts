@@ -8,6 +8,8 @@ import {
   HTTP_STATE,
   HttpServerTracer,
   hookServerResponse,
+  inRequestContext,
+  markMiddleware,
   markNotFoundHandler,
   reenter,
   runUntraced,
@@ -153,7 +155,7 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
       if (state === null) return runUntraced(done);
       if (state === undefined) return done();
       state.route ??= fastifyRoute(request.routeOptions?.url);
-      if (context.active() === state.context) return done();
+      if (inRequestContext(state)) return done();
       context.with(state.context, done);
     });
   }
@@ -192,15 +194,16 @@ function reenterAtMiddleware(adapter: HttpServer): void {
 
 /** A middleware that runs, and hands the request on, in its request's span context. */
 function reentering(handler: ExpressHandler): ExpressHandler {
-  return function (this: unknown, req, res, next) {
+  const wrapped: ExpressHandler = function (this: unknown, req, res, next) {
     const state = (req as TracedRawRequest)[HTTP_STATE];
     if (state === undefined) return handler.call(this, req, res, next);
     const onward: Done = (err) => reenter(req, () => next(err));
-    if (state !== null && context.active() === state.context) {
-      return handler.call(this, req, res, onward);
-    }
+    if (state !== null && inRequestContext(state)) return handler.call(this, req, res, onward);
     return reenter(req, () => handler.call(this, req, res, onward));
   };
+  // Mounted as a route when limited to a method: its path is not the request's route.
+  markMiddleware(wrapped);
+  return wrapped;
 }
 
 /**

@@ -6,6 +6,8 @@ import {
   Get,
   Header,
   ForbiddenException,
+  UnauthorizedException,
+  RequestMethod,
   HttpCode,
   Injectable,
   NestInterceptor,
@@ -221,5 +223,44 @@ export class ContextLosingMiddleware implements NestMiddleware {
 export class ContextLosingModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
     consumer.apply(ContextLosingMiddleware).forRoutes(AppController, PlainController);
+  }
+}
+
+/**
+ * A middleware Nest mounts for one method (as an Express route of its own): turns a request away
+ * (`x-reject`), says it is not there (`x-missing`), or runs the rest of it with baggage of its own
+ * (`x-tenant`).
+ */
+@Injectable()
+export class TenantMiddleware implements NestMiddleware {
+  constructor(private readonly tracing: TraceService) {}
+  use(req: { headers: Record<string, unknown> }, _res: unknown, next: () => void): void {
+    if (req.headers['x-reject'] !== undefined) throw new UnauthorizedException();
+    if (req.headers['x-missing'] !== undefined) throw new NotFoundException();
+    const tenant = req.headers['x-tenant'];
+    if (typeof tenant === 'string') {
+      this.tracing.withBaggage({ tenant }, next);
+      return;
+    }
+    next();
+  }
+}
+
+@Controller()
+export class TenantController {
+  constructor(private readonly tracing: TraceService) {}
+
+  @Get('tenants/:id')
+  tenant(): { tenant: string | null } {
+    return { tenant: this.tracing.getBaggage('tenant') ?? null };
+  }
+}
+
+@Module({ controllers: [TenantController] })
+export class TenantModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer
+      .apply(TenantMiddleware)
+      .forRoutes({ path: 'tenants/*path', method: RequestMethod.GET });
   }
 }

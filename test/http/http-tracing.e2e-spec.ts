@@ -7,7 +7,7 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { Module } from '@nestjs/common';
+import { Module, type INestApplication } from '@nestjs/common';
 import { TRACING_MODULE_OPTIONS, TracingModule } from '../../lib/index.js';
 import { VersioningType } from '@nestjs/common';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -27,7 +27,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import { platforms, startApp, useTracedApp, type Platform } from '../support/platforms.js';
-import { ContextLosingModule, HttpTestModule, PlainModule } from './http-app.js';
+import { ContextLosingModule, HttpTestModule, PlainModule, TenantModule } from './http-app.js';
 
 // The SDK reports misuse (a second end(), an operation on an ended span, a bad attribute)
 // through diag: any warning fails the test.
@@ -829,6 +829,40 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
     } finally {
       await app.close();
     }
+  });
+});
+
+describe.each(platforms)('a Nest middleware mounted for one method, on $name', (platform) => {
+  let app: INestApplication;
+  let url: string;
+  let spans: TestSpans;
+  beforeAll(async () => {
+    ({ app, url } = await startApp(platform, [TracingTestingModule.forRoot(), TenantModule]));
+    spans = app.get(TestSpans);
+  });
+  afterAll(() => app.close());
+  beforeEach(() => spans.reset());
+
+  it.each([
+    ['turns away', 'x-reject', 401],
+    ['answers as not found', 'x-missing', 404],
+  ])('names a request it %s by the route, not by its own mount', async (_what, header, status) => {
+    const res = await fetch(`${url}/tenants/7`, {
+      headers: { traceparent: TRACEPARENT, [header]: '1' },
+    });
+    expect(res.status).toBe(status);
+    const server = await spans.waitForOne('GET /tenants/:id');
+    expect(server.attributes['http.route']).toBe('/tenants/:id');
+    expect(server.attributes['http.response.status_code']).toBe(status);
+  });
+
+  it('keeps the baggage it runs the rest of the request with', async () => {
+    const res = await fetch(`${url}/tenants/7`, {
+      headers: { traceparent: TRACEPARENT, 'x-tenant': 'acme' },
+    });
+    expect(await res.json()).toEqual({ tenant: 'acme' });
+    const server = await spans.waitForOne('GET /tenants/:id');
+    expect(server.spanContext().traceId).toBe(TRACE_ID);
   });
 });
 
