@@ -738,29 +738,25 @@ describe('testing an app module that already imports TracingModule.forRoot()', (
 });
 
 describe.each(platforms)('a step of the app that loses the async context, on $name', (platform) => {
+  // A body parser or hook that resumes from an event emitted elsewhere runs its callback outside
+  // the request's context; context.with(ROOT_CONTEXT) is that, made explicit: an app.use
+  // middleware on Express, a preValidation hook on Fastify.
+  const loseContext = (a: INestApplication): void => {
+    if (platform.name === 'express') {
+      a.use((_req: unknown, _res: unknown, next: () => void) => context.with(ROOT_CONTEXT, next));
+      return;
+    }
+    const fastify = a.getHttpAdapter().getInstance() as {
+      addHook(name: string, hook: (req: unknown, reply: unknown, done: () => void) => void): void;
+    };
+    fastify.addHook('preValidation', (_req, _reply, done) => context.with(ROOT_CONTEXT, done));
+  };
+
   it('does not take the rest of the request out of the SERVER span', async () => {
-    // A body parser or hook that resumes from an event emitted elsewhere runs its callback
-    // outside the request's context; context.with(ROOT_CONTEXT) is that, made explicit.
     const { app, url } = await startApp(
       platform,
       [TracingTestingModule.forRoot(), HttpTestModule],
-      (a) => {
-        if (platform.name === 'express') {
-          a.use((_req: unknown, _res: unknown, next: () => void) =>
-            context.with(ROOT_CONTEXT, next),
-          );
-        } else {
-          const fastify = a.getHttpAdapter().getInstance() as {
-            addHook(
-              name: string,
-              hook: (req: unknown, reply: unknown, done: () => void) => void,
-            ): void;
-          };
-          fastify.addHook('preValidation', (_req, _reply, done) =>
-            context.with(ROOT_CONTEXT, done),
-          );
-        }
-      },
+      loseContext,
     );
     try {
       const spans = app.get(TestSpans);
@@ -777,23 +773,7 @@ describe.each(platforms)('a step of the app that loses the async context, on $na
     const { app, url } = await startApp(
       platform,
       [TracingTestingModule.forRoot(), PlainModule],
-      (a) => {
-        if (platform.name === 'express') {
-          a.use((_req: unknown, _res: unknown, next: () => void) =>
-            context.with(ROOT_CONTEXT, next),
-          );
-        } else {
-          const fastify = a.getHttpAdapter().getInstance() as {
-            addHook(
-              name: string,
-              hook: (req: unknown, reply: unknown, done: () => void) => void,
-            ): void;
-          };
-          fastify.addHook('preValidation', (_req, _reply, done) =>
-            context.with(ROOT_CONTEXT, done),
-          );
-        }
-      },
+      loseContext,
     );
     try {
       const spans = app.get(TestSpans);
