@@ -221,8 +221,8 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   const req = state.request as TracedRequest;
   const status = res.statusCode;
   // A request that failed before its route ran (a malformed body, a middleware that threw or
-  // turned it away) still has the route it was for. One a middleware answered (a static file, a
-  // CORS preflight, a redirect) has none, nor has one that matched nothing (404).
+  // turned it away) still has the route it was for. One an app.use middleware answered (a static
+  // file, a CORS preflight, a redirect) has none, nor has one that matches no route.
   const route = state.route ?? expressRoute(req, status);
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
