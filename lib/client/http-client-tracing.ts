@@ -33,10 +33,8 @@ const SHARED = Symbol.for('nestjs-tracing:http-client');
  * patch it again.
  */
 const MADE = Symbol.for('nestjs-tracing:http-client-instrumentations');
-type WithShared = typeof globalThis & {
-  [SHARED]?: SharedHttpClientTracing;
-  [MADE]?: { http?: Instrumentation; undici?: Instrumentation };
-};
+type Made = { http?: Instrumentation; undici?: Instrumentation };
+type WithShared = typeof globalThis & { [SHARED]?: SharedHttpClientTracing; [MADE]?: Made };
 
 const requireHere = createRequire(import.meta.url);
 
@@ -54,42 +52,11 @@ export async function startHttpClientTracing(): Promise<() => void> {
     const made = (global[MADE] ??= {});
     // First: requiring a core module once any require hook exists caches it unpatched.
     if (!isWrapped(http.request)) {
-      if (made.http !== undefined) {
-        reenable(made.http);
-      } else {
-        const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
-        // Inbound requests are this package's own middleware's.
-        made.http = new HttpInstrumentation({
-          disableIncomingRequestInstrumentation: true,
-          requireParentforOutgoingSpans: true,
-          applyCustomAttributesOnSpan: (span, _request, response) => {
-            // A 4xx or 5xx answer is the client's error: its type is the status code.
-            const status = (response as { statusCode?: number } | undefined)?.statusCode;
-            if (status !== undefined && status >= 400) {
-              span.setAttribute(ATTR_ERROR_TYPE, String(status));
-            }
-          },
-        });
-        // The instrumentation enables itself, and patches a core module when it is next
-        // required: require them now, for code (ESM included) that calls them through the
-        // module object.
-        requireHere('http');
-        requireHere('https');
-      }
-      shared.instrumentations.push(made.http);
+      shared.instrumentations.push(await turnOn(made, 'http', makeHttpInstrumentation));
     }
     // Someone else instruments undici when its request channel already has a subscriber.
     if (!channel('undici:request:create').hasSubscribers) {
-      if (made.undici !== undefined) {
-        reenable(made.undici);
-      } else {
-        const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
-        made.undici = new UndiciInstrumentation({
-          requireParentforSpans: true,
-          requestHook: dropCarriedHeaders,
-        });
-      }
-      shared.instrumentations.push(made.undici);
+      shared.instrumentations.push(await turnOn(made, 'undici', makeUndiciInstrumentation));
     }
   }
   shared.users++;
@@ -108,13 +75,48 @@ export async function startHttpClientTracing(): Promise<() => void> {
 }
 
 /**
- * Turns a kept instrumentation on again, with the tracer provider registered now: the one it
- * had is the last module's, shut down with it (the API hands out a new proxy once a provider is
- * unregistered).
+ * The kept instrumentation, turned on again with the tracer provider registered now (the one it
+ * had is the last module's, shut down with it: the API hands out a new proxy once a provider is
+ * unregistered), or the one `make` makes the first time.
  */
-function reenable(instrumentation: Instrumentation): void {
-  instrumentation.setTracerProvider(trace.getTracerProvider());
-  instrumentation.enable();
+async function turnOn(
+  made: Made,
+  key: keyof Made,
+  make: () => Promise<Instrumentation>,
+): Promise<Instrumentation> {
+  const kept = made[key];
+  if (kept === undefined) return (made[key] = await make());
+  kept.setTracerProvider(trace.getTracerProvider());
+  kept.enable();
+  return kept;
+}
+
+/** Node's `http`/`https` clients, with the inbound half off (inbound requests are the module's). */
+async function makeHttpInstrumentation(): Promise<Instrumentation> {
+  const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
+  const instrumentation = new HttpInstrumentation({
+    disableIncomingRequestInstrumentation: true,
+    requireParentforOutgoingSpans: true,
+    applyCustomAttributesOnSpan: (span, _request, response) => {
+      // A 4xx or 5xx answer is the client's error: its type is the status code.
+      const status = (response as { statusCode?: number } | undefined)?.statusCode;
+      if (status !== undefined && status >= 400) span.setAttribute(ATTR_ERROR_TYPE, String(status));
+    },
+  });
+  // The instrumentation enables itself, and patches a core module when it is next required:
+  // require them now, for code (ESM included) that calls them through the module object.
+  requireHere('http');
+  requireHere('https');
+  return instrumentation;
+}
+
+/** `fetch` and undici's own API, through Node's diagnostics channels. */
+async function makeUndiciInstrumentation(): Promise<Instrumentation> {
+  const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
+  return new UndiciInstrumentation({
+    requireParentforSpans: true,
+    requestHook: dropCarriedHeaders,
+  });
 }
 
 /**
