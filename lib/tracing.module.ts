@@ -9,7 +9,7 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { installHttpTracing } from './http/http-tracing.installer.js';
-import type { ResolvedTracingConfig } from './sdk/tracing-config.js';
+import { TracingConfigError, type ResolvedTracingConfig } from './sdk/tracing-config.js';
 import type { TracingSdk } from './sdk/tracing-sdk.js';
 import { TraceService } from './services/trace.service.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
@@ -61,10 +61,28 @@ export class TracingModule
 
   /** Options may be left out entirely: everything then comes from `OTEL_*` or defaults. */
   static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    // Checked here as well as where the options are resolved: Nest's module builder spreads
+    // them first, which throws a TypeError on null and turns a string into its characters.
+    if (!isOptionsObject(options)) {
+      throw new TracingConfigError(
+        'forRoot() takes an object of options, e.g. forRoot({ serviceName: "orders" }).',
+      );
+    }
     return super.forRoot(options);
   }
 
   static override forRootAsync(options: typeof ASYNC_OPTIONS_TYPE): DynamicModule {
+    const given = isOptionsObject(options)
+      ? ['useFactory', 'useClass', 'useExisting'].filter(
+          (key) => (options as Record<string, unknown>)[key] !== undefined,
+        ).length
+      : 0;
+    if (given !== 1) {
+      throw new TracingConfigError(
+        'forRootAsync() takes an object with one of useFactory, useClass or useExisting, e.g. ' +
+          'forRootAsync({ useFactory: (config) => ({ serviceName: config.get("SERVICE") }), inject: [ConfigService] }).',
+      );
+    }
     return super.forRootAsync(options);
   }
 
@@ -84,4 +102,8 @@ export class TracingModule
     this.transports.stop();
     await this.sdk.shutdown();
   }
+}
+
+function isOptionsObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

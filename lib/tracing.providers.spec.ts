@@ -305,6 +305,33 @@ describe('TracingModule options', () => {
     expect((error as Error).message).toMatch(message);
   });
 
+  it.each([null, 'orders', [], 42])(
+    'throws a TracingConfigError from forRoot(%p), before Nest spreads the options',
+    (options) => {
+      expect(() => TracingModule.forRoot(options as unknown as TracingModuleOptions)).toThrow(
+        expect.objectContaining({
+          name: 'TracingConfigError',
+          message: expect.stringMatching(/forRoot\(\) takes an object of options/),
+        }),
+      );
+    },
+  );
+
+  it.each([
+    ['nothing', undefined],
+    ['null', null],
+    ['a string', 'x'],
+    ['no provider', { inject: [] }],
+    ['two providers', { useFactory: () => ({}), useExisting: 'X' }],
+  ])('throws a TracingConfigError from forRootAsync given %s', (_label, options) => {
+    expect(() => TracingModule.forRootAsync(options as never)).toThrow(
+      expect.objectContaining({
+        name: 'TracingConfigError',
+        message: expect.stringMatching(/forRootAsync\(\) takes an object with one of useFactory/),
+      }),
+    );
+  });
+
   it('fails forRootAsync with the TracingConfigError message too', async () => {
     await expect(
       compile([

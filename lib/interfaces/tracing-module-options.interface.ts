@@ -23,8 +23,11 @@ export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'ja
 export type ExporterProvider =
   | { useClass: Type<SpanExporter> }
   | {
+      // `any`, as in Nest's own FactoryProvider: an unannotated parameter of an inline factory
+      // (`useFactory: (config) => ...`) is typed from here, and `never` made it unusable.
       useFactory: (
-        ...args: never[]
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        ...args: any[]
       ) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
       inject?: Array<InjectionToken | OptionalFactoryDependency>;
     };
