@@ -12,6 +12,7 @@ import { ConsoleSpanExporter, InMemorySpanExporter } from '@opentelemetry/sdk-tr
 import { localTracer, remoteContext } from '../../test/support/local-tracer.js';
 import { TRACING_SPAN_EXPORTER } from '../tracing.constants.js';
 import { TestSpans, type SpanNode } from './test-spans.js';
+import { TracingModule } from '../tracing.module.js';
 import { TracingTestingModule } from './tracing-testing.module.js';
 
 // Spans are parented through explicit contexts, so the TracingTestingModule tests below find the
@@ -369,6 +370,37 @@ describe('TestSpans.from()', () => {
     expect(() => TestSpans.from({ get: () => value })).toThrow(
       /^nestjs-tracing: this application exports no spans to memory\. Import TracingTestingModule\.forRoot\(\)/,
     );
+  });
+
+  it('says that tracing is off when the options asked for memory but OTEL_SDK_DISABLED won', async () => {
+    const previous = process.env.OTEL_SDK_DISABLED;
+    process.env.OTEL_SDK_DISABLED = 'true';
+    try {
+      const moduleRef = await Test.createTestingModule({
+        imports: [TracingModule.forRoot({ exporter: 'memory', spanProcessor: 'simple' })],
+      }).compile();
+      try {
+        expect(() => TestSpans.from(moduleRef)).toThrow(
+          /^nestjs-tracing: tracing is off in this application .*Set enabled: true beside exporter: 'memory'/,
+        );
+      } finally {
+        await moduleRef.close();
+      }
+      // What the message advises works.
+      const enabled = await Test.createTestingModule({
+        imports: [
+          TracingModule.forRoot({ enabled: true, exporter: 'memory', spanProcessor: 'simple' }),
+        ],
+      }).compile();
+      try {
+        expect(TestSpans.from(enabled).exporter).toBeInstanceOf(InMemorySpanExporter);
+      } finally {
+        await enabled.close();
+      }
+    } finally {
+      if (previous === undefined) delete process.env.OTEL_SDK_DISABLED;
+      else process.env.OTEL_SDK_DISABLED = previous;
+    }
   });
 });
 

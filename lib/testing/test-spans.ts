@@ -1,12 +1,24 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { TRACING_SPAN_EXPORTER } from '../tracing.constants.js';
+import { TRACING_SDK, TRACING_SPAN_EXPORTER } from '../tracing.constants.js';
 
 /** Whether a span name matches; resets `lastIndex` so a global-flag RegExp works every time. */
 export function nameMatches(name: string, pattern: string | RegExp): boolean {
   if (typeof pattern === 'string') return name === pattern;
   pattern.lastIndex = 0;
   return pattern.test(name);
+}
+
+/** Whether the app's TracingModule was started with tracing turned off. */
+function tracingIsOff(app: ProviderLookup): boolean {
+  try {
+    return (
+      (app.get(TRACING_SDK, { strict: false }) as { enabled?: unknown } | undefined)?.enabled ===
+      false
+    );
+  } catch {
+    return false; // no TracingModule at all
+  }
 }
 
 /** A span with its children, as `TestSpans#tree()` builds them. */
@@ -43,6 +55,11 @@ export class TestSpans {
       (e): e is InMemorySpanExporter => e instanceof InMemorySpanExporter,
     );
     if (memory === undefined) {
+      if (tracingIsOff(app)) {
+        throw new Error(
+          "nestjs-tracing: tracing is off in this application (enabled: false, or OTEL_SDK_DISABLED=true and no enabled option), so it records no spans. Set enabled: true beside exporter: 'memory' in the options you test with (the option wins over the variable), or import TracingTestingModule.forRoot().",
+        );
+      }
       throw new Error(
         "nestjs-tracing: this application exports no spans to memory. Import TracingTestingModule.forRoot(), or set exporter: 'memory' with spanProcessor: 'simple'.",
       );
