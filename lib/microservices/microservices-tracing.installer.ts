@@ -6,7 +6,7 @@ import { retainClientTracing } from '../client/client-tracing.state.js';
 import { traceGrpcClients } from '../client/grpc-client-tracing.js';
 import { loadMicroservices, type MicroservicesPackage } from './microservices-package.js';
 import { captureRpcExceptions } from './rpc-exception-capture.js';
-import { RpcServerTracer } from './rpc-server-tracer.js';
+import { RpcServerTracer, type GrpcCallHandle, type GrpcServerCall } from './rpc-server-tracer.js';
 
 const INSTALLED = Symbol.for('nestjs-tracing.server');
 const logger = new Logger('TracingModule');
@@ -25,6 +25,8 @@ interface HookableServer {
   messageHandlers?: unknown;
   /** ServerRMQ's queue. */
   queue?: unknown;
+  /** ServerGrpc: makes the function grpc-js calls for each call of one method. */
+  createServiceMethod?: (handler: unknown, method: unknown, streaming: unknown) => unknown;
   [INSTALLED]?: true;
 }
 
@@ -99,17 +101,53 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
   }
   const queue = typeof server.queue === 'string' && server.queue !== '' ? server.queue : undefined;
 
+  // gRPC: Nest hands the hooks a copy of the call, which never learns that the client cancelled
+  // or that the deadline passed. The function Nest registers for each method gets the call itself
+  // and calls the start hook synchronously, so the call is noted for the start hook there.
+  let grpcCall: GrpcCallHandle | undefined;
+  const createServiceMethod = server.createServiceMethod;
+  if (candidate instanceof pkg.ms.ServerGrpc && typeof createServiceMethod === 'function') {
+    const passThroughType = pkg.ms.GrpcMethodStreamingType?.PT_STREAMING;
+    server.createServiceMethod = function (this: HookableServer, handler, method, streaming) {
+      const serve = createServiceMethod.call(this, handler, method, streaming);
+      if (typeof serve !== 'function') return serve;
+      const stream = method as { requestStream?: unknown; responseStream?: unknown } | undefined;
+      const passThrough = streaming === passThroughType && stream?.requestStream === true;
+      const responseStream = stream?.responseStream === true;
+      return function (this: unknown, call: GrpcServerCall, callback: unknown, ...rest: unknown[]) {
+        const handle: GrpcCallHandle = { call, passThrough, responseStream };
+        let reply = callback;
+        if (passThrough && typeof callback === 'function') {
+          // A client-stream `@GrpcStreamCall` handler answers through this callback.
+          reply = function (this: unknown, error: unknown, ...more: unknown[]) {
+            tracer.answered(handle, error);
+            return (callback as (...a: unknown[]) => unknown).call(this, error, ...more);
+          };
+        }
+        grpcCall = handle;
+        try {
+          return (serve as (...a: unknown[]) => unknown).call(this, call, reply, ...rest);
+        } finally {
+          grpcCall = undefined;
+        }
+      };
+    };
+  }
+
   let appStart: StartHook = server.onProcessingStartHook;
   let appEnd: EndHook | undefined = server.onProcessingEndHook;
   const start: StartHook = (transportId, ctx, done) => {
     const pattern = matched;
     matched = undefined;
+    const call = grpcCall;
+    grpcCall = undefined;
     return tracer.start(
       transportId,
       ctx,
       () => appStart.call(server, transportId, ctx, done),
       pattern,
       queue,
+      call,
     );
   };
   const end: EndHook = (transportId, ctx) => {

@@ -35,13 +35,19 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
     state.error = exception;
     const answer = original.apply(this, args);
     // A gRPC call's status is what the exception layer (Nest's filter, or the app's) answers
-    // with, which grpc-js sends: noted as it goes out. Nothing else is changed.
+    // with, which grpc-js sends: noted as it goes out, an error or (a filter that recovered) a
+    // normal answer, OK. Nothing else is changed.
     if (!state.grpc || !isObservable(answer)) return answer;
     return answer.pipe(
       tap({
         error: (sent: unknown) => {
           state.sent = sent;
           state.answered = true;
+        },
+        complete: () => {
+          if (state.answered) return;
+          state.answered = true;
+          state.recovered = true;
         },
       }),
     );

@@ -63,7 +63,36 @@ export interface RpcServerState {
   /** What the exception layer answered with (gRPC: what grpc-js sends), once it did. */
   sent: unknown;
   answered: boolean;
+  /** gRPC: the exception layer's answer completed without an error (a filter that recovered). */
+  recovered: boolean;
   ended: boolean;
+  /** gRPC: the call grpc-js handed Nest, when the wrapper of Nest's service method saw it. */
+  call?: GrpcServerCall;
+  /** gRPC: the status the call ended with, where the call itself reported it (stream calls). */
+  sentCode?: number;
+  /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
+  passThrough: boolean;
+}
+
+/** A grpc-js server call, as the tracer reads it (`ServerUnaryCall`, `ServerDuplexStream`, …). */
+export interface GrpcServerCall {
+  cancelled?: unknown;
+  getDeadline?: () => unknown;
+  once?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+  on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+}
+
+/**
+ * One gRPC call as it enters Nest: the wrapper of the service method Nest registers with grpc-js
+ * makes it, and the start hook, which Nest calls synchronously from that method, takes it.
+ */
+export interface GrpcCallHandle {
+  call: GrpcServerCall;
+  /** A `@GrpcStreamCall` handler, which answers on the call itself. */
+  passThrough: boolean;
+  /** Whether the method streams its responses (the call is then a duplex stream). */
+  responseStream: boolean;
+  state?: RpcServerState;
 }
 
 /** Carries the state of the message being processed down to everything that runs for it. */
@@ -110,6 +139,29 @@ function processAttributes(system: string): Attributes {
  * code but OK.
  */
 const GRPC_SERVER_ERRORS: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);
+
+/** Status messages of the statuses a gRPC server span can fail with and no exception explains. */
+const GRPC_STATUS_MESSAGES: Readonly<Record<number, string>> = {
+  4: 'Deadline exceeded',
+};
+
+/** Whether a gRPC call's deadline has passed (`getDeadline()`: a Date, or ms; Infinity if none). */
+function deadlinePassed(call: GrpcServerCall): boolean {
+  let deadline: unknown;
+  try {
+    deadline = call.getDeadline?.();
+  } catch {
+    return false;
+  }
+  const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  return Number.isFinite(at) && at <= Date.now();
+}
+
+/** The status grpc-js sends for an error a handler answered with: its numeric `code`, else UNKNOWN. */
+function grpcStatusOfSentError(error: unknown): number {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'number' && Number.isInteger(code) && code >= 0 && code <= 16 ? code : 2;
+}
 
 /** The attributes of a gRPC call. */
 function grpcAttributes(method: string): Attributes {
@@ -185,7 +237,14 @@ export class RpcServerTracer {
    * `pattern` is the handler's pattern when a wildcard matched the message's; `queue` the queue
    * a RabbitMQ server consumes.
    */
-  start<T>(transportId: unknown, ctx: unknown, next: () => T, pattern?: string, queue?: string): T {
+  start<T>(
+    transportId: unknown,
+    ctx: unknown,
+    next: () => T,
+    pattern?: string,
+    queue?: string,
+    grpcCall?: GrpcCallHandle,
+  ): T {
     if (ctx === null || typeof ctx !== 'object') return next();
     let spanContext: Context;
     try {
@@ -201,8 +260,11 @@ export class RpcServerTracer {
         failed: false,
         sent: undefined,
         answered: false,
+        recovered: false,
         ended: false,
+        passThrough: false,
       };
+      if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
       this.states.set(endKeyOf(ctx), state);
       // Request streams only (a unary or server-streaming call has its request, and its errors
       // arrive in its context).
@@ -218,29 +280,93 @@ export class RpcServerTracer {
     return context.with(spanContext, next);
   }
 
-  /** Ends the span of the message `ctx` belongs to, once. */
+  /**
+   * Notes what the span of a gRPC call needs from the call itself: whether it was cancelled or
+   * ran out of its deadline (grpc-js then answers for the server, whatever the handler does), and
+   * for a `@GrpcStreamCall` handler, which answers on the call after it returned, when and with
+   * what status the call ended.
+   */
+  private followCall(state: RpcServerState, handle: GrpcCallHandle): void {
+    const call = handle.call;
+    state.call = call;
+    handle.state = state;
+    if (!handle.passThrough || typeof call.once !== 'function') return;
+    state.passThrough = true;
+    const done = (): void => this.finish(state);
+    call.once('cancelled', done);
+    if (handle.responseStream) {
+      // A duplex stream: grpc-js turns an 'error' on it into the status it sends (it listens
+      // itself, so listening too changes nothing), and the writable side finishes once the status
+      // is on its way. A client stream answers through the callback instead (see `answered`).
+      call.on?.('error', (error: unknown) => {
+        state.sentCode ??= grpcStatusOfSentError(error);
+      });
+      call.once('finish', done);
+    }
+  }
+
+  /** A `@GrpcStreamCall` client-stream handler answered through grpc-js's callback. */
+  answered(handle: GrpcCallHandle, error: unknown): void {
+    const state = handle.state;
+    if (state === undefined) return;
+    state.sentCode ??= error === null || error === undefined ? 0 : grpcStatusOfSentError(error);
+    this.finish(state);
+  }
+
+  /**
+   * Nest's end hook: ends the span of the message `ctx` belongs to, once. A `@GrpcStreamCall`
+   * handler that has not failed has only returned: its call goes on, and ends the span itself.
+   */
   end(ctx: unknown): void {
     if (ctx === null || typeof ctx !== 'object') return;
     const state = this.states.get(ctx);
-    if (state === undefined || state.ended) return;
-    state.ended = true;
+    if (state === undefined) return;
     this.states.delete(ctx);
+    if (state.passThrough && !state.failed) return;
+    this.finish(state);
+  }
+
+  private finish(state: RpcServerState): void {
+    if (state.ended) return;
+    state.ended = true;
     const span = state.span;
     let failed = state.failed;
+    let errorType: string | undefined;
+    let message: string | undefined;
     if (state.grpc) {
-      const code = failed ? grpcStatusSent(state.sent, state.answered, state.error) : 0;
-      span.setAttribute(ATTR_RPC_STATUS_CODE, this.pkg.ms.GrpcStatus[code] ?? String(code));
+      const code = this.grpcCode(state);
+      const name = this.pkg.ms.GrpcStatus[code] ?? String(code);
+      span.setAttribute(ATTR_RPC_STATUS_CODE, name);
       // A status that blames the caller (NOT_FOUND, INVALID_ARGUMENT, ...) is no error of the
-      // server's, as an HTTP 4xx is not (OpenTelemetry's gRPC conventions).
-      failed &&= GRPC_SERVER_ERRORS.has(code);
+      // server's, as an HTTP 4xx is not (OpenTelemetry's gRPC conventions); the status names the
+      // error, as the RPC conventions ask of `error.type` when a status came back.
+      failed = GRPC_SERVER_ERRORS.has(code);
+      errorType = name;
+      if (failed && !state.failed) message = GRPC_STATUS_MESSAGES[code] ?? name;
     }
     if (failed) {
       const error = state.error;
-      addExceptionEvent(span, error);
-      span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
-      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+      if (state.failed) {
+        addExceptionEvent(span, error);
+        message ??= errorMessage(error);
+      }
+      span.setAttribute(ATTR_ERROR_TYPE, errorType ?? errorTypeOf(error));
+      span.setStatus({ code: SpanStatusCode.ERROR, message });
     }
     span.end();
+  }
+
+  /**
+   * The status a gRPC call ended with: what the call reported (a stream call's own answer), else
+   * CANCELLED or DEADLINE_EXCEEDED for a call its client left or whose deadline passed (grpc-js
+   * answered those itself), else what Nest's exception layer answered, else OK.
+   */
+  private grpcCode(state: RpcServerState): number {
+    if (state.sentCode !== undefined) return state.sentCode;
+    const call = state.call;
+    if (call !== undefined && call.cancelled === true) return deadlinePassed(call) ? 4 : 1;
+    if (!state.failed || state.recovered) return 0;
+    return grpcStatusSent(state.sent, state.answered, state.error);
   }
 
   private describe(

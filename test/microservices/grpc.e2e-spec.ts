@@ -1,18 +1,23 @@
 import {
+  Catch,
   Controller,
   Get,
   Inject,
   Injectable,
   Module,
   Param,
+  UseFilters,
   type OnModuleInit,
+  type RpcExceptionFilter,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import {
   ClientsModule,
   GrpcMethod,
+  GrpcStreamCall,
   GrpcStreamMethod,
   RpcException,
   Transport,
@@ -71,7 +76,25 @@ interface OrdersClient {
   watch(data: { id: string }): Observable<Order>;
   upload(data: Observable<Order>): Observable<{ count: number; traceId: string }>;
   chat(data: Observable<Order>): Observable<Order>;
+  tally(data: Observable<Order>): Observable<{ count: number; traceId: string }>;
+  relay(data: Observable<Order>): Observable<Order>;
+  recover(data: { id: string }): Observable<Order>;
 }
+
+/** When each `@GrpcStreamCall` handler started and answered (performance.now()). */
+const streamCallTimes = new Map<string, { started: number; answered?: number }>();
+
+/** Answers with a normal reply whatever the handler threw. */
+@Catch()
+class FallbackFilter implements RpcExceptionFilter {
+  catch(): Observable<Order> {
+    return of({ id: 'fallback' });
+  }
+}
+
+/** Three orders, 20 ms apart, so that a call lasts ~60 ms; `last` ends the stream. */
+const slowly = (...ids: string[]): Observable<Order> =>
+  from(ids.map((id) => ({ id }))).pipe(concatMap((o) => of(o).pipe(delay(20))));
 
 @Injectable()
 class OrderStore {
@@ -117,6 +140,65 @@ class OrdersGrpcController {
     if (data.id === 'downstream')
       throw Object.assign(new Error('5 NOT_FOUND: no stock'), { code: grpc.status.NOT_FOUND });
     return { id: data.id, traceId: this.tracing.traceId() };
+  }
+
+  /** Answers after 300 ms: longer than the deadline of the test that calls it. */
+  @GrpcMethod('Orders', 'Recover')
+  @UseFilters(new FallbackFilter())
+  recover(data: { id: string }): Promise<Order> {
+    if (data.id === 'slow')
+      return new Promise((resolve) => setTimeout(() => resolve({ id: 'late' }), 300));
+    throw new Error('the primary store is down');
+  }
+
+  /** A client stream answered through grpc-js's callback, after the stream's end. */
+  @GrpcStreamCall('Orders', 'Tally')
+  tally(
+    call: grpc.ServerReadableStream<Order, unknown>,
+    callback: grpc.sendUnaryData<{ count: number; traceId: string | undefined }>,
+  ): void {
+    const traceId = this.tracing.traceId();
+    const times = { started: performance.now(), answered: undefined as number | undefined };
+    let count = 0;
+    let failing = false;
+    call.on('data', (order: Order) => {
+      count++;
+      failing ||= order.id === 'fail';
+    });
+    call.on('end', () => {
+      streamCallTimes.set(failing ? 'tally-failing' : 'tally', times);
+      times.answered = performance.now();
+      if (failing) {
+        callback({ code: grpc.status.INTERNAL, details: 'the tally broke' }, null);
+      } else {
+        callback(null, { count, traceId });
+      }
+    });
+  }
+
+  /** A bidirectional stream the handler answers on, and ends, itself. */
+  @GrpcStreamCall('Orders', 'Relay')
+  relay(call: grpc.ServerDuplexStream<Order, Order>): void {
+    const traceId = this.tracing.traceId();
+    const times = { started: performance.now(), answered: undefined as number | undefined };
+    let failed = false;
+    call.on('data', (order: Order) => {
+      if (failed) return;
+      if (order.id === 'fail') {
+        failed = true;
+        streamCallTimes.set('relay-failing', times);
+        times.answered = performance.now();
+        call.emit('error', { code: grpc.status.INTERNAL, details: 'the relay broke' });
+        return;
+      }
+      call.write({ id: `relayed-${order.id}`, traceId });
+    });
+    call.on('end', () => {
+      if (failed) return;
+      streamCallTimes.set('relay', times);
+      times.answered = performance.now();
+      call.end();
+    });
   }
 
   @GrpcMethod('Orders', 'Watch')
@@ -186,6 +268,31 @@ class GatewayController implements OnModuleInit {
   @Get('chat')
   chat(): Promise<Order[]> {
     return lastValueFrom(this.orders.chat(from([{ id: 'x' }, { id: 'y' }])).pipe(toArray()));
+  }
+
+  @Get('tally')
+  tally(): Promise<{ count: number; traceId: string }> {
+    return firstValueFrom(this.orders.tally(slowly('a', 'b', 'c')));
+  }
+
+  @Get('tally-failing')
+  tallyFailing(): Promise<{ count: number; traceId: string }> {
+    return firstValueFrom(this.orders.tally(slowly('a', 'fail', 'c')));
+  }
+
+  @Get('relay')
+  relay(): Promise<Order[]> {
+    return lastValueFrom(this.orders.relay(slowly('a', 'b', 'c')).pipe(toArray()));
+  }
+
+  @Get('relay-failing')
+  relayFailing(): Promise<Order[]> {
+    return lastValueFrom(this.orders.relay(slowly('a', 'b', 'fail')).pipe(toArray()));
+  }
+
+  @Get('recover')
+  recover(): Promise<Order> {
+    return firstValueFrom(this.orders.recover({ id: 'any' }));
   }
 }
 
@@ -331,7 +438,8 @@ describe('the gRPC transport', () => {
       code: SpanStatusCode.ERROR,
       message: 'the order store is down',
     });
-    expect(handler.attributes['error.type']).toBe('Error');
+    // The RPC conventions: a status that came back names the error.
+    expect(handler.attributes['error.type']).toBe('UNKNOWN');
     const exception = handler.events.find((e) => e.name === 'exception');
     expect(exception?.attributes?.['exception.message']).toBe('the order store is down');
     expect(exception?.attributes?.['exception.type']).toBe('Error');
@@ -382,12 +490,69 @@ describe('the gRPC transport', () => {
     const { client, handler } = await callSpans('Upload');
     expect(handler.attributes['rpc.status_code']).toBe('UNKNOWN');
     expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: 'a poisoned order' });
-    expect(handler.attributes['error.type']).toBe('Error');
+    expect(handler.attributes['error.type']).toBe('UNKNOWN');
     expect(
       handler.events.find((e) => e.name === 'exception')?.attributes?.['exception.message'],
     ).toBe('a poisoned order');
     expect(client.attributes['rpc.status_code']).toBe('UNKNOWN');
     expect(client.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
+  it.each([
+    ['client stream answered through the callback', '/orders/tally', 'Tally', 'tally'],
+    ['bidirectional stream the handler ends', '/orders/relay', 'Relay', 'relay'],
+  ])(
+    'keeps the span of a @GrpcStreamCall %s open until the call ends',
+    async (_label, path, name, key) => {
+      const res = await get(path);
+      const body = await res.json();
+      if (name === 'Tally') expect(body).toEqual({ count: 3, traceId: TRACE_ID });
+      else
+        expect(body).toEqual(
+          ['a', 'b', 'c'].map((id) => ({ id: `relayed-${id}`, traceId: TRACE_ID })),
+        );
+      const { handler } = await callSpans(name);
+      expect(handler.attributes['rpc.status_code']).toBe('OK');
+      expect(handler.status.code).toBe(SpanStatusCode.UNSET);
+      // The handler returned at once; the call went on until its answer (~60 ms of messages).
+      const times = streamCallTimes.get(key)!;
+      expect(hrTimeToMilliseconds(handler.duration)).toBeGreaterThanOrEqual(
+        times.answered! - times.started - 1,
+      );
+    },
+  );
+
+  it.each([
+    ['client stream', '/orders/tally-failing', 'Tally', 'tally-failing', 'the tally broke'],
+    ['bidirectional stream', '/orders/relay-failing', 'Relay', 'relay-failing', 'the relay broke'],
+  ])(
+    'records the status a @GrpcStreamCall %s answers with',
+    async (_label, path, name, key, details) => {
+      expect((await get(path)).status).toBe(500);
+      const { client, handler } = await callSpans(name);
+      expect(client.attributes['rpc.status_code']).toBe('INTERNAL');
+      expect(handler.attributes).toMatchObject({
+        'rpc.status_code': 'INTERNAL',
+        'error.type': 'INTERNAL',
+      });
+      expect(handler.status.code).toBe(SpanStatusCode.ERROR);
+      expect(client.status.message).toContain(details);
+      const times = streamCallTimes.get(key)!;
+      expect(hrTimeToMilliseconds(handler.duration)).toBeGreaterThanOrEqual(
+        times.answered! - times.started - 1,
+      );
+    },
+  );
+
+  it('records OK, and no error, when an exception filter answers normally', async () => {
+    const res = await get('/orders/recover');
+    expect(await res.json()).toEqual({ id: 'fallback' });
+    const { client, handler } = await callSpans('Recover');
+    for (const span of [client, handler]) {
+      expect(span.attributes['rpc.status_code']).toBe('OK');
+      expect(span.attributes['error.type']).toBeUndefined();
+      expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    }
   });
 
   it('keeps 200 concurrent calls in their own traces', async () => {
@@ -417,7 +582,11 @@ describe('the gRPC transport', () => {
   }, 30_000);
 
   describe('a plain grpc-js client (not Nest)', () => {
-    let raw: grpc.Client & { find: (...args: unknown[]) => unknown };
+    let raw: grpc.Client & {
+      find: (...args: unknown[]) => unknown;
+      recover: (...args: unknown[]) => grpc.ClientUnaryCall;
+      watch: (...args: unknown[]) => grpc.ClientReadableStream<Order>;
+    };
     beforeAll(() => {
       const definition = protoLoader.loadSync(PROTO);
       const pkg = grpc.loadPackageDefinition(definition) as unknown as {
@@ -442,6 +611,40 @@ describe('the gRPC transport', () => {
       expect((await find(metadata)).traceId).toBe(TRACE_ID);
       const handler = await spans.waitForOne(METHOD('Find'));
       expectParentId(handler, PARENT_ID);
+    });
+
+    it('records DEADLINE_EXCEEDED, an error, when the call outlives its deadline', async () => {
+      const error = await new Promise<grpc.ServiceError>((resolve) =>
+        raw.recover(
+          { id: 'slow' },
+          new grpc.Metadata(),
+          { deadline: Date.now() + 50 },
+          (err: grpc.ServiceError | null) => resolve(err!),
+        ),
+      );
+      expect(error.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // The handler goes on to its end (Nest does not stop it); the span ends with it.
+      const handler = await spans.waitForOne(METHOD('Recover'));
+      expect(handler.attributes).toMatchObject({
+        'rpc.status_code': 'DEADLINE_EXCEEDED',
+        'error.type': 'DEADLINE_EXCEEDED',
+      });
+      expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: 'Deadline exceeded' });
+    });
+
+    it('records CANCELLED, not an error, when the client cancels a stream part-way', async () => {
+      const metadata = new grpc.Metadata();
+      metadata.set('traceparent', TRACEPARENT);
+      const call = raw.watch({ id: 'c' }, metadata);
+      const first = await new Promise<Order>((resolve) => call.once('data', resolve));
+      expect(first.id).toBe('c-1');
+      call.on('error', () => undefined); // grpc-js reports the cancel as an error
+      call.cancel();
+      const handler = await spans.waitForOne(METHOD('Watch'));
+      expectParentId(handler, PARENT_ID);
+      expect(handler.attributes['rpc.status_code']).toBe('CANCELLED');
+      expect(handler.attributes['error.type']).toBeUndefined();
+      expect(handler.status.code).toBe(SpanStatusCode.UNSET);
     });
 
     it.each([
