@@ -556,10 +556,10 @@ class ReplyFollower implements Observer<unknown>, Unsubscribable {
   }
 }
 
-export function fail(span: Span, error: unknown): void {
+export function fail(span: Span, error: unknown, errorType?: string): void {
   if (span.isRecording()) {
     addExceptionEvent(span, error);
-    span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(error));
+    span.setAttribute(ATTR_ERROR_TYPE, errorType ?? errorTypeOf(error));
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
   }
   span.end();

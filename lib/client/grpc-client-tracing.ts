@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, type Attributes } from '@opentelemetry/api';
+import { context, propagation, SpanKind, trace, type Attributes } from '@opentelemetry/api';
 import {
   ATTR_RPC_METHOD,
   ATTR_RPC_STATUS_CODE,
@@ -9,6 +9,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import { Observable } from 'rxjs';
 import {
+  grpcGetter,
   grpcMethodOf,
   grpcSetter,
   grpcStatusOfError,
@@ -60,9 +61,15 @@ export function traceGrpcClients(pkg: MicroservicesPackage): void {
       attributes[ATTR_SERVER_ADDRESS] = target.address;
       if (target.port !== undefined) attributes[ATTR_SERVER_PORT] = target.port;
     }
-    const responseStream =
-      (definition as { responseStream?: unknown } | undefined)?.responseStream === true;
-    return tracedStub(pkg, stub, method, attributes, responseStream);
+    const streams = definition as { responseStream?: unknown; requestStream?: unknown } | undefined;
+    return tracedStub(
+      pkg,
+      stub,
+      method,
+      attributes,
+      streams?.responseStream === true,
+      streams?.requestStream === true,
+    );
   };
 }
 
@@ -72,19 +79,28 @@ function tracedStub(
   method: string,
   attributes: Attributes,
   responseStream: boolean,
+  requestStream: boolean,
 ): Stub {
   const { GrpcStatus } = pkg.ms;
   return (...args: unknown[]) => {
     if (!clientTracingActive()) return stub(...args);
     return new Observable<unknown>((subscriber) => {
-      const metadata = metadataFor(pkg, args[1]);
-      if (metadata === undefined) return stub(...args).subscribe(subscriber);
-      const callArgs = [...args];
-      callArgs[1] = metadata;
+      const callArgs = callArgsWithMetadata(pkg, args, requestStream);
+      if (callArgs === undefined) return stub(...args).subscribe(subscriber);
+      const metadata = callArgs[1] as GrpcMetadataLike;
       const parent = context.active();
-      const span = getTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
+      // Outside any span, a trace context the caller put in the metadata (forwarded from an
+      // inbound request, say) is the parent: the call continues that trace.
+      const spanParent =
+        trace.getSpanContext(parent) === undefined
+          ? propagation.extract(parent, metadata, grpcGetter)
+          : parent;
+      const span = getTracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, spanParent);
       const spanContext = withSpan(parent, span);
-      propagation.inject(spanContext, metadata, grpcSetter);
+      // The call's trace context replaces the caller's: a `tracestate` left beside a new
+      // `traceparent` would describe another trace (W3C Trace Context keeps the two together).
+      if (propagation.fields().includes('tracestate')) metadata.remove?.('tracestate');
+      propagation.inject(withSpan(spanParent, span), metadata, grpcSetter);
       let open = true;
       const subscription = context.with(spanContext, () =>
         stub(...callArgs).subscribe({
@@ -102,8 +118,10 @@ function tracedStub(
             if (open) {
               open = false;
               const code = grpcStatusOfError(error);
-              span.setAttribute(ATTR_RPC_STATUS_CODE, GrpcStatus[code] ?? String(code));
-              fail(span, error);
+              const status = GrpcStatus[code] ?? String(code);
+              span.setAttribute(ATTR_RPC_STATUS_CODE, status);
+              // The RPC conventions: a status that came back is the error's type.
+              fail(span, error, status);
             }
             context.with(parent, () => subscriber.error(error));
           },
@@ -130,12 +148,34 @@ function tracedStub(
   };
 }
 
-/** A copy of the caller's metadata (never changed under the caller), or a new one. */
-function metadataFor(pkg: MicroservicesPackage, given: unknown): GrpcMetadataLike | undefined {
+/**
+ * The call's arguments with a copy of the caller's metadata (never changed under the caller), or a
+ * new one, second; undefined when there is nowhere to put it. grpc-js takes an object there that
+ * is not `Metadata` for the call's options (`stub.find(request, { deadline })`): the new metadata
+ * goes before them. Nest hands a request stream's call only that second argument, so options given
+ * there to a request stream leave the call as it is, untraced, rather than lose them.
+ */
+function callArgsWithMetadata(
+  pkg: MicroservicesPackage,
+  args: unknown[],
+  requestStream: boolean,
+): unknown[] | undefined {
+  const given = args[1];
+  const callArgs = [...args];
   if (given !== undefined && given !== null) {
     const clone = (given as { clone?: () => GrpcMetadataLike }).clone;
-    return typeof clone === 'function' ? clone.call(given) : undefined;
+    if (typeof clone === 'function') {
+      callArgs[1] = clone.call(given);
+      return callArgs;
+    }
+    if (typeof given !== 'object' || requestStream) return undefined;
+    const Metadata = pkg.grpcMetadata();
+    if (Metadata === undefined) return undefined;
+    callArgs.splice(1, 0, new Metadata());
+    return callArgs;
   }
   const Metadata = pkg.grpcMetadata();
-  return Metadata === undefined ? undefined : new Metadata();
+  if (Metadata === undefined) return undefined;
+  callArgs[1] = new Metadata();
+  return callArgs;
 }

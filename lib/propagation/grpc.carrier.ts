@@ -10,6 +10,7 @@ export interface GrpcMetadataLike {
   get(key: string): Array<string | Buffer>;
   getMap(): Record<string, unknown>;
   set(key: string, value: string): void;
+  remove?(key: string): void;
 }
 
 export const grpcGetter: TextMapGetter<GrpcMetadataLike | undefined> = {

@@ -69,6 +69,7 @@ interface Order {
   traceId?: string;
   tenant?: string;
   hasTraceparent?: boolean;
+  tracestate?: string;
 }
 interface OrdersClient {
   create(data: { sku: string; quantity: number }, metadata?: grpc.Metadata): Observable<Order>;
@@ -126,6 +127,7 @@ class OrdersGrpcController {
       ...order,
       tenant: String(metadata.get('x-tenant')[0] ?? ''),
       hasTraceparent: metadata.get('traceparent').length === 1,
+      tracestate: metadata.get('tracestate').join(','),
     };
   }
 
@@ -243,6 +245,22 @@ class GatewayController implements OnModuleInit {
     metadata.set('x-tenant', 'acme');
     const order = await firstValueFrom(this.orders.create({ sku: 'book', quantity: 1 }, metadata));
     return { ...order, callerMetadataTouched: metadata.get('traceparent').length > 0 };
+  }
+
+  /** grpc-js takes call options in the metadata's place. */
+  @Get('create-with-options')
+  createWithOptions(): Promise<Order> {
+    const options = { deadline: Date.now() + 10_000 } as unknown as grpc.Metadata;
+    return firstValueFrom(this.orders.create({ sku: 'opt', quantity: 1 }, options));
+  }
+
+  /** Forwards trace headers of another trace, as a gateway passing its metadata on might. */
+  @Get('create-forwarding')
+  createForwarding(): Promise<Order> {
+    const metadata = new grpc.Metadata();
+    metadata.set('traceparent', `00-${'b'.repeat(32)}-${'c'.repeat(16)}-01`);
+    metadata.set('tracestate', 'vendor=from-another-trace');
+    return firstValueFrom(this.orders.create({ sku: 'fwd', quantity: 1 }, metadata));
   }
 
   @Get('find/:id')
@@ -444,9 +462,10 @@ describe('the gRPC transport', () => {
     expect(exception?.attributes?.['exception.message']).toBe('the order store is down');
     expect(exception?.attributes?.['exception.type']).toBe('Error');
     expect(client.status.code).toBe(SpanStatusCode.ERROR);
+    expect(client.attributes['error.type']).toBe('UNKNOWN');
     // grpc-js's error carries the status number as `code`: not a type.
     expect(client.events.find((e) => e.name === 'exception')?.attributes?.['exception.type']).toBe(
-      client.attributes['error.type'],
+      'Error',
     );
   });
 
@@ -530,7 +549,10 @@ describe('the gRPC transport', () => {
     async (_label, path, name, key, details) => {
       expect((await get(path)).status).toBe(500);
       const { client, handler } = await callSpans(name);
-      expect(client.attributes['rpc.status_code']).toBe('INTERNAL');
+      expect(client.attributes).toMatchObject({
+        'rpc.status_code': 'INTERNAL',
+        'error.type': 'INTERNAL',
+      });
       expect(handler.attributes).toMatchObject({
         'rpc.status_code': 'INTERNAL',
         'error.type': 'INTERNAL',
@@ -553,6 +575,33 @@ describe('the gRPC transport', () => {
       expect(span.attributes['error.type']).toBeUndefined();
       expect(span.status.code).toBe(SpanStatusCode.UNSET);
     }
+  });
+
+  it("traces a call given its options in the metadata's place", async () => {
+    const body = (await (await get('/orders/create-with-options')).json()) as Order;
+    expect(body).toMatchObject({ id: 'o-opt', traceId: TRACE_ID, hasTraceparent: true });
+    const { client } = await callSpans('Create');
+    await spans.waitFor((list) => list.some((s) => s.name === 'GET /orders/create-with-options'));
+    expectChildOf(client, spans.one('GET /orders/create-with-options'));
+  });
+
+  it("replaces forwarded trace headers, the other trace's tracestate included", async () => {
+    const body = (await (await get('/orders/create-forwarding')).json()) as Order;
+    expect(body).toMatchObject({ id: 'o-fwd', traceId: TRACE_ID, tracestate: '' });
+    const { client } = await callSpans('Create');
+    expect(client.spanContext().traceId).toBe(TRACE_ID);
+  });
+
+  it('continues the trace context the caller put in the metadata, outside any span', async () => {
+    const stub = gateway.get<ClientGrpc>(ORDERS).getService<OrdersClient>('Orders');
+    const metadata = new grpc.Metadata();
+    metadata.set('traceparent', TRACEPARENT);
+    metadata.set('tracestate', 'vendor=upstream');
+    const order = await firstValueFrom(stub.create({ sku: 'outside', quantity: 1 }, metadata));
+    expect(order).toMatchObject({ traceId: TRACE_ID, tracestate: 'vendor=upstream' });
+    const { client } = await callSpans('Create');
+    expectParentId(client, PARENT_ID);
+    expect(client.spanContext().traceId).toBe(TRACE_ID);
   });
 
   it('keeps 200 concurrent calls in their own traces', async () => {
