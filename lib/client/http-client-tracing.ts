@@ -97,6 +97,7 @@ async function makeHttpInstrumentation(): Promise<Instrumentation> {
   const instrumentation = new HttpInstrumentation({
     disableIncomingRequestInstrumentation: true,
     requireParentforOutgoingSpans: true,
+    requestHook: dropStaleTraceState,
     applyCustomAttributesOnSpan: (span, _request, response) => {
       // A 4xx or 5xx answer is the client's error: its type is the status code.
       const status = (response as { statusCode?: number } | undefined)?.statusCode;
@@ -120,6 +121,40 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
 }
 
 /**
+ * The header names the propagators write for `span`, in lower case. With `traceparent` comes
+ * `tracestate` whether written or not: a caller's `tracestate` (forwarded from another request)
+ * describes another trace than the call's (W3C Trace Context keeps the two together).
+ */
+function namesWritten(span: Span): Set<string> {
+  const written: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), written);
+  const names = new Set(Object.keys(written).map((name) => name.toLowerCase()));
+  if (names.has('traceparent') && propagation.fields().includes('tracestate')) {
+    names.add('tracestate');
+  }
+  return names;
+}
+
+/**
+ * Node's `http` client: the instrumentation sets the call's trace headers over the caller's, but
+ * leaves a `tracestate` of the caller's beside its own `traceparent` when the call's trace has
+ * none. Taken out before the request's headers go.
+ */
+function dropStaleTraceState(span: Span, request: unknown): void {
+  const req = request as {
+    getHeader?: (name: string) => unknown;
+    removeHeader?: (name: string) => void;
+    headersSent?: boolean;
+  };
+  if (typeof req.getHeader !== 'function' || req.headersSent === true) return;
+  if (req.getHeader('tracestate') === undefined) return;
+  if (!trace.isSpanContextValid(span.spanContext())) return;
+  const written: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), written);
+  if ('traceparent' in written && !('tracestate' in written)) req.removeHeader?.('tracestate');
+}
+
+/**
  * Takes out of an undici request the headers the propagators are about to write (`traceparent`,
  * `tracestate`, `baggage`, ...), which undici's instrumentation appends: a caller that set its own
  * (a gateway forwarding the headers it received) would otherwise send two `traceparent` values,
@@ -129,9 +164,7 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
  */
 function dropCarriedHeaders(span: Span, request: unknown): void {
   if (!trace.isSpanContextValid(span.spanContext())) return;
-  const written: Record<string, string> = {};
-  propagation.inject(trace.setSpan(context.active(), span), written);
-  const names = new Set(Object.keys(written).map((name) => name.toLowerCase()));
+  const names = namesWritten(span);
   if (names.size === 0) return;
   const req = request as { headers?: unknown };
   const headers = req.headers;

@@ -5,7 +5,12 @@ import { fileURLToPath } from 'node:url';
 interface Result {
   statuses: number[];
   more: number[];
-  received: Array<{ path: string; traceparent: string | null; traceparents: number }>;
+  received: Array<{
+    path: string;
+    traceparent: string | null;
+    tracestate: string | null;
+    traceparents: number;
+  }>;
   spans: Array<{
     name: string;
     kind: SpanKind;
@@ -73,17 +78,25 @@ describe('outbound HTTP, edge cases', () => {
     result = run();
   }, 90_000);
 
-  it("replaces a traceparent the caller set on fetch with the call's own, sent once", () => {
-    expect(result.more).toEqual([200, 200]);
-    const server = result.spans.find((s) => s.name === 'GET /forwarding');
-    const client = result.spans.find(
-      (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId,
-    );
-    expect(client?.traceId).toBe(TRACE_ID);
-    const hop = result.received.find((r) => r.path === '/forwarded');
-    expect(hop?.traceparents).toBe(1);
-    expect(hop?.traceparent).toBe(`00-${TRACE_ID}-${client?.spanId}-01`);
-  });
+  it.each([
+    ['fetch', 'GET /forwarding', '/forwarded'],
+    ['http (axios)', 'GET /forwarding-axios', '/forwarded-axios'],
+  ])(
+    "replaces the trace headers the caller set on %s with the call's own, sent once",
+    (_client, route, path) => {
+      expect(result.more).toEqual([200, 200, 200]);
+      const server = result.spans.find((s) => s.name === route);
+      const client = result.spans.find(
+        (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId,
+      );
+      expect(client?.traceId).toBe(TRACE_ID);
+      const hop = result.received.find((r) => r.path === path);
+      expect(hop?.traceparents).toBe(1);
+      expect(hop?.traceparent).toBe(`00-${TRACE_ID}-${client?.spanId}-01`);
+      // The caller's tracestate belonged to the other trace; this one has none.
+      expect(hop?.tracestate).toBeNull();
+    },
+  );
 
   it('gives a call answered with a 5xx the status code as error.type', () => {
     const server = result.spans.find((s) => s.name === 'GET /failing');
@@ -104,6 +117,6 @@ it('leaves an outbound request made outside any span untraced, without a header'
     result.spans.filter((s) => s.kind === SpanKind.CLIENT && s.parentSpanId === undefined),
   ).toEqual([]);
   const servers = result.spans.filter((s) => s.kind === SpanKind.SERVER);
-  expect(servers).toHaveLength(4);
+  expect(servers).toHaveLength(5);
   for (const server of servers) expect(server.parentSpanId).toBe('00f067aa0ba902b7');
 }, 90_000);
