@@ -21,6 +21,7 @@ import {
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
   ATTR_URL_PATH,
+  ATTR_URL_QUERY,
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
@@ -129,7 +130,10 @@ export class HttpServerTracer {
     if (req[HTTP_STATE] !== undefined) return undefined;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    let path = q === -1 ? url : url.slice(0, q);
+    // `GET http://host/health HTTP/1.1` (absolute form, as sent to a proxy) is served like
+    // `GET /health`: the path is the URL's.
+    if (path.charCodeAt(0) !== 47 /* / */) path = pathOfTarget(path);
     if (this.ignore !== undefined && this.ignore(path, req)) {
       if (markIgnored) req[HTTP_STATE] = null;
       return undefined;
@@ -153,6 +157,7 @@ export class HttpServerTracer {
     const attributes: Attributes = {};
     attributes[ATTR_HTTP_REQUEST_METHOD] = method;
     attributes[ATTR_URL_PATH] = path;
+    if (q !== -1) attributes[ATTR_URL_QUERY] = redactedQuery(url.slice(q + 1));
     attributes[ATTR_URL_SCHEME] = (req.socket as TLSSocket | undefined)?.encrypted
       ? 'https'
       : 'http';
@@ -167,7 +172,9 @@ export class HttpServerTracer {
     if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client;
     const agent = headers['user-agent'];
     if (agent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = agent;
-    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = req.httpVersion;
+    // The conventions' value for HTTP/2 is `2`, where Node says `2.0`.
+    const version = req.httpVersion;
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = version === '2.0' ? '2' : version;
     for (const [name, key] of this.requestHeaders) {
       const value = headers[name];
       if (value !== undefined) attributes[key] = Array.isArray(value) ? value : [value];
@@ -202,6 +209,25 @@ export class HttpServerTracer {
 /** A SERVER span another instrumentation started for this very request. */
 function isServerSpan(span: Span | undefined): boolean {
   return span !== undefined && (span as Span & { kind?: SpanKind }).kind === SpanKind.SERVER;
+}
+
+/** The path of a request target that is not a path: absolute form (`http://host/p`), or as it is. */
+export function pathOfTarget(target: string): string {
+  const scheme = target.indexOf('://');
+  if (scheme === -1) return target; // `OPTIONS *`, `CONNECT host:port`
+  const slash = target.indexOf('/', scheme + 3);
+  return slash === -1 ? '/' : target.slice(slash);
+}
+
+/** The query keys whose values the HTTP conventions ask to redact by default. */
+const SENSITIVE_QUERY = /(^|&)(AWSAccessKeyId|Signature|sig|X-Goog-Signature)=[^&]*/g;
+
+/** `url.query`, with the values of signed URLs' credentials replaced by `REDACTED`. */
+export function redactedQuery(query: string): string {
+  if (!query.includes('sig=') && !query.includes('Signature=') && !query.includes('KeyId=')) {
+    return query;
+  }
+  return query.replace(SENSITIVE_QUERY, '$1$2=REDACTED');
 }
 
 /** Ends the span once the response is sent or the connection dropped; shared by all requests. */

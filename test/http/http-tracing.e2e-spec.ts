@@ -14,6 +14,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
 import { createServer, request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   TestSpans,
@@ -250,6 +251,36 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     const traced = spans.one('GET /hello').spanContext().traceId;
     expect(spans.byName('middleware.run').length).toBeGreaterThan(0);
     expect(spans.all().filter((s) => s.spanContext().traceId !== traced)).toEqual([]);
+  });
+
+  it('reads the path of an absolute-form target, ignore rules included, and records the query', async () => {
+    const { hostname, port } = new URL(url);
+    const raw = (target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () =>
+          socket.end(
+            `GET ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        let answer = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (answer += chunk));
+        socket.on('end', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    expect(await raw(`${url}/health`)).toMatch(/^HTTP\/1\.1 200/);
+    expect(await raw(`${url}/orders/7?q=shoes&sig=s3cr3t&page=2`)).toMatch(/^HTTP\/1\.1 200/);
+    await fetch(`${url}/hello`);
+    await serverSpan('GET /hello');
+    expect(spans.byKind(SpanKind.SERVER).map((s) => s.name)).toEqual([
+      'GET /orders/:id',
+      'GET /hello',
+    ]);
+    expect(spans.one('GET /orders/:id').attributes).toMatchObject({
+      'url.path': '/orders/7',
+      'url.query': 'q=shoes&sig=REDACTED&page=2',
+    });
+    expect(spans.one('GET /hello').attributes['url.query']).toBeUndefined();
   });
 
   it('answers with traceresponse and Server-Timing matching the exported span', async () => {
@@ -911,7 +942,7 @@ describe('HTTP/2 (Fastify, cleartext)', () => {
       const server = await spans.waitForOne('GET /orders/:id');
       expect(server.kind).toBe(SpanKind.SERVER);
       expectParentId(server, PARENT_ID);
-      expect(server.attributes['network.protocol.version']).toBe('2.0');
+      expect(server.attributes['network.protocol.version']).toBe('2');
       const expected = `00-${TRACE_ID}-${server.spanContext().spanId}-01`;
       expect(headers.traceresponse).toBe(expected);
       expect(headers['server-timing']).toBe(`traceparent;desc="${expected}"`);
