@@ -605,7 +605,62 @@ describe('resolveTracingConfig', () => {
     });
   });
 
+  describe('conflicting options', () => {
+    it.each([
+      [{ exporter: ['none', 'console'] }, /exporter 'none' exports nothing and cannot be combined/],
+      [
+        { propagators: ['tracecontext', 'none'] },
+        /propagators 'none' propagates nothing and cannot be combined/,
+      ],
+    ])('rejects %p', (options, message) => {
+      const error = errorOf(options);
+      expect(error.name).toBe('TracingConfigError');
+      expect(error.message).toMatch(message);
+    });
+
+    it("accepts 'none' alone", () => {
+      expect(resolve({ exporter: 'none', propagators: ['none'] }).exporters).toEqual(['none']);
+    });
+
+    it.each([
+      ['simple', { spanProcessor: 'simple' }],
+      [
+        'a processor of its own',
+        { spanProcessor: new SimpleSpanProcessor(new InMemorySpanExporter()) },
+      ],
+    ])('warns that batch settings are ignored with %s', (_label, options) => {
+      expect(resolve({ ...options, batch: { scheduledDelayMillis: 100 } }).warnings).toEqual([
+        expect.stringMatching(/^batch settings apply to the batch span processor only/),
+      ]);
+    });
+  });
+
   describe('environment', () => {
+    describe('OTLP endpoints', () => {
+      it.each([
+        ['OTEL_EXPORTER_OTLP_ENDPOINT', 'localhost:4318'],
+        ['OTEL_EXPORTER_OTLP_ENDPOINT', 'notaurl'],
+        ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'ftp://collector/v1/traces'],
+      ])('warns of %s=%p, which the exporter cannot send to', (key, value) => {
+        expect(resolve({}, { [key]: value }).warnings).toEqual([
+          `${key} value '${value}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
+        ]);
+      });
+
+      it.each([
+        [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318' }],
+        [{}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }],
+        // Not an OTLP/HTTP exporter: not its variables to check.
+        [{ exporter: 'console' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }],
+        [
+          {},
+          { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4317' },
+        ],
+      ])('says nothing of %p with %p', (options, env) => {
+        expect(resolve(options, env).warnings).toEqual([]);
+      });
+    });
+
     describe('OTEL_SERVICE_NAME', () => {
       it('sets serviceName', () => {
         expect(resolve({}, { OTEL_SERVICE_NAME: 'billing' }).serviceName).toBe('billing');

@@ -168,6 +168,12 @@ export function resolveTracingConfig(
   const httpClient = resolveSwitch(opts.httpClient, 'httpClient');
   const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
   const spanLimits = resolveSpanLimits(env, warnings);
+  if (opts.batch !== undefined && spanProcessor !== 'batch') {
+    warnings.push(
+      "batch settings apply to the batch span processor only; with spanProcessor 'simple' or a processor of your own they are ignored.",
+    );
+  }
+  checkEnvEndpoints(env, exporters, otlpProtocol, warnings);
 
   return {
     enabled,
@@ -293,6 +299,11 @@ function resolveExporters(
     list.forEach((entry, i) =>
       checkExporter(entry, Array.isArray(opts.exporter) ? `exporter[${i}]` : 'exporter'),
     );
+    if (list.length > 1 && list.includes('none')) {
+      throw new TracingConfigError(
+        "exporter 'none' exports nothing and cannot be combined with other exporters; use it alone, or leave it out.",
+      );
+    }
     return list;
   }
   // 'otlp' here means OTLP in whatever protocol OTEL_EXPORTER_OTLP_PROTOCOL says.
@@ -332,6 +343,37 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
     `${label} must be an exporter name, a SpanExporter (with export() and shutdown()), ` +
       `or { useClass } / { useFactory, inject }; got ${describe(entry)}.`,
   );
+}
+
+/**
+ * The OTLP/HTTP exporters read the endpoint variables themselves: one without an `http://` or
+ * `https://` scheme (`localhost:4318`) fails every export, and one that is no URL at all is
+ * dropped with a message only OpenTelemetry's diag logger shows. Said at start-up instead.
+ */
+function checkEnvEndpoints(
+  env: Env,
+  exporters: readonly ExporterOption[],
+  protocol: OtlpProtocol,
+  warnings: string[],
+): void {
+  const otlpHttp =
+    exporters.includes('otlp-http-json') || (exporters.includes('otlp') && protocol !== 'grpc');
+  if (!otlpHttp) return;
+  for (const key of ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT']) {
+    const raw = nonEmpty(env[key])?.trim();
+    if (raw === undefined) continue;
+    let scheme: string | undefined;
+    try {
+      scheme = new URL(raw).protocol;
+    } catch {
+      scheme = undefined;
+    }
+    if (scheme !== 'http:' && scheme !== 'https:') {
+      warnings.push(
+        `${key} value '${raw}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
+      );
+    }
+  }
 }
 
 function resolveOtlpProtocol(env: Env, warnings: string[]): OtlpProtocol {
@@ -528,6 +570,11 @@ function resolvePropagators(
         );
       }
     });
+    if (value.length > 1 && value.includes('none')) {
+      throw new TracingConfigError(
+        "propagators 'none' propagates nothing and cannot be combined with other propagators; use it alone, or leave it out.",
+      );
+    }
     return dedupe(value as Array<PropagatorName | TextMapPropagator>);
   }
   return envList<PropagatorName>(
