@@ -259,7 +259,9 @@ function headingOf(spans) {
 
 function printTrace(heading, traceId, spans, viewerUrl) {
   const services = [...new Set(spans.map((s) => s.service))].join(', ');
-  say(`▶ ${heading}  ${dim(`trace ${traceId} · ${spans.length} spans · ${services}`)}`);
+  say(
+    `▶ ${heading}  ${dim(`trace ${traceId} · ${spans.length} ${spans.length === 1 ? 'span' : 'spans'} · ${services}`)}`,
+  );
   for (const line of renderTrace(spans)) say(line);
   if (viewerUrl) say(`  ${dim(`${viewerUrl}/#/traces/${traceId}`)}`);
   say();
@@ -535,7 +537,13 @@ if (running.viewer !== undefined) {
   });
 }
 
-say(bold('Open the viewer for the waterfall and the service map, or send more orders:'));
+say(
+  bold(
+    viewerUrl
+      ? 'Open the viewer for the waterfall and the service map, or send more orders:'
+      : `The spans go to ${process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'your collector'}. Send more orders:`,
+  ),
+);
 if (viewerUrl) say(`  ${viewerUrl}`);
 say(
   `  curl -X POST ${base}/orders -H 'content-type: application/json' -d '{"sku":"book","qty":1}'`,
@@ -544,5 +552,5 @@ say(
   `  curl -X POST '${base}/orders?fail=1' -H 'content-type: application/json' -d '{"sku":"pen","qty":3}'`,
 );
 say(`  curl ${base}/orders/1`);
-say(dim('Ctrl-C stops the shop and the viewer.'));
+say(dim(viewerUrl ? 'Ctrl-C stops the shop and the viewer.' : 'Ctrl-C stops the shop.'));
 say();
