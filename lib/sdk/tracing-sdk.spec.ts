@@ -1067,7 +1067,7 @@ describe('TracingSdk', () => {
       expect(elapsed).toBeLessThan(800);
       expect(logger.warn).toHaveBeenCalledTimes(1);
       expect(logger.warn.mock.calls[0]?.[0]).toBe(
-        'Span export did not finish within shutdownTimeoutMs (50 ms); spans not yet exported were dropped.',
+        'Span export did not finish within shutdownTimeoutMs (50 ms); spans not yet exported were dropped. An exporter retries a collector that refuses connections or does not answer: is it running, at the endpoint configured?',
       );
       expect(trace.getTracer('t').startSpan('after').isRecording()).toBe(false);
     },
