@@ -70,6 +70,8 @@ export interface RpcServerState {
   call?: GrpcServerCall;
   /** gRPC: the status the call ended with, where the call itself reported it (stream calls). */
   sentCode?: number;
+  /** gRPC: the details of that status, if an error carried them. */
+  sentDetails?: string;
   /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
   passThrough: boolean;
 }
@@ -298,9 +300,7 @@ export class RpcServerTracer {
       // A duplex stream: grpc-js turns an 'error' on it into the status it sends (it listens
       // itself, so listening too changes nothing), and the writable side finishes once the status
       // is on its way. A client stream answers through the callback instead (see `answered`).
-      call.on?.('error', (error: unknown) => {
-        state.sentCode ??= grpcStatusOfSentError(error);
-      });
+      call.on?.('error', (error: unknown) => this.noteSent(state, error));
       call.once('finish', done);
     }
   }
@@ -309,8 +309,18 @@ export class RpcServerTracer {
   answered(handle: GrpcCallHandle, error: unknown): void {
     const state = handle.state;
     if (state === undefined) return;
-    state.sentCode ??= error === null || error === undefined ? 0 : grpcStatusOfSentError(error);
+    if (error === null || error === undefined) state.sentCode ??= 0;
+    else this.noteSent(state, error);
     this.finish(state);
+  }
+
+  /** The status grpc-js sends for an error a stream call answered with, and its details. */
+  private noteSent(state: RpcServerState, error: unknown): void {
+    if (state.sentCode !== undefined) return;
+    state.sentCode = grpcStatusOfSentError(error);
+    const { details, message } = (error ?? {}) as { details?: unknown; message?: unknown };
+    const text = typeof details === 'string' ? details : message;
+    if (typeof text === 'string' && text !== '') state.sentDetails = text;
   }
 
   /**
@@ -342,7 +352,8 @@ export class RpcServerTracer {
       // error, as the RPC conventions ask of `error.type` when a status came back.
       failed = GRPC_SERVER_ERRORS.has(code);
       errorType = name;
-      if (failed && !state.failed) message = GRPC_STATUS_MESSAGES[code] ?? name;
+      if (failed && !state.failed)
+        message = state.sentDetails ?? GRPC_STATUS_MESSAGES[code] ?? name;
     }
     if (failed) {
       const error = state.error;

@@ -557,7 +557,7 @@ describe('the gRPC transport', () => {
         'rpc.status_code': 'INTERNAL',
         'error.type': 'INTERNAL',
       });
-      expect(handler.status.code).toBe(SpanStatusCode.ERROR);
+      expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: details });
       expect(client.status.message).toContain(details);
       const times = streamCallTimes.get(key)!;
       expect(hrTimeToMilliseconds(handler.duration)).toBeGreaterThanOrEqual(
