@@ -18,7 +18,7 @@ import {
 import { Logger } from '@nestjs/common';
 import { Observable, type Observer, type Subscriber, type Unsubscribable } from 'rxjs';
 import { type recordSetter, type HeaderRecord } from '../propagation/header-values.js';
-import { KAFKA_SYSTEM, kafkaSetter } from '../propagation/kafka.carrier.js';
+import { KAFKA_SYSTEM, kafkaRecordAttributes, kafkaSetter } from '../propagation/kafka.carrier.js';
 import { MQTT_SYSTEM, mqttSetter } from '../propagation/mqtt.carrier.js';
 import { NATS_SYSTEM, natsSetter, type NatsHeadersLike } from '../propagation/nats.carrier.js';
 import { REDIS_SYSTEM, redisSetter } from '../propagation/redis.carrier.js';
@@ -48,7 +48,14 @@ interface TracedClient {
   onDispatchHook?: (packet: { metadata?: HeaderRecord }) => void;
   serializer?: { serialize(packet: unknown, options?: unknown): unknown };
   mergePacketOptions?: (options: unknown) => unknown;
-  options?: { protocolVersion?: unknown; host?: unknown; port?: unknown };
+  options?: {
+    protocolVersion?: unknown;
+    host?: unknown;
+    port?: unknown;
+    wildcards?: unknown;
+    exchange?: unknown;
+    exchangeType?: unknown;
+  };
   queue?: unknown;
   host?: unknown;
   port?: unknown;
@@ -63,6 +70,11 @@ interface ClientProfile {
   attributes: Attributes;
   /** RabbitMQ sends every pattern to one queue. */
   queue: string | undefined;
+  /**
+   * A RabbitMQ client with `wildcards` or a fanout exchange publishes to an exchange instead,
+   * with the pattern as the routing key.
+   */
+  exchange: string | undefined;
   /** Span name and attributes per pattern. */
   routes: Map<string, RouteSpan>;
 }
@@ -110,6 +122,8 @@ export function traceClientProxies(pkg: MicroservicesPackage): void {
       function emitBatch(this: unknown, pattern: unknown, data: unknown) {
         const messages = (data as { messages?: unknown } | null)?.messages;
         const count = Array.isArray(messages) ? messages.length : undefined;
+        // Nest sends nothing for an empty batch: no span either.
+        if (count === 0) return original.call(this, pattern, data);
         return tracer.emit(this as TracedClient, original, [pattern, data], count);
       },
   );
@@ -139,7 +153,7 @@ class ClientProxyTracer {
     }
     const profile = this.profileOf(client);
     const source = original.call(client, pattern, data) as Observable<unknown>;
-    const route = routeSpan(profile, client, pattern);
+    const route = recordRoute(profile, routeSpan(profile, client, pattern), data);
     return new Observable<unknown>((subscriber) => followReply(source, route, subscriber));
   }
 
@@ -155,6 +169,9 @@ class ClientProxyTracer {
     const profile = this.profileOf(client);
     const route = routeSpan(profile, client, args[0]);
     const attributes = { ...route.attributes };
+    if (batchCount === undefined && profile.system === KAFKA_SYSTEM) {
+      kafkaRecordAttributes(args[1], attributes);
+    }
     // Key by key: V8 can define a literal's computed key through its runtime every time.
     if (batchCount !== undefined) attributes[ATTR_MESSAGING_BATCH_MESSAGE_COUNT] = batchCount;
     const parent = context.active();
@@ -196,6 +213,7 @@ class ClientProxyTracer {
     let system: string;
     let injection: Injection = 'metadata';
     let queue: string | undefined;
+    let exchange: string | undefined;
     if (client instanceof ms.ClientTCP) {
       system = TCP_SYSTEM;
       if (typeof client.host === 'string') attributes[ATTR_SERVER_ADDRESS] = client.host;
@@ -209,6 +227,11 @@ class ClientProxyTracer {
       system = RMQ_SYSTEM;
       injection = 'rmq';
       queue = typeof client.queue === 'string' ? client.queue : undefined;
+      const options = client.options;
+      if (options?.wildcards === true || options?.exchangeType === 'fanout') {
+        // As ClientRMQ picks it: the exchange option, else one named after the queue.
+        exchange = typeof options.exchange === 'string' ? options.exchange : queue;
+      }
     } else if (client instanceof ms.ClientKafka) {
       system = KAFKA_SYSTEM;
       injection = 'kafka';
@@ -219,7 +242,7 @@ class ClientProxyTracer {
       system = (client as object).constructor?.name || 'custom';
     }
     attributes[ATTR_MESSAGING_SYSTEM] = system;
-    return { system, injection, attributes, queue, routes: new Map() };
+    return { system, injection, attributes, queue, exchange, routes: new Map() };
   }
 
   private install(client: TracedClient, profile: ClientProfile): void {
@@ -438,7 +461,11 @@ function routeSpan(profile: ClientProfile, client: TracedClient, pattern: unknow
   const cached = profile.routes.get(route);
   if (cached !== undefined) return cached;
   const attributes: Attributes = { ...profile.attributes };
-  if (profile.queue !== undefined) {
+  if (profile.exchange !== undefined) {
+    attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.exchange;
+    attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] =
+      typeof pattern === 'string' ? pattern : (JSON.stringify(pattern) ?? route);
+  } else if (profile.queue !== undefined) {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.queue;
     attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = profile.queue;
   } else {
@@ -490,6 +517,14 @@ class SentSpanContext implements SpanContext {
  * context: replies arrive on a connection opened by some earlier request, whose context must not
  * leak into the caller's pipeline.
  */
+/** A Kafka record's key and partition beside the pattern's attributes; the route as it is else. */
+function recordRoute(profile: ClientProfile, route: RouteSpan, data: unknown): RouteSpan {
+  if (profile.system !== KAFKA_SYSTEM) return route;
+  const attributes = { ...route.attributes };
+  kafkaRecordAttributes(data, attributes);
+  return { name: route.name, attributes };
+}
+
 function followReply(
   source: Observable<unknown>,
   route: RouteSpan,

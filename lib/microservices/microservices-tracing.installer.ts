@@ -6,7 +6,12 @@ import { retainClientTracing } from '../client/client-tracing.state.js';
 import { traceGrpcClients } from '../client/grpc-client-tracing.js';
 import { loadMicroservices, type MicroservicesPackage } from './microservices-package.js';
 import { captureRpcExceptions } from './rpc-exception-capture.js';
-import { RpcServerTracer, type GrpcCallHandle, type GrpcServerCall } from './rpc-server-tracer.js';
+import {
+  RpcServerTracer,
+  type GrpcCallHandle,
+  type GrpcServerCall,
+  type ServerFacts,
+} from './rpc-server-tracer.js';
 
 const INSTALLED = Symbol.for('nestjs-tracing.server');
 const logger = new Logger('TracingModule');
@@ -25,6 +30,8 @@ interface HookableServer {
   messageHandlers?: unknown;
   /** ServerRMQ's queue. */
   queue?: unknown;
+  /** ServerKafka's consumer group. */
+  groupId?: unknown;
   /** ServerGrpc: makes the function grpc-js calls for each call of one method. */
   createServiceMethod?: (handler: unknown, method: unknown, streaming: unknown) => unknown;
   [INSTALLED]?: true;
@@ -99,7 +106,13 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       return handler;
     };
   }
-  const queue = typeof server.queue === 'string' && server.queue !== '' ? server.queue : undefined;
+  const facts: ServerFacts = {
+    queue: typeof server.queue === 'string' && server.queue !== '' ? server.queue : undefined,
+    consumerGroup:
+      candidate instanceof pkg.ms.ServerKafka && typeof server.groupId === 'string'
+        ? server.groupId
+        : undefined,
+  };
 
   // gRPC: Nest hands the hooks a copy of the call, which never learns that the client cancelled
   // or that the deadline passed. The function Nest registers for each method gets the call itself
@@ -146,7 +159,7 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       ctx,
       () => appStart.call(server, transportId, ctx, done),
       pattern,
-      queue,
+      facts,
       call,
     );
   };

@@ -40,6 +40,7 @@ import {
   rmqMessageAttributes,
 } from '../propagation/rmq.carrier.js';
 import {
+  ATTR_MESSAGING_CONSUMER_GROUP_NAME,
   ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_OPERATION_NAME,
   ATTR_MESSAGING_OPERATION_TYPE,
@@ -74,6 +75,14 @@ export interface RpcServerState {
   sentDetails?: string;
   /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
   passThrough: boolean;
+}
+
+/** What is known of the server a message came to, once per server. */
+export interface ServerFacts {
+  /** The queue a RabbitMQ server consumes. */
+  queue?: string;
+  /** The consumer group of a Kafka server. */
+  consumerGroup?: string;
 }
 
 /** A grpc-js server call, as the tracer reads it (`ServerUnaryCall`, `ServerDuplexStream`, …). */
@@ -236,21 +245,21 @@ export class RpcServerTracer {
 
   /**
    * Runs `next` (the rest of the processing: guards, pipes, interceptors, handler) in the span.
-   * `pattern` is the handler's pattern when a wildcard matched the message's; `queue` the queue
-   * a RabbitMQ server consumes.
+   * `pattern` is the handler's pattern when a wildcard matched the message's; `server` what is
+   * known of the server (a RabbitMQ queue, a Kafka consumer group); `grpcCall` the gRPC call itself.
    */
   start<T>(
     transportId: unknown,
     ctx: unknown,
     next: () => T,
     pattern?: string,
-    queue?: string,
+    server?: ServerFacts,
     grpcCall?: GrpcCallHandle,
   ): T {
     if (ctx === null || typeof ctx !== 'object') return next();
     let spanContext: Context;
     try {
-      const inbound = this.describe(transportId, ctx, pattern, queue);
+      const inbound = this.describe(transportId, ctx, pattern, server);
       const extracted = propagation.extract(EMPTY_CONTEXT, inbound.carrier, inbound.getter);
       const active = context.active();
       const parent = startedForThisMessage(trace.getSpan(active), extracted) ? active : extracted;
@@ -384,7 +393,7 @@ export class RpcServerTracer {
     transportId: unknown,
     ctx: object,
     handlerPattern: string | undefined,
-    queue: string | undefined,
+    server: ServerFacts | undefined,
   ): Inbound {
     const ms = this.pkg.ms;
     const marked = this.events.get(ctx);
@@ -428,7 +437,7 @@ export class RpcServerTracer {
       const routingKey = message?.fields?.routingKey;
       const inbound = messagingInbound(
         RMQ_SYSTEM,
-        queue ?? routingKey,
+        server?.queue ?? routingKey,
         rmqHeaders(message),
         rmqGetter,
         eventPattern,
@@ -463,6 +472,9 @@ export class RpcServerTracer {
         handlerPattern,
       );
       kafkaMessageAttributes(message, ctx.getPartition(), inbound.attributes);
+      if (server?.consumerGroup !== undefined) {
+        inbound.attributes[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = server.consumerGroup;
+      }
       return inbound;
     }
     const grpcCall = ctx as { path?: unknown; metadata?: unknown };

@@ -44,11 +44,39 @@ export function kafkaMessageAttributes(
     into[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(partition);
   const offset = Number(headerValue(message?.offset));
   if (Number.isInteger(offset)) into[ATTR_MESSAGING_KAFKA_OFFSET] = offset;
-  const raw = message?.key;
+  addKey(message?.key, into);
+}
+
+/**
+ * `messaging.kafka.message.key`: a key's string form. Nest's parser turns a key that is JSON
+ * into an object (it is written back as JSON); one with no canonical string form (binary: a
+ * schema registry's magic byte, say) is left out.
+ */
+function addKey(raw: unknown, into: Attributes): void {
   if (raw instanceof Uint8Array && !isUtf8(raw)) return;
-  const key = headerValue(raw);
-  // A key with no canonical string form (binary: a schema registry's magic byte, say) is left out.
+  let key: unknown;
+  if (typeof raw === 'number' || typeof raw === 'bigint') key = String(raw);
+  else if (raw !== null && typeof raw === 'object' && !(raw instanceof Uint8Array)) {
+    try {
+      key = JSON.stringify(raw);
+    } catch {
+      return;
+    }
+  } else key = headerValue(raw);
   if (typeof key === 'string' && key !== '' && !CONTROL_CHARACTER.test(key)) {
     into[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+  }
+}
+
+/**
+ * Key and partition of a record a Nest Kafka client sends (`emit`/`send` data given as a record,
+ * `{ key, value, partition }`, as Nest's serializer reads it): known before it goes.
+ */
+export function kafkaRecordAttributes(data: unknown, into: Attributes): void {
+  if (data === null || typeof data !== 'object' || !('key' in data || 'value' in data)) return;
+  const record = data as { key?: unknown; partition?: unknown };
+  if (record.key !== undefined && record.key !== null) addKey(record.key, into);
+  if (typeof record.partition === 'number' && Number.isInteger(record.partition)) {
+    into[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(record.partition);
   }
 }

@@ -154,6 +154,8 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
       'messaging.system': 'kafka',
       'messaging.operation.type': 'send',
       'messaging.destination.name': PATTERNS.created,
+      // Known before it goes: the record's key.
+      'messaging.kafka.message.key': 'order-1',
     });
     const [batch] = clientProducer.sent;
     expect(batch?.topic).toBe(PATTERNS.created);
@@ -178,7 +180,32 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
       'messaging.destination.partition.id': '0',
       'messaging.kafka.offset': offset,
       'messaging.kafka.message.key': 'order-1',
+      // ServerKafka's group: its groupId with Nest's `-server` postfix.
+      'messaging.consumer.group.name': 'nestjs-group-server',
     });
+  });
+
+  it('records a key Nest parses as JSON, and the partition a record asks for, as their strings', async () => {
+    const record = { key: { id: 7 }, value: { id: 'k7' }, partition: 2 };
+    await lastValueFrom(client.emit(PATTERNS.created, record), { defaultValue: undefined });
+    const producer = spans.one(`send ${PATTERNS.created}`);
+    expect(producer.attributes).toMatchObject({
+      'messaging.kafka.message.key': '{"id":7}',
+      'messaging.destination.partition.id': '2',
+    });
+    const sent = clientProducer.sent[0]!.messages[0]!;
+    await server.handleMessage(delivered(PATTERNS.created, sent, ++offset) as never);
+    await events.waitFor(1);
+    const consumer = await spans.waitForOne(`process ${PATTERNS.created}`);
+    expect(consumer.attributes['messaging.kafka.message.key']).toBe('{"id":7}');
+  });
+
+  it('makes no span for an empty batch, which Nest does not send', async () => {
+    await lastValueFrom(client.emitBatch(PATTERNS.created, { messages: [] }), {
+      defaultValue: undefined,
+    });
+    expect(clientProducer.sent).toEqual([]);
+    expect(spans.byName(`send ${PATTERNS.created}`)).toEqual([]);
   });
 
   it("sends a record object used twice with each send's own context, and leaves it as it was", async () => {

@@ -208,4 +208,28 @@ describe('handlers subscribed with wildcards', () => {
       expect(spans.byName(`process ${c.event.concrete}`)).toHaveLength(0);
     });
   });
+
+  it('records where a RabbitMQ client publishing through an exchange sends: the exchange, the pattern as routing key', async () => {
+    spans.reset();
+    const client = clients.get(Transport.RMQ)!;
+    const [destination] = rmq.request.concrete;
+    expect(await lastValueFrom(client.send(destination, 4))).toBe(8);
+    await lastValueFrom(client.emit(rmq.event.concrete, 1), { defaultValue: undefined });
+    const sent = await spans.waitFor(
+      (all) => all.filter((s) => s.name.startsWith(`send ${RUN}.rmq.`)).length === 2,
+    );
+    for (const [name, key] of [
+      [`send ${destination}`, destination],
+      [`send ${rmq.event.concrete}`, rmq.event.concrete],
+    ]) {
+      const span = sent.find((s) => s.name === name)!;
+      expect(span.attributes).toMatchObject({
+        'messaging.destination.name': EXCHANGE,
+        'messaging.rabbitmq.destination.routing_key': key,
+      });
+    }
+    // The server consuming the same message agrees on the routing key.
+    const server = await spans.waitForOne(`process ${rmq.request.pattern}`);
+    expect(server.attributes['messaging.rabbitmq.destination.routing_key']).toBe(destination);
+  });
 });
