@@ -1,9 +1,17 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
-import { OtlpExportThread, STOP_WAIT_MS, type SendInProcess } from './otlp-export-thread.js';
+import {
+  OtlpExportThread,
+  STOP_WAIT_MS,
+  workerEnv,
+  type SendInProcess,
+} from './otlp-export-thread.js';
 import { createExporter } from './tracing-sdk.js';
 
 /** Node publishes every `http.request` made on this thread here (not a worker's). */
@@ -221,6 +229,37 @@ describe('OtlpExportThread', () => {
     ]);
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatch(/OTLP export thread could not start .*application's thread/);
+  });
+
+  it("does not load what the app's NODE_OPTIONS --require/--import load into the thread", async () => {
+    // A preload that could not run twice (a server on a fixed port, an agent): here it throws.
+    const dir = mkdtempSync(join(tmpdir(), 'nestjs-tracing-preload-'));
+    const preload = join(dir, 'preload.cjs');
+    writeFileSync(
+      preload,
+      "if (!require('node:worker_threads').isMainThread) throw new Error('ran in the thread');",
+    );
+    env = { ...env, NODE_OPTIONS: `--require "${preload}" --dns-result-order=ipv4first` };
+    try {
+      const result = await send(thread(), Buffer.from([9]));
+      expect(result.code).toBe(ExportResultCode.SUCCESS);
+      expect(received).toHaveLength(1);
+      expect(inProcess).toEqual([]); // the thread started, and sent it
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    ['--require ./a.cjs', undefined],
+    ['-r ./a.cjs --max-http-header-size=32768', '--max-http-header-size=32768'],
+    ['--import=./otel.mjs --tls-min-v1.2', '--tls-min-v1.2'],
+    ['--loader ts-node/esm "--title=my app" --experimental-loader=x', '"--title=my app"'],
+    ['--enable-source-maps', '--enable-source-maps'],
+  ])('keeps NODE_OPTIONS %p for the thread as %p', (options, kept) => {
+    expect(workerEnv({ NODE_OPTIONS: options, OTHER: '1' })).toEqual(
+      kept === undefined ? { OTHER: '1' } : { NODE_OPTIONS: kept, OTHER: '1' },
+    );
   });
 
   it('a worker that cannot even be made (no such scheme): requests go in-process', async () => {

@@ -125,7 +125,7 @@ export class OtlpExportThread {
 
   private start(): Worker {
     const worker = new Worker(this.workerUrl, {
-      env: this.env,
+      env: workerEnv(this.env),
       // Not the app's flags: an `--import` that starts an SDK or a loader must not run twice.
       execArgv: [],
     });
@@ -207,6 +207,68 @@ export class OtlpExportThread {
     }
     this.settleIfDrained();
   }
+}
+
+/** The flags of `NODE_OPTIONS` that load code: a worker given them would run it again. */
+const LOADING_FLAGS = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader']);
+
+/**
+ * The environment of the export thread: the app's, but for what `NODE_OPTIONS` would load into
+ * it. Node applies a worker's `NODE_OPTIONS` to it, so a `--require`/`--import` given there (an
+ * agent, a loader, a server on a fixed port) would run a second time in the thread. The other
+ * flags (TLS, DNS order, …) are kept.
+ */
+export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const options = env.NODE_OPTIONS;
+  if (
+    options === undefined ||
+    !/(^|\s)(--require|-r|--import|--(experimental-)?loader)\b/.test(options)
+  ) {
+    return env;
+  }
+  const kept: string[] = [];
+  const tokens = nodeOptionTokens(options);
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const eq = token.indexOf('=');
+    const flag = eq === -1 ? token : token.slice(0, eq);
+    if (!LOADING_FLAGS.has(flag)) kept.push(token);
+    else if (eq === -1) i++; // its value is the next token
+  }
+  const copy = { ...env };
+  if (kept.length === 0) delete copy.NODE_OPTIONS;
+  else copy.NODE_OPTIONS = kept.map(quoted).join(' ');
+  return copy;
+}
+
+/** `NODE_OPTIONS` split as Node splits it: on spaces, outside double quotes (`\` escapes). */
+function nodeOptionTokens(options: string): string[] {
+  const tokens: string[] = [];
+  let current = '';
+  let inToken = false;
+  let inQuotes = false;
+  for (let i = 0; i < options.length; i++) {
+    const c = options[i]!;
+    if (inQuotes && c === '\\' && i + 1 < options.length) {
+      current += options[++i];
+    } else if (c === '"') {
+      inQuotes = !inQuotes;
+      inToken = true;
+    } else if (!inQuotes && /\s/.test(c)) {
+      if (inToken) tokens.push(current);
+      current = '';
+      inToken = false;
+    } else {
+      current += c;
+      inToken = true;
+    }
+  }
+  if (inToken) tokens.push(current);
+  return tokens;
+}
+
+function quoted(token: string): string {
+  return /[\s"\\]/.test(token) ? `"${token.replace(/["\\]/g, '\\$&')}"` : token;
 }
 
 function toResult(message: Extract<FromWorker, { id: number }>): ExportResult {
