@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Global, Inject, Injectable, Module, type ModuleMetadata } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
+import { ModulesContainer } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
@@ -14,6 +15,7 @@ import type { TracingModuleOptions } from './interfaces/tracing-module-options.i
 import type { TracingSdk } from './sdk/tracing-sdk.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
 import { TracingModule } from './tracing.module.js';
+import { TestSpans, TracingTestingModule } from './testing/index.js';
 
 const SERVICE = 'orders-from-config';
 
@@ -443,6 +445,37 @@ describe('TracingModule lifecycle', () => {
     expect(exported).toEqual(['last']);
     expect(trace.getTracer('t').startSpan('after').isRecording()).toBe(false);
     expect(propagation.fields()).toEqual([]);
+  });
+
+  it('exports a span once when one application imports forRoot() twice with the same exporters', async () => {
+    const options = {
+      exporter: 'memory' as const,
+      spanProcessor: 'simple' as const,
+      isGlobal: false,
+    };
+    @Module({ imports: [TracingModule.forRoot(options)] })
+    class FeatureModule {}
+    const app = await compile([TracingModule.forRoot(options), FeatureModule]);
+    // Each module instance's own exporter, from the application's module container.
+    const exporters = [...app.get(ModulesContainer).values()]
+      .filter((m) => m.metatype === TracingModule)
+      .flatMap((m) => m.providers.get(TRACING_SPAN_EXPORTER)!.instance as InMemorySpanExporter[]);
+    expect(exporters).toHaveLength(2);
+    await endSpan(app, 'once');
+    expect(exporters.flatMap((e) => e.getFinishedSpans()).map((s) => s.name)).toEqual(['once']);
+  });
+
+  it('keeps both when the second module of an application exports elsewhere (the test kit beside the app)', async () => {
+    @Module({ imports: [TracingModule.forRoot({ exporter: 'memory', isGlobal: false })] })
+    class AppModule {}
+    const app = await compile([AppModule, TracingTestingModule.forRoot()]);
+    const appExporter = app
+      .select(AppModule)
+      .get<SpanExporter[]>(TRACING_SPAN_EXPORTER)[0] as InMemorySpanExporter;
+    await endSpan(app, 'both');
+    await app.select(AppModule).get<TracingSdk>(TRACING_SDK).forceFlush();
+    expect(app.get(TestSpans).names()).toEqual(['both']);
+    expect(appExporter.getFinishedSpans().map((s) => s.name)).toEqual(['both']);
   });
 
   it('lets a second module start after the first closed', async () => {

@@ -70,15 +70,16 @@ export const sdkProvider: FactoryProvider<TracingSdk> = {
   provide: TRACING_SDK,
   // The token may be overridden (a test module's `overrideProvider(TRACING_SPAN_EXPORTER)`) with
   // one exporter or a list of them.
-  useFactory: async (config: ResolvedTracingConfig, exporters: unknown) =>
+  useFactory: async (config: ResolvedTracingConfig, exporters: unknown, app: ModulesContainer) =>
     config.enabled
       ? TracingSdk.start(
           config,
           exporterList(exporters, 'TRACING_SPAN_EXPORTER (when overridden)'),
           logger,
+          app,
         )
       : TracingSdk.disabled(logger),
-  inject: [TRACING_CONFIG, TRACING_SPAN_EXPORTER],
+  inject: [TRACING_CONFIG, TRACING_SPAN_EXPORTER, ModulesContainer],
 };
 
 async function resolveExporter(

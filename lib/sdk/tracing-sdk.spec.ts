@@ -987,7 +987,7 @@ describe('TracingSdk', () => {
       expect(later.provider).toBeUndefined();
       expect(logger.log).toHaveBeenCalledTimes(1);
       expect(logger.log.mock.calls[0]?.[0]).toMatch(
-        /A global OpenTelemetry tracer provider is already registered .* uses it and ignores its own exporter, sampler and propagator options\./,
+        /A global OpenTelemetry tracer provider is already registered .* uses it and ignores its own exporter, sampler and propagator options, and its resource options \(serviceName, serviceVersion, resourceAttributes\)\./,
       );
       expect(getDelegate()).toBe(owner);
 

@@ -306,6 +306,7 @@ export function createSpanProcessors(
 
 let reportedExternalProvider = false;
 let reportedSharedProvider = false;
+let reportedSecondModule = false;
 
 /**
  * Hands every span to a list of processors that modules add and remove while
@@ -337,6 +338,23 @@ class SharedSpanProcessor implements SpanProcessor {
   }
 }
 
+/**
+ * What a module exports to, as a key: two modules of one application with the same key would
+ * export every span twice. Undefined (never the same) when an exporter or processor is an object
+ * of the application's, which may differ.
+ */
+function exportSettingsOf(config: ResolvedTracingConfig): string | undefined {
+  if (typeof config.spanProcessor !== 'string') return undefined;
+  if (!config.exporters.every((e) => typeof e === 'string')) return undefined;
+  return JSON.stringify([
+    config.exporters,
+    config.spanProcessor,
+    config.batch,
+    config.otlpProtocol,
+    config.exportThread,
+  ]);
+}
+
 /** The provider this package registered globally, shared by the modules running in this process. */
 interface SharedSdk {
   provider: NodeTracerProvider;
@@ -345,6 +363,8 @@ interface SharedSdk {
   processor: SharedSpanProcessor;
   users: number;
   owns: { context: boolean; propagation: boolean };
+  /** Per application (its module container), the export settings its modules run with. */
+  apps: WeakMap<object, Set<string>>;
 }
 
 type WithShared = typeof globalThis & { [SHARED_SDK]?: SharedSdk };
@@ -388,10 +408,40 @@ export class TracingSdk {
     config: ResolvedTracingConfig,
     exporters: SpanExporter[],
     logger: SdkLogger,
+    app?: object,
   ): Promise<TracingSdk> {
     const propagator = await createPropagator(config.propagators);
     const spanProcessors = createSpanProcessors(config, exporters);
     const existing = sharedSdk();
+    const exportKey = exportSettingsOf(config);
+    if (
+      existing !== undefined &&
+      app !== undefined &&
+      exportKey !== undefined &&
+      existing.apps.get(app)?.has(exportKey) === true
+    ) {
+      // A second TracingModule in the same application with the same exporters (forRoot()
+      // imported in two modules): they would receive every span a second time. It exports
+      // nothing of its own; its processors are only shut down with it. (The test kit beside the
+      // app's own module exports to memory: different settings, kept.)
+      if (!reportedSecondModule) {
+        reportedSecondModule = true;
+        logger.warn(
+          'TracingModule is imported more than once in this application (forRoot() in two ' +
+            'modules): the later one adds no exporters, so that spans are not exported twice. ' +
+            'Import it once; it is global unless isGlobal is false.',
+        );
+      }
+      existing.users++;
+      return new TracingSdk(
+        existing.provider,
+        true,
+        config.shutdownTimeoutMs,
+        logger,
+        spanProcessors,
+        existing,
+      );
+    }
     if (existing !== undefined) {
       if (!reportedSharedProvider) {
         reportedSharedProvider = true;
@@ -402,6 +452,11 @@ export class TracingSdk {
       }
       existing.processor.processors.push(...spanProcessors);
       existing.users++;
+      if (app !== undefined && exportKey !== undefined) {
+        const known = existing.apps.get(app);
+        if (known === undefined) existing.apps.set(app, new Set([exportKey]));
+        else known.add(exportKey);
+      }
       return new TracingSdk(
         existing.provider,
         true,
@@ -433,7 +488,8 @@ export class TracingSdk {
         logger.log(
           'A global OpenTelemetry tracer provider is already registered (for example by ' +
             '@opentelemetry/sdk-node); nestjs-tracing uses it and ignores its own exporter, ' +
-            'sampler and propagator options.',
+            'sampler and propagator options, and its resource options (serviceName, ' +
+            'serviceVersion, resourceAttributes).',
         );
       }
       await provider.shutdown();
@@ -454,6 +510,9 @@ export class TracingSdk {
       processor,
       users: 1,
       owns: { context: ownsContext, propagation: ownsPropagation },
+      apps: new WeakMap(
+        app === undefined || exportKey === undefined ? [] : [[app, new Set([exportKey])]],
+      ),
     };
     (globalThis as WithShared)[SHARED_SDK] = shared;
     return new TracingSdk(provider, true, config.shutdownTimeoutMs, logger, spanProcessors, shared);
