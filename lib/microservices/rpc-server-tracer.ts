@@ -75,6 +75,10 @@ export interface RpcServerState {
   sentDetails?: string;
   /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
   passThrough: boolean;
+  /** gRPC: the client cancelled, or the deadline passed, while the call was still open. */
+  cancelled: boolean;
+  /** gRPC: a streaming response's status is on its way (the call's writable side finished). */
+  closing: boolean;
 }
 
 /** What is known of the server a message came to, once per server. */
@@ -87,7 +91,6 @@ export interface ServerFacts {
 
 /** A grpc-js server call, as the tracer reads it (`ServerUnaryCall`, `ServerDuplexStream`, …). */
 export interface GrpcServerCall {
-  cancelled?: unknown;
   getDeadline?: () => unknown;
   once?: (event: string, listener: (...args: unknown[]) => void) => unknown;
   on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
@@ -274,6 +277,8 @@ export class RpcServerTracer {
         recovered: false,
         ended: false,
         passThrough: false,
+        cancelled: false,
+        closing: false,
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
       this.states.set(endKeyOf(ctx), state);
@@ -301,16 +306,26 @@ export class RpcServerTracer {
     const call = handle.call;
     state.call = call;
     handle.state = state;
-    if (!handle.passThrough || typeof call.once !== 'function') return;
-    state.passThrough = true;
-    const done = (): void => this.finish(state);
-    call.once('cancelled', done);
+    if (typeof call.once !== 'function') return;
+    const passThrough = handle.passThrough;
+    state.passThrough = passThrough;
+    // grpc-js reports 'cancelled' after every status it sends too (the stream closes): only one
+    // that comes while the call is open is the client's cancel or the deadline. A streaming
+    // response's writable side finishes just before its status goes (`_final`), so 'finish'
+    // comes first there; a unary call's span ends before its answer is sent.
+    call.once('cancelled', () => {
+      if (!state.closing && state.sentCode === undefined) state.cancelled = true;
+      if (passThrough) this.finish(state);
+    });
     if (handle.responseStream) {
-      // A duplex stream: grpc-js turns an 'error' on it into the status it sends (it listens
-      // itself, so listening too changes nothing), and the writable side finishes once the status
-      // is on its way. A client stream answers through the callback instead (see `answered`).
-      call.on?.('error', (error: unknown) => this.noteSent(state, error));
-      call.once('finish', done);
+      call.once('finish', () => {
+        state.closing = true;
+        if (passThrough) this.finish(state);
+      });
+      // A duplex stream of a `@GrpcStreamCall` handler: grpc-js turns an 'error' on it into the
+      // status it sends (it listens itself, so listening too changes nothing). A client stream
+      // answers through the callback instead (see `answered`).
+      if (passThrough) call.on?.('error', (error: unknown) => this.noteSent(state, error));
     }
   }
 
@@ -384,7 +399,7 @@ export class RpcServerTracer {
   private grpcCode(state: RpcServerState): number {
     if (state.sentCode !== undefined) return state.sentCode;
     const call = state.call;
-    if (call !== undefined && call.cancelled === true) return deadlinePassed(call) ? 4 : 1;
+    if (call !== undefined && state.cancelled) return deadlinePassed(call) ? 4 : 1;
     if (!state.failed || state.recovered) return 0;
     return grpcStatusSent(state.sent, state.answered, state.error);
   }

@@ -34,6 +34,10 @@ import { fileURLToPath } from 'node:url';
 import {
   concatMap,
   delay,
+  EMPTY,
+  mergeMap,
+  throwError,
+  timer,
   firstValueFrom,
   from,
   lastValueFrom,
@@ -205,6 +209,15 @@ class OrdersGrpcController {
 
   @GrpcMethod('Orders', 'Watch')
   watch(data: { id: string }): Observable<Order> {
+    // Ending from a timer: grpc-js reports its own 'cancelled' right after the status it sends.
+    if (data.id === 'none-late') return timer(20).pipe(mergeMap(() => EMPTY));
+    if (data.id === 'fail-late') {
+      return timer(20).pipe(
+        mergeMap(() =>
+          throwError(() => new RpcException({ code: grpc.status.INTERNAL, message: 'gone' })),
+        ),
+      );
+    }
     return from([1, 2, 3]).pipe(
       concatMap((i) => of(i).pipe(delay(15))),
       map((i) => this.store.snapshot(data.id, i)),
@@ -679,6 +692,35 @@ describe('the gRPC transport', () => {
         'error.type': 'DEADLINE_EXCEEDED',
       });
       expect(handler.status).toEqual({ code: SpanStatusCode.ERROR, message: 'Deadline exceeded' });
+    });
+
+    it.each([
+      ['ends with no message', 'none-late', grpc.status.OK, 'OK', SpanStatusCode.UNSET],
+      ['fails', 'fail-late', grpc.status.INTERNAL, 'INTERNAL', SpanStatusCode.ERROR],
+    ])(
+      'records the status of a stream that %s after a timer, not the cancel grpc-js reports after it',
+      async (_label, id, code, name, status) => {
+        const call = raw.watch({ id }, new grpc.Metadata());
+        const received = await new Promise<number>((resolve) => {
+          call.on('data', () => undefined);
+          call.on('error', (error: grpc.ServiceError) => resolve(error.code));
+          call.on('status', (s: grpc.StatusObject) => resolve(s.code));
+        });
+        expect(received).toBe(code);
+        const handler = await spans.waitForOne(METHOD('Watch'));
+        expect(handler.attributes['rpc.status_code']).toBe(name);
+        expect(handler.status.code).toBe(status);
+      },
+    );
+
+    it('records OK for a bidirectional call the client ends without sending anything', async () => {
+      const call = (raw as unknown as { chat: () => grpc.ClientDuplexStream<Order, Order> }).chat();
+      const status = new Promise<number>((resolve) => call.on('status', (s) => resolve(s.code)));
+      call.on('data', () => undefined);
+      call.end();
+      expect(await status).toBe(grpc.status.OK);
+      const handler = await spans.waitForOne(METHOD('Chat'));
+      expect(handler.attributes['rpc.status_code']).toBe('OK');
     });
 
     it('records CANCELLED, not an error, when the client cancels a stream part-way', async () => {
