@@ -341,11 +341,12 @@ class SharedSpanProcessor implements SpanProcessor {
 /**
  * What a module exports to, as a key: two modules of one application with the same key would
  * export every span twice. Undefined (never the same) when an exporter or processor is an object
- * of the application's, which may differ.
+ * of the application's, which may differ, or an in-memory exporter, which each module's own
+ * `TestSpans` and `TRACING_SPAN_EXPORTER` read.
  */
 function exportSettingsOf(config: ResolvedTracingConfig): string | undefined {
   if (typeof config.spanProcessor !== 'string') return undefined;
-  if (!config.exporters.every((e) => typeof e === 'string')) return undefined;
+  if (!config.exporters.every((e) => typeof e === 'string' && e !== 'memory')) return undefined;
   return JSON.stringify([
     config.exporters,
     config.spanProcessor,
@@ -392,6 +393,8 @@ export class TracingSdk {
     private readonly logger: SdkLogger,
     private readonly processors: readonly SpanProcessor[] = [],
     private readonly shared?: SharedSdk,
+    /** A second module of one application with the same exporters: exports through the first's. */
+    private readonly deduplicated = false,
   ) {}
 
   /** A handle that does nothing: tracing is off. */
@@ -422,8 +425,8 @@ export class TracingSdk {
     ) {
       // A second TracingModule in the same application with the same exporters (forRoot()
       // imported in two modules): they would receive every span a second time. It exports
-      // nothing of its own; its processors are only shut down with it. (The test kit beside the
-      // app's own module exports to memory: different settings, kept.)
+      // nothing of its own; its processors are only shut down with it. (In-memory exporters are
+      // never merged: each module's TestSpans and TRACING_SPAN_EXPORTER read their own.)
       if (!reportedSecondModule) {
         reportedSecondModule = true;
         logger.warn(
@@ -440,6 +443,7 @@ export class TracingSdk {
         logger,
         spanProcessors,
         existing,
+        true,
       );
     }
     if (existing !== undefined) {
@@ -525,7 +529,9 @@ export class TracingSdk {
   async forceFlush(): Promise<void> {
     try {
       if (this.shared !== undefined) {
-        await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+        // A deduplicated module's spans go through the processors of the application's first.
+        const processors = this.deduplicated ? this.shared.processor.processors : this.processors;
+        await Promise.all(processors.map((processor) => processor.forceFlush()));
       } else if (this.enabled) {
         await externalProvider()?.forceFlush();
       }
