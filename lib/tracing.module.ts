@@ -77,7 +77,8 @@ export class TracingModule
           (key) => (options as Record<string, unknown>)[key] !== undefined,
         ).length
       : 0;
-    if (given !== 1) {
+    // Nest's builder takes useFactory (or useExisting) over useClass when several are given.
+    if (given === 0) {
       throw new TracingConfigError(
         'forRootAsync() takes an object with one of useFactory, useClass or useExisting, e.g. ' +
           'forRootAsync({ useFactory: (config) => ({ serviceName: config.get("SERVICE") }), inject: [ConfigService] }).',

@@ -325,7 +325,6 @@ describe('TracingModule options', () => {
     ['null', null],
     ['a string', 'x'],
     ['no provider', { inject: [] }],
-    ['two providers', { useFactory: () => ({}), useExisting: 'X' }],
   ])('throws a TracingConfigError from forRootAsync given %s', (_label, options) => {
     expect(() => TracingModule.forRootAsync(options as never)).toThrow(
       expect.objectContaining({

@@ -219,14 +219,16 @@ export function pathOfTarget(target: string): string {
   return slash === -1 ? '/' : target.slice(slash);
 }
 
-/** The query keys whose values the HTTP conventions ask to redact by default. */
-const SENSITIVE_QUERY = /(^|&)(AWSAccessKeyId|Signature|sig|X-Goog-Signature)=[^&]*/g;
+/**
+ * The query keys whose values are redacted: those the HTTP conventions name (signed URLs'
+ * credentials), AWS SigV4's and Google's own, and the usual names of tokens, keys and
+ * passwords. Case-insensitive, whole keys.
+ */
+const SENSITIVE_QUERY =
+  /(^|&)(AWSAccessKeyId|Signature|sig|X-Goog-Signature|X-Goog-Credential|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|access_token|id_token|refresh_token|token|api_key|apikey|key|client_secret|secret|password|passwd|code)=[^&]*/gi;
 
-/** `url.query`, with the values of signed URLs' credentials replaced by `REDACTED`. */
+/** `url.query`, with the values of credentials replaced by `REDACTED`. */
 export function redactedQuery(query: string): string {
-  if (!query.includes('sig=') && !query.includes('Signature=') && !query.includes('KeyId=')) {
-    return query;
-  }
   return query.replace(SENSITIVE_QUERY, '$1$2=REDACTED');
 }
 

@@ -256,6 +256,7 @@ describe('OtlpExportThread', () => {
     ['--import=./otel.mjs --tls-min-v1.2', '--tls-min-v1.2'],
     ['--loader ts-node/esm "--title=my app" --experimental-loader=x', '"--title=my app"'],
     ['--enable-source-maps', '--enable-source-maps'],
+    ['"--require=/p/a b.cjs" --enable-source-maps', '--enable-source-maps'],
   ])('keeps NODE_OPTIONS %p for the thread as %p', (options, kept) => {
     expect(workerEnv({ NODE_OPTIONS: options, OTHER: '1' })).toEqual(
       kept === undefined ? { OTHER: '1' } : { NODE_OPTIONS: kept, OTHER: '1' },

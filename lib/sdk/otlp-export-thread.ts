@@ -220,12 +220,8 @@ const LOADING_FLAGS = new Set(['--require', '-r', '--import', '--loader', '--exp
  */
 export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const options = env.NODE_OPTIONS;
-  if (
-    options === undefined ||
-    !/(^|\s)(--require|-r|--import|--(experimental-)?loader)\b/.test(options)
-  ) {
-    return env;
-  }
+  // A quick look for the flags' text anywhere (a flag may be quoted whole: `"--require=a b.cjs"`).
+  if (options === undefined || !/-r|--import|--(experimental-)?loader/.test(options)) return env;
   const kept: string[] = [];
   const tokens = nodeOptionTokens(options);
   for (let i = 0; i < tokens.length; i++) {

@@ -656,6 +656,14 @@ describe('resolveTracingConfig', () => {
           {},
           { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4317' },
         ],
+        // The general endpoint serves other signals; traces have their own.
+        [
+          {},
+          {
+            OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317',
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces',
+          },
+        ],
       ])('says nothing of %p with %p', (options, env) => {
         expect(resolve(options, env).warnings).toEqual([]);
       });

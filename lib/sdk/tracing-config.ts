@@ -362,6 +362,10 @@ function checkEnvEndpoints(
   for (const key of ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT']) {
     const raw = nonEmpty(env[key])?.trim();
     if (raw === undefined) continue;
+    // The traces endpoint, when set, is the one spans go to: the general one may serve others.
+    if (key === 'OTEL_EXPORTER_OTLP_ENDPOINT' && nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)) {
+      return;
+    }
     let scheme: string | undefined;
     try {
       scheme = new URL(raw).protocol;
