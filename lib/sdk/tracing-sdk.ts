@@ -417,50 +417,35 @@ export class TracingSdk {
     const spanProcessors = createSpanProcessors(config, exporters);
     const existing = sharedSdk();
     const exportKey = exportSettingsOf(config);
-    if (
-      existing !== undefined &&
-      app !== undefined &&
-      exportKey !== undefined &&
-      existing.apps.get(app)?.has(exportKey) === true
-    ) {
+    if (existing !== undefined) {
       // A second TracingModule in the same application with the same exporters (forRoot()
-      // imported in two modules): they would receive every span a second time. It exports
-      // nothing of its own; its processors are only shut down with it. (In-memory exporters are
-      // never merged: each module's TestSpans and TRACING_SPAN_EXPORTER read their own.)
-      if (!reportedSecondModule) {
+      // imported in two modules) would have them receive every span a second time: it exports
+      // nothing of its own, and its processors are only shut down with it. (In-memory exporters
+      // are never merged: each module's TestSpans and TRACING_SPAN_EXPORTER read their own.)
+      const known = app === undefined ? undefined : existing.apps.get(app);
+      const merged = exportKey !== undefined && known?.has(exportKey) === true;
+      if (merged && !reportedSecondModule) {
         reportedSecondModule = true;
         logger.warn(
           'TracingModule is imported more than once in this application (forRoot() in two ' +
             'modules): the later one adds no exporters, so that spans are not exported twice. ' +
             'Import it once; it is global unless isGlobal is false.',
         );
-      }
-      existing.users++;
-      return new TracingSdk(
-        existing.provider,
-        true,
-        config.shutdownTimeoutMs,
-        logger,
-        spanProcessors,
-        existing,
-        true,
-      );
-    }
-    if (existing !== undefined) {
-      if (!reportedSharedProvider) {
+      } else if (!merged && !reportedSharedProvider) {
         reportedSharedProvider = true;
         logger.log(
           'Another TracingModule already runs in this process: this one adds its exporters to ' +
             "that module's tracer provider, and shares its resource, sampler and propagators.",
         );
       }
-      existing.processor.processors.push(...spanProcessors);
-      existing.users++;
-      if (app !== undefined && exportKey !== undefined) {
-        const known = existing.apps.get(app);
-        if (known === undefined) existing.apps.set(app, new Set([exportKey]));
-        else known.add(exportKey);
+      if (!merged) {
+        existing.processor.processors.push(...spanProcessors);
+        if (app !== undefined && exportKey !== undefined) {
+          if (known === undefined) existing.apps.set(app, new Set([exportKey]));
+          else known.add(exportKey);
+        }
       }
+      existing.users++;
       return new TracingSdk(
         existing.provider,
         true,
@@ -468,6 +453,7 @@ export class TracingSdk {
         logger,
         spanProcessors,
         existing,
+        merged,
       );
     }
 
