@@ -104,7 +104,7 @@ export interface GrpcCallHandle {
   call: GrpcServerCall;
   /** A `@GrpcStreamCall` handler, which answers on the call itself. */
   passThrough: boolean;
-  /** Whether the method streams its responses (the call is then a duplex stream). */
+  /** Whether the method streams its responses (the call is then writable: 'finish' ends it). */
   responseStream: boolean;
   state?: RpcServerState;
 }
@@ -169,12 +169,6 @@ function deadlinePassed(call: GrpcServerCall): boolean {
   }
   const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
   return Number.isFinite(at) && at <= Date.now();
-}
-
-/** The status grpc-js sends for an error a handler answered with: its numeric `code`, else UNKNOWN. */
-function grpcStatusOfSentError(error: unknown): number {
-  const code = (error as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'number' && Number.isInteger(code) && code >= 0 && code <= 16 ? code : 2;
 }
 
 /** The attributes of a gRPC call. */
@@ -341,7 +335,8 @@ export class RpcServerTracer {
   /** The status grpc-js sends for an error a stream call answered with, and its details. */
   private noteSent(state: RpcServerState, error: unknown): void {
     if (state.sentCode !== undefined) return;
-    state.sentCode = grpcStatusOfSentError(error);
+    // What grpc-js sends for it: its numeric `code`, else UNKNOWN.
+    state.sentCode = grpcStatusSent(error, true, undefined);
     const { details, message } = (error ?? {}) as { details?: unknown; message?: unknown };
     const text = typeof details === 'string' ? details : message;
     if (typeof text === 'string' && text !== '') state.sentDetails = text;
