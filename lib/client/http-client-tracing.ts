@@ -126,9 +126,7 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
  * describes another trace than the call's (W3C Trace Context keeps the two together).
  */
 function namesWritten(span: Span): Set<string> {
-  const written: Record<string, string> = {};
-  propagation.inject(trace.setSpan(context.active(), span), written);
-  const names = new Set(Object.keys(written).map((name) => name.toLowerCase()));
+  const names = new Set(Object.keys(headersWritten(span)).map((name) => name.toLowerCase()));
   if (names.has('traceparent') && propagation.fields().includes('tracestate')) {
     names.add('tracestate');
   }
@@ -149,9 +147,15 @@ function dropStaleTraceState(span: Span, request: unknown): void {
   if (typeof req.getHeader !== 'function' || req.headersSent === true) return;
   if (req.getHeader('tracestate') === undefined) return;
   if (!trace.isSpanContextValid(span.spanContext())) return;
+  const written = headersWritten(span);
+  if ('traceparent' in written && !('tracestate' in written)) req.removeHeader?.('tracestate');
+}
+
+/** The headers the propagators write for `span`. */
+function headersWritten(span: Span): Record<string, string> {
   const written: Record<string, string> = {};
   propagation.inject(trace.setSpan(context.active(), span), written);
-  if ('traceparent' in written && !('tracestate' in written)) req.removeHeader?.('tracestate');
+  return written;
 }
 
 /**
