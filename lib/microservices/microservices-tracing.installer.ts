@@ -130,8 +130,9 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       return function (this: unknown, call: GrpcServerCall, callback: unknown, ...rest: unknown[]) {
         const handle: GrpcCallHandle = { call, passThrough, responseStream };
         let reply = callback;
-        if (passThrough && typeof callback === 'function') {
-          // A client-stream `@GrpcStreamCall` handler answers through this callback.
+        if (!responseStream && typeof callback === 'function') {
+          // A unary response goes through this callback (Nest's, or a client-stream
+          // `@GrpcStreamCall` handler's): the status it sends is the call's.
           reply = function (this: unknown, error: unknown, ...more: unknown[]) {
             tracer.answered(handle, error);
             return (callback as (...a: unknown[]) => unknown).call(this, error, ...more);

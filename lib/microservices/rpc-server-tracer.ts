@@ -69,15 +69,18 @@ export interface RpcServerState {
   ended: boolean;
   /** gRPC: the call grpc-js handed Nest, when the wrapper of Nest's service method saw it. */
   call?: GrpcServerCall;
-  /** gRPC: the status the call ended with, where the call itself reported it (stream calls). */
+  /** gRPC: the status that went out, where the call reported it (grpc-js's callback, a stream). */
   sentCode?: number;
   /** gRPC: the details of that status, if an error carried them. */
   sentDetails?: string;
   /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
   passThrough: boolean;
-  /** gRPC: the client cancelled, or the deadline passed, while the call was still open. */
-  cancelled: boolean;
-  /** gRPC: a streaming response's status is on its way (the call's writable side finished). */
+  /**
+   * gRPC: CANCELLED or DEADLINE_EXCEEDED, when the client cancelled or the deadline passed while
+   * the call was still open (told apart as it happened).
+   */
+  cancelCode?: number;
+  /** gRPC: the response's status is on its way (the callback answered, or the stream finished). */
   closing: boolean;
 }
 
@@ -271,7 +274,6 @@ export class RpcServerTracer {
         recovered: false,
         ended: false,
         passThrough: false,
-        cancelled: false,
         closing: false,
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
@@ -306,9 +308,11 @@ export class RpcServerTracer {
     // grpc-js reports 'cancelled' after every status it sends too (the stream closes): only one
     // that comes while the call is open is the client's cancel or the deadline. A streaming
     // response's writable side finishes just before its status goes (`_final`), so 'finish'
-    // comes first there; a unary call's span ends before its answer is sent.
+    // comes first there; a unary response goes through grpc-js's callback (see `answered`).
     call.once('cancelled', () => {
-      if (!state.closing && state.sentCode === undefined) state.cancelled = true;
+      if (!state.closing && state.sentCode === undefined) {
+        state.cancelCode = deadlinePassed(call) ? 4 : 1;
+      }
       if (passThrough) this.finish(state);
     });
     if (handle.responseStream) {
@@ -323,13 +327,20 @@ export class RpcServerTracer {
     }
   }
 
-  /** A `@GrpcStreamCall` client-stream handler answered through grpc-js's callback. */
+  /**
+   * A call with a unary response answered through grpc-js's callback (Nest's, or a
+   * `@GrpcStreamCall` client-stream handler's): that status goes out, unless the client had gone
+   * already. A `@GrpcStreamCall` handler's span ends with it.
+   */
   answered(handle: GrpcCallHandle, error: unknown): void {
     const state = handle.state;
     if (state === undefined) return;
-    if (error === null || error === undefined) state.sentCode ??= 0;
-    else this.noteSent(state, error);
-    this.finish(state);
+    if (state.cancelCode === undefined) {
+      state.closing = true;
+      if (error === null || error === undefined) state.sentCode ??= 0;
+      else this.noteSent(state, error);
+    }
+    if (state.passThrough) this.finish(state);
   }
 
   /** The status grpc-js sends for an error a stream call answered with, and its details. */
@@ -393,8 +404,7 @@ export class RpcServerTracer {
    */
   private grpcCode(state: RpcServerState): number {
     if (state.sentCode !== undefined) return state.sentCode;
-    const call = state.call;
-    if (call !== undefined && state.cancelled) return deadlinePassed(call) ? 4 : 1;
+    if (state.cancelCode !== undefined) return state.cancelCode;
     if (!state.failed || state.recovered) return 0;
     return grpcStatusSent(state.sent, state.answered, state.error);
   }

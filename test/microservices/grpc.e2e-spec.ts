@@ -44,7 +44,7 @@ import {
   map,
   of,
   toArray,
-  type Observable,
+  Observable,
 } from 'rxjs';
 import { Trace, TraceService, TracingModule } from '../../lib/index.js';
 import {
@@ -125,7 +125,18 @@ class OrdersGrpcController {
   ) {}
 
   @GrpcMethod('Orders', 'Create')
-  async create(data: { sku: string }, metadata: grpc.Metadata): Promise<Order> {
+  create(data: { sku: string }, metadata: grpc.Metadata): Promise<Order> | Observable<Order> {
+    // The answer goes with the first value; the Observable completes later (a take(2), say).
+    if (data.sku === 'late-complete') {
+      return new Observable<Order>((subscriber) => {
+        subscriber.next({ id: 'early' });
+        setTimeout(() => subscriber.complete(), 50);
+      });
+    }
+    return this.createOrder(data, metadata);
+  }
+
+  private async createOrder(data: { sku: string }, metadata: grpc.Metadata): Promise<Order> {
     const order = await this.store.save(data.sku);
     return {
       ...order,
@@ -232,6 +243,13 @@ class OrdersGrpcController {
         return order;
       }),
       toArray(),
+      // Checked once the request stream has ended (its 'end' comes in a tick of grpc-js's).
+      mergeMap((all) => {
+        if (all.some((o) => o.id === 'invalid'))
+          throw new RpcException({ code: grpc.status.INVALID_ARGUMENT, message: 'invalid' });
+        if (all.some((o) => o.id === 'broken')) throw new Error('the batch broke');
+        return of(all);
+      }),
       map((all) => ({ count: all.length, traceId: this.tracing.traceId() })),
     );
   }
@@ -647,6 +665,8 @@ describe('the gRPC transport', () => {
     let raw: grpc.Client & {
       find: (...args: unknown[]) => unknown;
       recover: (...args: unknown[]) => grpc.ClientUnaryCall;
+      create: (...args: unknown[]) => grpc.ClientUnaryCall;
+      upload: (...args: unknown[]) => grpc.ClientWritableStream<Order>;
       watch: (...args: unknown[]) => grpc.ClientReadableStream<Order>;
     };
     beforeAll(() => {
@@ -721,6 +741,59 @@ describe('the gRPC transport', () => {
       expect(await status).toBe(grpc.status.OK);
       const handler = await spans.waitForOne(METHOD('Chat'));
       expect(handler.attributes['rpc.status_code']).toBe('OK');
+    });
+
+    it.each([
+      [
+        'an RpcException',
+        'invalid',
+        grpc.status.INVALID_ARGUMENT,
+        'INVALID_ARGUMENT',
+        SpanStatusCode.UNSET,
+      ],
+      ['a plain error', 'broken', grpc.status.UNKNOWN, 'UNKNOWN', SpanStatusCode.ERROR],
+    ])(
+      'records the status of a client stream rejected with %s once it ended',
+      async (_label, id, code, name, status) => {
+        const error = await new Promise<grpc.ServiceError>((resolve) => {
+          const call = raw.upload(new grpc.Metadata(), (err: grpc.ServiceError) => resolve(err));
+          call.write({ id: 'a' });
+          call.write({ id });
+          call.end();
+        });
+        expect(error.code).toBe(code);
+        const handler = await spans.waitForOne(METHOD('Upload'));
+        expect(handler.attributes['rpc.status_code']).toBe(name);
+        expect(handler.status.code).toBe(status);
+      },
+    );
+
+    it('records OK for a unary answer whose Observable completes after it went', async () => {
+      const reply = await new Promise<Order>((resolve, reject) =>
+        raw.create({ sku: 'late-complete' }, new grpc.Metadata(), (err: Error | null, r: Order) =>
+          err ? reject(err) : resolve(r),
+        ),
+      );
+      expect(reply.id).toBe('early');
+      const handler = await spans.waitForOne(METHOD('Create'));
+      expect(handler.attributes['rpc.status_code']).toBe('OK');
+    });
+
+    it('records CANCELLED for a call cancelled before its deadline, however long the handler runs', async () => {
+      const error = await new Promise<grpc.ServiceError>((resolve) => {
+        const call = raw.recover(
+          { id: 'slow' },
+          new grpc.Metadata(),
+          { deadline: Date.now() + 150 },
+          (err: grpc.ServiceError) => resolve(err),
+        );
+        setTimeout(() => call.cancel(), 30);
+      });
+      expect(error.code).toBe(grpc.status.CANCELLED);
+      // The handler answers at 300 ms, past the deadline: the client had cancelled before it.
+      const handler = await spans.waitForOne(METHOD('Recover'));
+      expect(handler.attributes['rpc.status_code']).toBe('CANCELLED');
+      expect(handler.status.code).toBe(SpanStatusCode.UNSET);
     });
 
     it('records CANCELLED, not an error, when the client cancels a stream part-way', async () => {
