@@ -67,8 +67,6 @@ export interface RpcServerState {
   /** gRPC: the exception layer's answer completed without an error (a filter that recovered). */
   recovered: boolean;
   ended: boolean;
-  /** gRPC: the call grpc-js handed Nest, when the wrapper of Nest's service method saw it. */
-  call?: GrpcServerCall;
   /** gRPC: the status that went out, where the call reported it (grpc-js's callback, a stream). */
   sentCode?: number;
   /** gRPC: the details of that status, if an error carried them. */
@@ -300,7 +298,6 @@ export class RpcServerTracer {
    */
   private followCall(state: RpcServerState, handle: GrpcCallHandle): void {
     const call = handle.call;
-    state.call = call;
     handle.state = state;
     if (typeof call.once !== 'function') return;
     const passThrough = handle.passThrough;
