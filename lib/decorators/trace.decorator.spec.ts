@@ -6,7 +6,7 @@ import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitte
 import { EVENT_LISTENER_METADATA } from '@nestjs/event-emitter';
 import { MessagePattern } from '@nestjs/microservices';
 import { PATTERN_METADATA } from '@nestjs/microservices/constants.js';
-import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import {
   AlwaysOffSampler,
@@ -16,7 +16,17 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
 import { Readable } from 'node:stream';
-import { firstValueFrom, lastValueFrom, Observable, of, Subject, take, toArray } from 'rxjs';
+import {
+  firstValueFrom,
+  lastValueFrom,
+  Observable,
+  of,
+  Subject,
+  take,
+  tap,
+  toArray,
+  type Subscriber,
+} from 'rxjs';
 import { isTracedMethod, Trace } from './trace.decorator.js';
 import {
   expectUnrunLazyQuery,
@@ -419,6 +429,47 @@ describe('@Trace() return shapes', () => {
       expect(activeAtSubscribe?.spanContext().spanId).toBe(span.spanContext().spanId);
       expect(only('inside.subscribe').parentSpanContext?.spanId).toBe(span.spanContext().spanId);
       expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    });
+
+    it("hands values, errors and completion on in the subscriber's context, not the span's", async () => {
+      const seen: Record<string, string | undefined> = {};
+      const activeId = () => trace.getActiveSpan()?.spanContext().spanId;
+      const later = (emit: (s: Subscriber<number>) => void) =>
+        new Observable<number>((s) => {
+          const timer = setTimeout(() => emit(s), 1);
+          return () => clearTimeout(timer);
+        });
+      const downstream = tracer().startSpan('downstream');
+      await context.with(trace.setSpan(context.active(), downstream), async () => {
+        await lastValueFrom(
+          shapes
+            .passThrough(
+              later((s) => {
+                s.next(1);
+                s.complete();
+              }),
+            )
+            .pipe(
+              tap({
+                next: () => (seen.next = activeId()),
+                complete: () => (seen.complete = activeId()),
+              }),
+            ),
+        );
+        await expect(
+          lastValueFrom(
+            shapes
+              .passThrough(later((s) => s.error(new Error('later boom'))))
+              .pipe(tap({ error: () => (seen.error = activeId()) })),
+          ),
+        ).rejects.toThrow('later boom');
+        // Synchronous emissions too.
+        await lastValueFrom(shapes.passThrough(of(1)).pipe(tap(() => (seen.sync = activeId()))));
+      });
+      downstream.end();
+      const id = downstream.spanContext().spanId;
+      expect(seen).toEqual({ next: id, complete: id, error: id, sync: id });
+      expect(named('Shapes.passThrough')).toHaveLength(3);
     });
 
     it('records an error on the subscription span and delivers the same error', async () => {

@@ -7,7 +7,7 @@ import {
   type SpanKind,
   type SpanOptions,
 } from '@opentelemetry/api';
-import { finalize, isObservable, Observable, Subject, tap } from 'rxjs';
+import { finalize, isObservable, Observable, Subject, Subscriber, tap } from 'rxjs';
 import { withSpan } from '../sdk/chain-context.js';
 import { addExceptionEvent, errorMessage, errorText } from '../sdk/errors.js';
 import { getTracer } from '../sdk/tracer.js';
@@ -419,10 +419,46 @@ function traceSubscriptions(
       tap({ error: (err: unknown) => recordError(current, err) }),
       finalize(() => current.end()),
     );
-    // Passing the subscriber itself chains the subscriptions, so that an unsubscribe downstream
-    // during a synchronous emission reaches the source at once.
-    return context.with(withSpan(parent, current), () => traced.subscribe(subscriber));
+    // The source runs in the span; what it hands on runs where the subscriber subscribed.
+    const forward = new CallerSubscriber(subscriber, context.active());
+    return context.with(withSpan(parent, current), () => traced.subscribe(forward));
   });
+}
+
+/**
+ * Hands each notification of a traced Observable on in the context its subscriber subscribed in,
+ * as an awaited Promise's continuation runs in the caller's: an interceptor's `tap` after a traced
+ * handler belongs to the request's span, not to the handler's. A `Subscriber` of its own (rather
+ * than a plain observer), made as a child of the downstream one, so that an unsubscribe
+ * downstream during a synchronous emission reaches the source at once.
+ */
+class CallerSubscriber extends Subscriber<unknown> {
+  constructor(
+    private readonly downstream: Subscriber<unknown>,
+    private readonly caller: Context,
+  ) {
+    super(downstream);
+  }
+
+  protected override _next(value: unknown): void {
+    context.with(this.caller, this.downstream.next, this.downstream, value);
+  }
+
+  protected override _error(error: unknown): void {
+    try {
+      context.with(this.caller, this.downstream.error, this.downstream, error);
+    } finally {
+      this.unsubscribe();
+    }
+  }
+
+  protected override _complete(): void {
+    try {
+      context.with(this.caller, this.downstream.complete, this.downstream);
+    } finally {
+      this.unsubscribe();
+    }
+  }
 }
 
 /**
