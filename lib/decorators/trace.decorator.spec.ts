@@ -65,6 +65,9 @@ function expectError(span: ReadableSpan, message: string): void {
   expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message });
   const event = span.events.find((e) => e.name === 'exception');
   expect(event?.attributes?.['exception.message']).toBe(message);
+  // error.type is the exception's type, as on the package's HTTP and RPC spans (`_OTHER` for a
+  // thrown value with no type of its own).
+  expect(span.attributes['error.type']).toBe(event?.attributes?.['exception.type'] ?? '_OTHER');
 }
 
 /** The shared `LazyQuery`, whose every execution also starts (and ends) a span of its own. */

@@ -7,9 +7,10 @@ import {
   type SpanKind,
   type SpanOptions,
 } from '@opentelemetry/api';
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import { finalize, isObservable, Observable, Subject, Subscriber, tap } from 'rxjs';
 import { withSpan } from '../sdk/chain-context.js';
-import { addExceptionEvent, errorMessage, errorText } from '../sdk/errors.js';
+import { addExceptionEvent, errorMessage, errorText, errorTypeOf } from '../sdk/errors.js';
 import { getTracer } from '../sdk/tracer.js';
 
 /** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
@@ -195,13 +196,14 @@ export function traceMethod(
 
 /**
  * Records `err` as an exception event on `span` and, unless told not to, sets its status to
- * ERROR; does not end the span.
+ * ERROR and `error.type` (as the exception event's type); does not end the span.
  *
  * @internal
  */
 export function recordError(span: Span, err: unknown, setStatus = true): void {
   addExceptionEvent(span, err);
   if (setStatus) {
+    if (span.isRecording()) span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(err));
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) ?? errorText(err) });
   }
 }

@@ -233,10 +233,14 @@ describe('TraceService', () => {
     });
 
     it('records an exception and sets ERROR by default', () => {
-      service.startActiveSpan('failing', () => service.recordException(new Error('bad')));
+      class PaymentDeclinedError extends Error {}
+      service.startActiveSpan('failing', () =>
+        service.recordException(new PaymentDeclinedError('bad')),
+      );
       const span = only();
       expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'bad' });
       expect(span.events[0]!.attributes?.['exception.message']).toBe('bad');
+      expect(span.attributes['error.type']).toBe('PaymentDeclinedError');
     });
 
     it('records an exception without ERROR when setError is false', () => {
@@ -246,6 +250,7 @@ describe('TraceService', () => {
       const span = only();
       expect(span.status.code).toBe(SpanStatusCode.UNSET);
       expect(span.events[0]!.attributes?.['exception.message']).toBe('retried');
+      expect(span.attributes['error.type']).toBeUndefined();
     });
   });
 
