@@ -1,7 +1,7 @@
 import { context } from '@opentelemetry/api';
 import { isObservable, tap } from 'rxjs';
 import type { MicroservicesPackage } from './microservices-package.js';
-import { grpcStateOfArgs, RPC_SERVER_STATE, type RpcServerState } from './rpc-server-tracer.js';
+import { RPC_SERVER_STATE, stateOfHandlerArgs, type RpcServerState } from './rpc-server-tracer.js';
 
 const PATCHED = Symbol.for('nestjs-tracing.rpc-exceptions-handler');
 
@@ -14,8 +14,8 @@ type Handle = (this: unknown, ...args: unknown[]) => unknown;
  * the handler returned that errors) reaches `RpcExceptionsHandler#handle` before any filter
  * turns it into a reply, and the server's processing end hook is told nothing of it. As on the
  * HTTP side, the method is wrapped once per process; the wrapper only notes the exception on the
- * message's tracing state, found in the active context (or, for a gRPC request stream whose
- * error arrives outside it, by the call's metadata), and hands over unchanged.
+ * message's tracing state, found by the handler's arguments (see `stateOfHandlerArgs`), else in
+ * the active context, and hands over unchanged.
  */
 export function captureRpcExceptions(pkg: MicroservicesPackage): void {
   const proto = pkg.RpcExceptionsHandler.prototype as unknown as {
@@ -28,8 +28,8 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
   proto.handle = function handle(this: unknown, ...args: unknown[]) {
     const exception = args[0];
     const state =
-      (context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined) ??
-      grpcStateOfArgs((args[1] as { getArgs?: () => unknown[] } | undefined)?.getArgs?.());
+      stateOfHandlerArgs((args[1] as { getArgs?: () => unknown[] } | undefined)?.getArgs?.()) ??
+      (context.active().getValue(RPC_SERVER_STATE) as RpcServerState | undefined);
     if (state === undefined || state.failed || state.ended) return original.apply(this, args);
     state.failed = true;
     state.error = exception;

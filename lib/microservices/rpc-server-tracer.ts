@@ -114,16 +114,22 @@ export interface GrpcCallHandle {
 export const RPC_SERVER_STATE = createContextKey('nestjs-tracing rpc server state');
 
 /**
- * The state of each gRPC call by its `Metadata`, which Nest hands every handler as its second
- * argument. An error a request-stream handler raises part-way reaches Nest's exception layer
- * from grpc-js's `data` event, outside the call's context: the metadata still finds the call.
+ * The state of each message by the second argument Nest hands its handler: the transport's
+ * context (`TcpContext`, `NatsContext`, ...), or a gRPC call's `Metadata`. Nest's exception layer
+ * gets the handler's arguments, so an exception finds its own message's span there, whatever
+ * context is active when it arrives: an Observable that errors from a Node callback (`fs`,
+ * `bindNodeCallback`), outside any context under the promise-hooks manager; a shared `Subject`
+ * errored while another message is being handled; a gRPC request stream's error, raised from
+ * grpc-js's `data` event.
  */
-const GRPC_STATES = new WeakMap<object, RpcServerState>();
+const MESSAGE_STATES = new WeakMap<object, RpcServerState>();
 
-/** The state of the gRPC call whose handler got these arguments, if any. */
-export function grpcStateOfArgs(args: ArrayLike<unknown> | undefined): RpcServerState | undefined {
-  const metadata = args?.[1];
-  return metadata !== null && typeof metadata === 'object' ? GRPC_STATES.get(metadata) : undefined;
+/** The state of the message whose handler got these arguments, if any. */
+export function stateOfHandlerArgs(
+  args: ArrayLike<unknown> | undefined,
+): RpcServerState | undefined {
+  const key = args?.[1];
+  return key !== null && typeof key === 'object' ? MESSAGE_STATES.get(key) : undefined;
 }
 
 /** What is known of an inbound message before its span starts. */
@@ -276,12 +282,8 @@ export class RpcServerTracer {
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
       this.states.set(endKeyOf(ctx), state);
-      // Request streams only (a unary or server-streaming call has its request, and its errors
-      // arrive in its context).
-      const call = ctx as { metadata?: unknown; request?: unknown };
-      if (inbound.grpc && call.request === undefined && typeof call.metadata === 'object') {
-        if (call.metadata !== null) GRPC_STATES.set(call.metadata, state);
-      }
+      const key = inbound.grpc ? (ctx as { metadata?: unknown }).metadata : ctx;
+      if (key !== null && typeof key === 'object') MESSAGE_STATES.set(key, state);
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
       // Tracing never stops a message from being processed.

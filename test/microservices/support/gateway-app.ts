@@ -51,6 +51,16 @@ export class GatewayController {
     return firstValueFrom(this.client.send(PATTERNS.check, { ok: ok === '1' }));
   }
 
+  /** Sends `pattern` with no payload and answers with the reply or the error it got. */
+  @Get('call')
+  async call(@Query('pattern') pattern: string): Promise<{ reply?: unknown; error?: unknown }> {
+    try {
+      return { reply: await firstValueFrom(this.client.send(pattern, {})) };
+    } catch (error) {
+      return { error };
+    }
+  }
+
   @Get('trace-id')
   traceId(@Query('delay') delay: string): Promise<{ traceId: string }> {
     return firstValueFrom(

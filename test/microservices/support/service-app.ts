@@ -7,6 +7,8 @@ import {
   type ExecutionContext,
 } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { readFile } from 'node:fs';
+import { bindNodeCallback, Subject, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../../lib/index.js';
 
 /** The patterns every transport suite exercises. */
@@ -17,6 +19,9 @@ export const PATTERNS = {
   traceId: 'trace.id',
   created: 'order.created',
   broken: 'order.broken',
+  readMissing: 'file.read-missing',
+  jobWait: 'job.wait',
+  jobFail: 'job.fail',
 } as const;
 
 @Injectable()
@@ -55,6 +60,36 @@ export class EventLog {
   }
 }
 
+/**
+ * A job that one message waits for and another fails: the waiting message's reply is an
+ * Observable that errors while the other message is being handled.
+ */
+@Injectable()
+export class JobBus {
+  private job = new Subject<string>();
+  /** Resolves when a message waits for the job. */
+  waiting!: Promise<void>;
+  private markWaiting!: () => void;
+
+  constructor() {
+    this.reset();
+  }
+
+  reset(): void {
+    this.job = new Subject<string>();
+    this.waiting = new Promise<void>((resolve) => (this.markWaiting = resolve));
+  }
+
+  wait(): Observable<string> {
+    this.markWaiting();
+    return this.job;
+  }
+
+  fail(message: string): void {
+    this.job.error(new Error(message));
+  }
+}
+
 /** A guard that does traced work: proves guards run inside the message's span. */
 @Injectable()
 export class TracedGuard implements CanActivate {
@@ -70,6 +105,7 @@ export class ServiceController {
     private readonly calculator: Calculator,
     private readonly events: EventLog,
     private readonly tracing: TraceService,
+    private readonly jobs: JobBus,
   ) {}
 
   @MessagePattern(PATTERNS.sum)
@@ -95,6 +131,23 @@ export class ServiceController {
     return { traceId: this.tracing.traceId() };
   }
 
+  /** Errors from a Node callback, where no context follows under the promise-hooks manager. */
+  @MessagePattern(PATTERNS.readMissing)
+  readMissing(): Observable<Buffer> {
+    return bindNodeCallback(readFile)('/nonexistent/nestjs-tracing-test');
+  }
+
+  @MessagePattern(PATTERNS.jobWait)
+  jobWait(): Observable<string> {
+    return this.jobs.wait();
+  }
+
+  @MessagePattern(PATTERNS.jobFail)
+  jobFail(): string {
+    this.jobs.fail('the job failed');
+    return 'failed it';
+  }
+
   @EventPattern(PATTERNS.created)
   async created(@Payload() data: unknown): Promise<void> {
     await this.events.record(data);
@@ -108,6 +161,6 @@ export class ServiceController {
 
 @Module({
   controllers: [ServiceController],
-  providers: [Calculator, EventLog, TracedGuard],
+  providers: [Calculator, EventLog, TracedGuard, JobBus],
 })
 export class ServiceModule {}

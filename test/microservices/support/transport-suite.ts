@@ -18,7 +18,7 @@ import {
 } from '../../../lib/testing/index.js';
 import type { OpenSpans } from '../../support/otel-harness.js';
 import { gatewayModule, type ClientStyle } from './gateway-app.js';
-import { EventLog, PATTERNS, ServiceModule } from './service-app.js';
+import { EventLog, JobBus, PATTERNS, ServiceModule } from './service-app.js';
 import { useSpanHygiene } from './span-hygiene.js';
 
 export const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -285,6 +285,35 @@ export function describeTransport(
       expect(
         consumer.events.find((e) => e.name === 'exception')?.attributes?.['exception.message'],
       ).toBe('consumer broke');
+    });
+
+    it('records an error from a Node callback on the span of its message', async () => {
+      const res = await get(apps, `/call?pattern=${PATTERNS.readMissing}`, TRACEPARENT);
+      expect(await res.json()).toMatchObject({ error: { status: 'error' } });
+      const server = await apps.spans.waitForOne(`process ${PATTERNS.readMissing}`);
+      expect(server.spanContext().traceId).toBe(TRACE_ID);
+      expect(server.status.code).toBe(SpanStatusCode.ERROR);
+      expect(server.status.message).toMatch(/ENOENT/);
+      expect(server.attributes['error.type']).toBe('ENOENT');
+      expect(server.events.some((e) => e.name === 'exception')).toBe(true);
+    });
+
+    it('records an error on the message that waited for it, not on the one being handled', async () => {
+      const jobs = apps.service.get(JobBus);
+      jobs.reset();
+      const waited = get(apps, `/call?pattern=${PATTERNS.jobWait}`);
+      await jobs.waiting;
+      const failer = await get(apps, `/call?pattern=${PATTERNS.jobFail}`);
+      expect(await failer.json()).toEqual({ reply: 'failed it' });
+      expect(await (await waited).json()).toMatchObject({ error: { status: 'error' } });
+      const { spans } = apps;
+      const waiter = await spans.waitForOne(`process ${PATTERNS.jobWait}`);
+      const failing = await spans.waitForOne(`process ${PATTERNS.jobFail}`);
+      expect(waiter.status).toEqual({ code: SpanStatusCode.ERROR, message: 'the job failed' });
+      expect(waiter.events.some((e) => e.name === 'exception')).toBe(true);
+      expect(failing.status.code).toBe(SpanStatusCode.UNSET);
+      expect(failing.events).toEqual([]);
+      expect(failing.attributes).not.toHaveProperty('error.type');
     });
 
     it('keeps 200 concurrent requests in their own traces', async () => {
