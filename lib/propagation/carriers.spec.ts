@@ -1,5 +1,5 @@
 import { ROOT_CONTEXT, trace, type TextMapGetter } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { TraceState, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -196,6 +196,26 @@ describe('recordGetter / recordSetter (TCP, Redis, AMQP, Kafka, MQTT)', () => {
     expect(extracted(carrier, recordGetter)).toMatchObject({ traceId: TRACE_ID });
   });
 
+  it("takes out the tracestate of the traceparent it replaces, and writes the span's own", () => {
+    const carrier: Record<string, unknown> = {
+      traceparent: OTHER_TRACEPARENT,
+      TraceState: 'other=of-that-trace',
+      'x-tenant': 'acme',
+    };
+    const spanContext = { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 };
+    w3c.inject(trace.setSpanContext(ROOT_CONTEXT, spanContext), carrier, recordSetter);
+    expect(carrier).toEqual({ 'x-tenant': 'acme', traceparent: TRACEPARENT });
+
+    const withState: Record<string, unknown> = { tracestate: 'other=of-that-trace' };
+    const traceState = new TraceState('ours=1');
+    w3c.inject(
+      trace.setSpanContext(ROOT_CONTEXT, { ...spanContext, traceState }),
+      withState,
+      recordSetter,
+    );
+    expect(withState).toEqual({ traceparent: TRACEPARENT, tracestate: 'ours=1' });
+  });
+
   it('writes what a propagator injects', () => {
     const carrier: Record<string, unknown> = { 'x-tenant': 'acme' };
     const ctx = trace.setSpanContext(ROOT_CONTEXT, {
@@ -246,10 +266,11 @@ describe('natsGetter', () => {
 });
 
 describe("natsSetter, on the NATS client library's own headers", () => {
-  it('replaces the same name in another case', async () => {
+  it("replaces the same name in another case, and the old traceparent's tracestate", async () => {
     const { headers } = await import('@nats-io/transport-node');
     const carrier = headers();
     carrier.set('Traceparent', OTHER_TRACEPARENT);
+    carrier.set('Tracestate', 'other=of-that-trace');
     carrier.set('x-tenant', 'acme');
     w3c.inject(
       trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1 }),

@@ -67,19 +67,29 @@ export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
   },
 };
 
+const TRACEPARENT = 'traceparent';
+const TRACESTATE = 'tracestate';
+
 /**
  * Writes into a plain header object (always the package's own copy of the message's headers).
  * The same name in another case goes first: a record forwarded with the headers it was consumed
  * with (a retry, a dead-letter republish) would otherwise carry two `traceparent`s, which the
- * next consumer reads as none.
+ * next consumer reads as none. A new `traceparent` also takes out the `tracestate` that came
+ * with the old one: it belongs to that trace, and the propagator writes the span's own (if it
+ * has one) just after.
  */
 export const recordSetter: TextMapSetter<HeaderRecord> = {
   set: (carrier, key, value) => {
+    const lower = key.toLowerCase();
+    const replacesState = lower === TRACEPARENT;
     for (const name in carrier) {
-      if (name !== key && name.length === key.length && name.toLowerCase() === key.toLowerCase()) {
-        delete carrier[name];
+      if (name.length === key.length) {
+        if (name !== key && name.toLowerCase() === lower) delete carrier[name];
+      } else if (replacesState && name.length === TRACESTATE.length) {
+        if (name.toLowerCase() === TRACESTATE) delete carrier[name];
       }
     }
     carrier[key] = value;
   },
 };
+

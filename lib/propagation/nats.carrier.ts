@@ -10,6 +10,7 @@ export interface NatsHeadersLike {
   keys(): string[];
   values(key: string, match?: never): string[];
   set(key: string, value: string, match?: never): void;
+  delete?(key: string, match?: never): void;
 }
 
 /** How MsgHdrs spells "match the name regardless of case" (`Match.IgnoreCase`). */
@@ -26,8 +27,12 @@ export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
 };
 
 export const natsSetter: TextMapSetter<NatsHeadersLike> = {
-  // Regardless of case: the same name in another case goes (see `recordSetter`).
-  set: (carrier, key, value) => carrier.set(key, value, IGNORE_CASE),
+  // Regardless of case: the same name in another case goes, and a new `traceparent` takes out
+  // the old one's `tracestate` (see `recordSetter`).
+  set: (carrier, key, value) => {
+    if (key.toLowerCase() === 'traceparent') carrier.delete?.('tracestate', IGNORE_CASE);
+    carrier.set(key, value, IGNORE_CASE);
+  },
 };
 
 export const NATS_SYSTEM = 'nats';

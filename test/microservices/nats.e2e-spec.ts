@@ -71,6 +71,7 @@ describeTransport(
         const appHeaders = natsHeaders();
         appHeaders.set('x-tenant', 'acme');
         appHeaders.set('traceparent', TRACEPARENT); // stale: ours must replace it
+        appHeaders.set('tracestate', 'vendor=of-that-trace'); // and its tracestate go
         const record = new NatsRecordBuilder({ id: 42 }).setHeaders(appHeaders).build();
         await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
           await lastValueFrom(client.emit(subject, record), { defaultValue: undefined });
@@ -83,6 +84,7 @@ describeTransport(
         const { traceId, spanId } = producer.spanContext();
         expect(message.headers?.get('traceparent')).toBe(`00-${traceId}-${spanId}-01`);
         expect(message.headers?.get('x-tenant')).toBe('acme');
+        expect(message.headers?.has('tracestate')).toBe(false);
         // Nest's own envelope, with nothing of ours inside it.
         expect(JSON.parse(message.string())).toEqual({ pattern: subject, data: { id: 42 } });
         // The application's record is not changed under it.

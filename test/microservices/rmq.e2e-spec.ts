@@ -118,7 +118,9 @@ describeTransport(
             }
           });
         });
-        const options = { headers: { 'x-tenant': 'acme', traceparent: TRACEPARENT }, priority: 1 };
+        // A stale traceparent, which ours must replace, and its tracestate, which must go.
+        const headers = { 'x-tenant': 'acme', traceparent: TRACEPARENT, tracestate: 'v=stale' };
+        const options = { headers, priority: 1 };
         const record = new RmqRecordBuilder({ id: 7 }).setOptions(options).build();
         await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
           await lastValueFrom(client.emit('audit.recorded', record), { defaultValue: undefined });
@@ -133,6 +135,7 @@ describeTransport(
           'x-tenant': 'acme',
           traceparent: `00-${traceId}-${spanId}-01`,
         });
+        expect(message.properties.headers).not.toHaveProperty('tracestate');
         expect(message.properties.priority).toBe(1);
         expect(JSON.parse(message.content.toString())).toEqual({
           pattern: 'audit.recorded',
