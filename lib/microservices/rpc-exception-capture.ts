@@ -34,10 +34,11 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
     state.failed = true;
     state.error = exception;
     const answer = original.apply(this, args);
-    // A gRPC call's status is what the exception layer (Nest's filter, or the app's) answers
-    // with, which grpc-js sends: noted as it goes out, an error or (a filter that recovered) a
-    // normal answer, OK. Nothing else is changed.
-    if (!state.grpc || !isObservable(answer)) return answer;
+    // What the exception layer (Nest's filter, or the app's) answers with is what the caller
+    // gets: an error, or (a filter that recovered) a normal answer, and then the span is not an
+    // error either. A gRPC call's status is that answer's, which grpc-js sends. Noted as it goes
+    // out; nothing else is changed.
+    if (!isObservable(answer)) return answer;
     return answer.pipe(
       tap({
         error: (sent: unknown) => {

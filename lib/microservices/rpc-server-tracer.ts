@@ -64,7 +64,7 @@ export interface RpcServerState {
   /** What the exception layer answered with (gRPC: what grpc-js sends), once it did. */
   sent: unknown;
   answered: boolean;
-  /** gRPC: the exception layer's answer completed without an error (a filter that recovered). */
+  /** The exception layer's answer completed without an error (a filter that recovered). */
   recovered: boolean;
   ended: boolean;
   /** gRPC: the status that went out, where the call reported it (grpc-js's callback, a stream). */
@@ -369,7 +369,7 @@ export class RpcServerTracer {
     if (state.ended) return;
     state.ended = true;
     const span = state.span;
-    let failed = state.failed;
+    let failed = state.failed && !state.recovered;
     let errorType: string | undefined;
     let message: string | undefined;
     if (state.grpc) {

@@ -1,14 +1,17 @@
 import {
+  Catch,
   Controller,
   Injectable,
   Module,
+  UseFilters,
   UseGuards,
   type CanActivate,
+  type ExceptionFilter,
   type ExecutionContext,
 } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { readFile } from 'node:fs';
-import { bindNodeCallback, Subject, type Observable } from 'rxjs';
+import { bindNodeCallback, of, Subject, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../../lib/index.js';
 
 /** The patterns every transport suite exercises. */
@@ -22,6 +25,7 @@ export const PATTERNS = {
   readMissing: 'file.read-missing',
   jobWait: 'job.wait',
   jobFail: 'job.fail',
+  recovered: 'math.recovered',
 } as const;
 
 @Injectable()
@@ -99,6 +103,14 @@ export class TracedGuard implements CanActivate {
   }
 }
 
+/** An exception filter that answers normally: the caller gets a fallback, not an error. */
+@Catch()
+export class FallbackFilter implements ExceptionFilter {
+  catch(): Observable<{ fallback: true }> {
+    return of({ fallback: true });
+  }
+}
+
 @Controller()
 export class ServiceController {
   constructor(
@@ -129,6 +141,12 @@ export class ServiceController {
   async traceId(@Payload() data: { delayMs?: number }, @Ctx() _ctx: unknown) {
     await new Promise((resolve) => setTimeout(resolve, data?.delayMs ?? 0));
     return { traceId: this.tracing.traceId() };
+  }
+
+  @MessagePattern(PATTERNS.recovered)
+  @UseFilters(FallbackFilter)
+  recovered(): never {
+    throw new RpcException('recovered by the filter');
   }
 
   /** Errors from a Node callback, where no context follows under the promise-hooks manager. */

@@ -287,6 +287,17 @@ export function describeTransport(
       ).toBe('consumer broke');
     });
 
+    it('leaves both sides OK when an exception filter answers normally', async () => {
+      const res = await get(apps, `/call?pattern=${PATTERNS.recovered}`, TRACEPARENT);
+      expect(await res.json()).toEqual({ reply: { fallback: true } });
+      const server = await apps.spans.waitForOne(`process ${PATTERNS.recovered}`);
+      const client = await apps.spans.waitForOne(`send ${PATTERNS.recovered}`);
+      expectChildOf(server, client);
+      expect(server.status.code).toBe(SpanStatusCode.UNSET);
+      expect(server.attributes).not.toHaveProperty('error.type');
+      expect(client.status.code).toBe(SpanStatusCode.UNSET);
+    });
+
     it('records an error from a Node callback on the span of its message', async () => {
       const res = await get(apps, `/call?pattern=${PATTERNS.readMissing}`, TRACEPARENT);
       expect(await res.json()).toMatchObject({ error: { status: 'error' } });
