@@ -421,9 +421,11 @@ export class RpcServerTracer {
     // Named by the handler's pattern; a wildcard's match names the span by the wildcard.
     const eventPattern = event ? (handlerPattern ?? marked) : undefined;
     if (ctx instanceof ms.TcpContext) {
+      // The pattern travels as the client wrote it (an object's keys in any order): the route
+      // the handler was found by is the normalized one, which the client's span names too.
       return messagingInbound(
         TCP_SYSTEM,
-        ctx.getPattern(),
+        handlerPattern ?? ctx.getPattern(),
         ctx.getMetadata(),
         tcpGetter,
         eventPattern,

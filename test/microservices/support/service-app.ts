@@ -28,6 +28,9 @@ export const PATTERNS = {
   recovered: 'math.recovered',
 } as const;
 
+/** An object pattern; clients may send its keys in another order. */
+export const OBJECT_PATTERN = { cmd: 'math.object', v: 1 } as const;
+
 @Injectable()
 export class Calculator {
   @Trace()
@@ -141,6 +144,11 @@ export class ServiceController {
   async traceId(@Payload() data: { delayMs?: number }, @Ctx() _ctx: unknown) {
     await new Promise((resolve) => setTimeout(resolve, data?.delayMs ?? 0));
     return { traceId: this.tracing.traceId() };
+  }
+
+  @MessagePattern(OBJECT_PATTERN)
+  objectPattern(): string {
+    return 'object';
   }
 
   @MessagePattern(PATTERNS.recovered)
