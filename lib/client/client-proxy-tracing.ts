@@ -28,7 +28,7 @@ import {
   ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_OPERATION_NAME,
   ATTR_MESSAGING_OPERATION_TYPE,
-  ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+  ATTR_RABBITMQ_DESTINATION_ROUTING_KEY,
   ATTR_MESSAGING_SYSTEM,
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
 } from '../propagation/semconv.js';
@@ -463,11 +463,11 @@ function routeSpan(profile: ClientProfile, client: TracedClient, pattern: unknow
   const attributes: Attributes = { ...profile.attributes };
   if (profile.exchange !== undefined) {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.exchange;
-    attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] =
+    attributes[ATTR_RABBITMQ_DESTINATION_ROUTING_KEY] =
       typeof pattern === 'string' ? pattern : (JSON.stringify(pattern) ?? route);
   } else if (profile.queue !== undefined) {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = profile.queue;
-    attributes[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = profile.queue;
+    attributes[ATTR_RABBITMQ_DESTINATION_ROUTING_KEY] = profile.queue;
   } else {
     attributes[ATTR_MESSAGING_DESTINATION_NAME] = route;
   }

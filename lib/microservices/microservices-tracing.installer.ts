@@ -32,6 +32,8 @@ interface HookableServer {
   queue?: unknown;
   /** ServerKafka's consumer group. */
   groupId?: unknown;
+  /** A server's options (ServerNats: `queue`, its handlers' default queue group). */
+  options?: { queue?: unknown };
   /** ServerGrpc: makes the function grpc-js calls for each call of one method. */
   createServiceMethod?: (handler: unknown, method: unknown, streaming: unknown) => unknown;
   [INSTALLED]?: true;
@@ -97,21 +99,34 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
   // would make a span name per entity. Nest looks the handler up just before it starts
   // processing the message, synchronously, so the lookup's result is there for the start hook.
   let matched: string | undefined;
+  // NATS: the queue group a handler subscribed with (its own, else the server's), found with it.
+  const nats = candidate instanceof pkg.ms.ServerNats;
+  let queueGroup: string | undefined;
   const getHandlerByPattern = server.getHandlerByPattern;
   if (typeof getHandlerByPattern === 'function') {
     server.getHandlerByPattern = function (this: HookableServer, pattern: unknown) {
       const handler = getHandlerByPattern.call(this, pattern);
       matched =
         handler === null || handler === undefined ? undefined : registered(this, pattern, handler);
+      if (nats) {
+        queueGroup =
+          nonEmpty((handler as { extras?: { queue?: unknown } } | null)?.extras?.queue) ??
+          nonEmpty(server.options?.queue);
+      }
       return handler;
     };
   }
   const facts: ServerFacts = {
-    queue: typeof server.queue === 'string' && server.queue !== '' ? server.queue : undefined,
-    consumerGroup:
-      candidate instanceof pkg.ms.ServerKafka && typeof server.groupId === 'string'
-        ? server.groupId
-        : undefined,
+    queue: nonEmpty(server.queue),
+    consumerGroup: candidate instanceof pkg.ms.ServerKafka ? nonEmpty(server.groupId) : undefined,
+  };
+  // One per queue group: a NATS server's handlers may each have their own.
+  const groupFacts = new Map<string, ServerFacts>();
+  const factsFor = (group: string | undefined): ServerFacts => {
+    if (group === undefined) return facts;
+    let found = groupFacts.get(group);
+    if (found === undefined) groupFacts.set(group, (found = { consumerGroup: group }));
+    return found;
   };
 
   // gRPC: Nest hands the hooks a copy of the call, which never learns that the client cancelled
@@ -153,6 +168,8 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
   const start: StartHook = (transportId, ctx, done) => {
     const pattern = matched;
     matched = undefined;
+    const group = queueGroup;
+    queueGroup = undefined;
     const call = grpcCall;
     grpcCall = undefined;
     return tracer.start(
@@ -160,7 +177,7 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       ctx,
       () => appStart.call(server, transportId, ctx, done),
       pattern,
-      facts,
+      nats ? factsFor(group) : facts,
       call,
     );
   };
@@ -247,4 +264,8 @@ function warnOfMqtt311(pkg: MicroservicesPackage, server: unknown): void {
       'their trace context and each starts a new trace. Set protocolVersion: 5 on the server and ' +
       'its clients.',
   );
+}
+
+function nonEmpty(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
 }

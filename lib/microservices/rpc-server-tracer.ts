@@ -25,12 +25,7 @@ import {
   kafkaHeaders,
   kafkaMessageAttributes,
 } from '../propagation/kafka.carrier.js';
-import {
-  MQTT_SYSTEM,
-  mqttGetter,
-  mqttMessageAttributes,
-  mqttUserProperties,
-} from '../propagation/mqtt.carrier.js';
+import { MQTT_SYSTEM, mqttGetter, mqttUserProperties } from '../propagation/mqtt.carrier.js';
 import { NATS_SYSTEM, natsGetter } from '../propagation/nats.carrier.js';
 import { REDIS_SYSTEM, redisGetter } from '../propagation/redis.carrier.js';
 import {
@@ -86,7 +81,7 @@ export interface RpcServerState {
 export interface ServerFacts {
   /** The queue a RabbitMQ server consumes. */
   queue?: string;
-  /** The consumer group of a Kafka server. */
+  /** The consumer group of a Kafka server, or the queue group of a NATS handler. */
   consumerGroup?: string;
 }
 
@@ -443,7 +438,7 @@ export class RpcServerTracer {
       );
     }
     if (ctx instanceof ms.NatsContext) {
-      return messagingInbound(
+      const inbound = messagingInbound(
         NATS_SYSTEM,
         ctx.getSubject(),
         ctx.getHeaders(),
@@ -451,6 +446,10 @@ export class RpcServerTracer {
         eventPattern,
         handlerPattern,
       );
+      if (server?.consumerGroup !== undefined) {
+        inbound.attributes[ATTR_MESSAGING_CONSUMER_GROUP_NAME] = server.consumerGroup;
+      }
+      return inbound;
     }
     if (ctx instanceof ms.RmqContext) {
       const message = ctx.getMessage() as Parameters<typeof rmqHeaders>[0];
@@ -479,7 +478,8 @@ export class RpcServerTracer {
         eventPattern,
         handlerPattern,
       );
-      mqttMessageAttributes(packet, inbound.attributes);
+      // No `messaging.message.id`: an MQTT packet identifier is the connection's, reused, and
+      // another on the publisher's side.
       return inbound;
     }
     if (ctx instanceof ms.KafkaContext) {

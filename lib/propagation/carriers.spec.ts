@@ -19,7 +19,7 @@ import {
 import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './header-values.js';
 import { formatTraceparent } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
-import { mqttMessageAttributes, mqttUserProperties } from './mqtt.carrier.js';
+import { mqttUserProperties } from './mqtt.carrier.js';
 import { natsGetter, natsSetter, type NatsHeadersLike } from './nats.carrier.js';
 import { rmqHeaders, rmqMessageAttributes } from './rmq.carrier.js';
 import * as semconv from './semconv.js';
@@ -382,7 +382,7 @@ describe('message attributes', () => {
     expect(attributes).toEqual({
       'messaging.message.id': 'm-1',
       'messaging.message.conversation_id': 'c-1',
-      'messaging.rabbitmq.destination.routing_key': 'orders',
+      'rabbitmq.destination.routing_key': 'orders',
     });
     expect(rmqHeaders(message)).toEqual({ traceparent: TRACEPARENT });
     expect(rmqHeaders({ properties: { headers: 'x' } })).toBeUndefined();
@@ -394,8 +394,8 @@ describe('message attributes', () => {
     kafkaMessageAttributes({ offset: '42', key: Buffer.from('order-1') }, 3, attributes);
     expect(attributes).toEqual({
       'messaging.destination.partition.id': '3',
-      'messaging.kafka.offset': 42,
-      'messaging.kafka.message.key': 'order-1',
+      'kafka.offset': 42,
+      'kafka.message.key': 'order-1',
     });
   });
 
@@ -408,14 +408,11 @@ describe('message attributes', () => {
     kafkaMessageAttributes({ offset: '1', key }, 0, attributes);
     expect(attributes).toEqual({
       'messaging.destination.partition.id': '0',
-      'messaging.kafka.offset': 1,
+      'kafka.offset': 1,
     });
   });
 
-  it('MQTT: the packet id, and user properties only when an object', () => {
-    const attributes = {};
-    mqttMessageAttributes({ messageId: 12 }, attributes);
-    expect(attributes).toEqual({ 'messaging.message.id': '12' });
+  it('MQTT: user properties only when an object', () => {
     expect(
       mqttUserProperties({ properties: { userProperties: { traceparent: TRACEPARENT } } }),
     ).toEqual({

@@ -92,4 +92,3 @@ export const recordSetter: TextMapSetter<HeaderRecord> = {
     carrier[key] = value;
   },
 };
-

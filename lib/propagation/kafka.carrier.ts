@@ -3,8 +3,8 @@ import { isUtf8 } from 'node:buffer';
 import { headerValue, recordGetter, recordSetter, type HeaderRecord } from './header-values.js';
 import {
   ATTR_MESSAGING_DESTINATION_PARTITION_ID,
-  ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
-  ATTR_MESSAGING_KAFKA_OFFSET,
+  ATTR_KAFKA_MESSAGE_KEY,
+  ATTR_KAFKA_OFFSET,
   MESSAGING_SYSTEM_VALUE_KAFKA,
 } from './semconv.js';
 
@@ -43,12 +43,12 @@ export function kafkaMessageAttributes(
   if (typeof partition === 'number')
     into[ATTR_MESSAGING_DESTINATION_PARTITION_ID] = String(partition);
   const offset = Number(headerValue(message?.offset));
-  if (Number.isInteger(offset)) into[ATTR_MESSAGING_KAFKA_OFFSET] = offset;
+  if (Number.isInteger(offset)) into[ATTR_KAFKA_OFFSET] = offset;
   addKey(message?.key, into);
 }
 
 /**
- * `messaging.kafka.message.key`: a key's string form. Nest's parser turns a key that is JSON
+ * `kafka.message.key`: a key's string form. Nest's parser turns a key that is JSON
  * into an object (it is written back as JSON); one with no canonical string form (binary: a
  * schema registry's magic byte, say) is left out.
  */
@@ -64,7 +64,7 @@ function addKey(raw: unknown, into: Attributes): void {
     }
   } else key = headerValue(raw);
   if (typeof key === 'string' && key !== '' && !CONTROL_CHARACTER.test(key)) {
-    into[ATTR_MESSAGING_KAFKA_MESSAGE_KEY] = key;
+    into[ATTR_KAFKA_MESSAGE_KEY] = key;
   }
 }
 

@@ -1,6 +1,4 @@
-import type { Attributes } from '@opentelemetry/api';
 import { recordGetter, recordSetter, type HeaderRecord } from './header-values.js';
-import { ATTR_MESSAGING_MESSAGE_ID } from './semconv.js';
 
 /**
  * MQTT: the context travels in the MQTT 5 user properties of the PUBLISH packet
@@ -11,7 +9,6 @@ export type MqttCarrier = HeaderRecord;
 
 /** The parts of an mqtt.js PUBLISH packet the tracer reads. */
 export interface MqttPacketLike {
-  messageId?: unknown;
   properties?: { userProperties?: unknown };
 }
 
@@ -22,10 +19,4 @@ export const MQTT_SYSTEM = 'mqtt';
 export function mqttUserProperties(packet: MqttPacketLike | undefined): MqttCarrier | undefined {
   const props = packet?.properties?.userProperties;
   return props !== null && typeof props === 'object' ? (props as MqttCarrier) : undefined;
-}
-
-/** The packet identifier (QoS 1 and 2 only). */
-export function mqttMessageAttributes(packet: MqttPacketLike | undefined, into: Attributes): void {
-  const id = packet?.messageId;
-  if (typeof id === 'number') into[ATTR_MESSAGING_MESSAGE_ID] = String(id);
 }

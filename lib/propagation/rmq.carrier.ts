@@ -3,7 +3,7 @@ import { headerValue, recordGetter, recordSetter, type HeaderRecord } from './he
 import {
   ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
   ATTR_MESSAGING_MESSAGE_ID,
-  ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+  ATTR_RABBITMQ_DESTINATION_ROUTING_KEY,
   MESSAGING_SYSTEM_VALUE_RABBITMQ,
 } from './semconv.js';
 
@@ -41,6 +41,6 @@ export function rmqMessageAttributes(message: AmqpMessageLike | undefined, into:
   }
   const routingKey = message?.fields?.routingKey;
   if (typeof routingKey === 'string' && routingKey !== '') {
-    into[ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routingKey;
+    into[ATTR_RABBITMQ_DESTINATION_ROUTING_KEY] = routingKey;
   }
 }

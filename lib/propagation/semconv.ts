@@ -15,10 +15,9 @@ export const ATTR_MESSAGING_MESSAGE_ID = 'messaging.message.id' as const;
 export const ATTR_MESSAGING_MESSAGE_CONVERSATION_ID = 'messaging.message.conversation_id' as const;
 export const ATTR_MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count' as const;
 export const ATTR_MESSAGING_CONSUMER_GROUP_NAME = 'messaging.consumer.group.name' as const;
-export const ATTR_MESSAGING_KAFKA_MESSAGE_KEY = 'messaging.kafka.message.key' as const;
-export const ATTR_MESSAGING_KAFKA_OFFSET = 'messaging.kafka.offset' as const;
-export const ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY =
-  'messaging.rabbitmq.destination.routing_key' as const;
+export const ATTR_KAFKA_MESSAGE_KEY = 'kafka.message.key' as const;
+export const ATTR_KAFKA_OFFSET = 'kafka.offset' as const;
+export const ATTR_RABBITMQ_DESTINATION_ROUTING_KEY = 'rabbitmq.destination.routing_key' as const;
 
 export const MESSAGING_OPERATION_TYPE_VALUE_SEND = 'send' as const;
 export const MESSAGING_OPERATION_TYPE_VALUE_PROCESS = 'process' as const;

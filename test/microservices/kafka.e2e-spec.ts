@@ -155,7 +155,7 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
       'messaging.operation.type': 'send',
       'messaging.destination.name': PATTERNS.created,
       // Known before it goes: the record's key.
-      'messaging.kafka.message.key': 'order-1',
+      'kafka.message.key': 'order-1',
     });
     const [batch] = clientProducer.sent;
     expect(batch?.topic).toBe(PATTERNS.created);
@@ -178,8 +178,8 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
       'messaging.operation.type': 'process',
       'messaging.destination.name': PATTERNS.created,
       'messaging.destination.partition.id': '0',
-      'messaging.kafka.offset': offset,
-      'messaging.kafka.message.key': 'order-1',
+      'kafka.offset': offset,
+      'kafka.message.key': 'order-1',
       // ServerKafka's group: its groupId with Nest's `-server` postfix.
       'messaging.consumer.group.name': 'nestjs-group-server',
     });
@@ -190,14 +190,14 @@ describe('the Kafka transport (in process: no broker on this machine)', () => {
     await lastValueFrom(client.emit(PATTERNS.created, record), { defaultValue: undefined });
     const producer = spans.one(`send ${PATTERNS.created}`);
     expect(producer.attributes).toMatchObject({
-      'messaging.kafka.message.key': '{"id":7}',
+      'kafka.message.key': '{"id":7}',
       'messaging.destination.partition.id': '2',
     });
     const sent = clientProducer.sent[0]!.messages[0]!;
     await server.handleMessage(delivered(PATTERNS.created, sent, ++offset) as never);
     await events.waitFor(1);
     const consumer = await spans.waitForOne(`process ${PATTERNS.created}`);
-    expect(consumer.attributes['messaging.kafka.message.key']).toBe('{"id":7}');
+    expect(consumer.attributes['kafka.message.key']).toBe('{"id":7}');
   });
 
   it('makes no span for an empty batch, which Nest does not send', async () => {

@@ -11,6 +11,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { lastValueFrom } from 'rxjs';
 import { TracingModule } from '../../lib/index.js';
 import { expectChildOf } from '../../lib/testing/index.js';
+import { PATTERNS } from './support/service-app.js';
 import {
   describeTransport,
   runScoped,
@@ -60,6 +61,14 @@ describeTransport(
     },
   },
   (apps) => {
+    it("records no messaging.message.id: a QoS 1 packet's id is its connection's, not the message's", async () => {
+      await rawPublish()(PATTERNS.created, { id: 'qos1' }, { traceparent: TRACEPARENT });
+      await apps.events.waitFor(1);
+      const consumer = await apps.spans.waitForOne(`process ${PATTERNS.created}`);
+      expect(consumer.spanContext().traceId).toBe(TRACEPARENT.split('-')[1]);
+      expect(consumer.attributes).not.toHaveProperty('messaging.message.id');
+    });
+
     describe('what a Nest client sends, read by a plain MQTT 5 subscriber', () => {
       let client: ClientProxy;
       beforeAll(async () => {

@@ -16,6 +16,7 @@ import {
 } from './support/transport-suite.js';
 
 const SERVERS = ['nats://127.0.0.1:4222'];
+const QUEUE = 'nats-service';
 let nc: NatsConnection | undefined;
 const connection = async (): Promise<NatsConnection> =>
   (nc ??= await connect({ servers: SERVERS }));
@@ -38,9 +39,11 @@ describeTransport(
     name: 'nats',
     system: 'nats',
     clientStyle: 'factory',
-    server: () => ({ transport: Transport.NATS, options: { servers: SERVERS } }),
+    // In a queue group, as services scaled out subscribe.
+    server: () => ({ transport: Transport.NATS, options: { servers: SERVERS, queue: QUEUE } }),
     client: () => ({ transport: Transport.NATS, options: { servers: SERVERS } }),
     destination: (pattern) => ({ client: pattern, server: pattern }),
+    serverAttributes: () => ({ 'messaging.consumer.group.name': QUEUE }),
     rawPublish,
     cleanup: async () => {
       await nc?.drain();

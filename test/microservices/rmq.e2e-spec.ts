@@ -46,7 +46,7 @@ describeTransport(
     client: () => ({ transport: Transport.RMQ, options: { urls: [URL], queue, queueOptions } }),
     // Every pattern goes to the service's one queue.
     destination: () => ({ client: queue, server: queue }),
-    serverAttributes: () => ({ 'messaging.rabbitmq.destination.routing_key': queue }),
+    serverAttributes: () => ({ 'rabbitmq.destination.routing_key': queue }),
     rawPublish,
     cleanup: async () => {
       await connection?.close();

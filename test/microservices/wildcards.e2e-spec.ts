@@ -225,11 +225,11 @@ describe('handlers subscribed with wildcards', () => {
       const span = sent.find((s) => s.name === name)!;
       expect(span.attributes).toMatchObject({
         'messaging.destination.name': EXCHANGE,
-        'messaging.rabbitmq.destination.routing_key': key,
+        'rabbitmq.destination.routing_key': key,
       });
     }
     // The server consuming the same message agrees on the routing key.
     const server = await spans.waitForOne(`process ${rmq.request.pattern}`);
-    expect(server.attributes['messaging.rabbitmq.destination.routing_key']).toBe(destination);
+    expect(server.attributes['rabbitmq.destination.routing_key']).toBe(destination);
   });
 });
