@@ -202,12 +202,24 @@ describe('expectKind', () => {
 
   it('fails for another kind, with the span and both kinds', () => {
     const error = failure(() => expectKind(child, SpanKind.CLIENT));
-    expect(error.message).toContain(`Expected ${label(child)} to be of kind`);
-    // The kinds are printed as numbers today; names would do as well.
-    expect(error.message).toMatch(
-      new RegExp(`of kind (${SpanKind.CLIENT}|CLIENT), got (${SpanKind.INTERNAL}|INTERNAL)$`),
-    );
+    // By name, as printTree shows them.
+    expect(error.message).toBe(`Expected ${label(child)} to be of kind CLIENT, got INTERNAL`);
     failure(() => expectKind(root, SpanKind.INTERNAL));
+  });
+});
+
+describe('a lookup that found nothing, handed to an assertion', () => {
+  it.each([
+    ['expectChildOf', () => expectChildOf(undefined as never, root), 'the child is undefined'],
+    ['expectChildOf', () => expectChildOf(child, undefined as never), 'the parent is undefined'],
+    ['expectParentId', () => expectParentId(undefined as never, 'ab'), 'the span is undefined'],
+    ['expectSameTrace', () => expectSameTrace([root, undefined as never]), 'spans[1] is undefined'],
+    ['expectRoot', () => expectRoot(null as never), 'the span is null'],
+    ['expectKind', () => expectKind(undefined as never, SpanKind.SERVER), 'the span is undefined'],
+    ['expectError', () => expectError({} as never), 'the span is an object'],
+  ])('%s says so in a SpanAssertionError', (name, call, what) => {
+    const error = failure(call);
+    expect(error.message).toBe(`${name}: ${what}, not a span (did a lookup find none?)`);
   });
 });
 

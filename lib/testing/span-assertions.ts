@@ -1,4 +1,4 @@
-import { SpanStatusCode, type SpanKind } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { nameMatches } from './test-spans.js';
 
@@ -10,6 +10,31 @@ export class SpanAssertionError extends Error {
   }
 }
 
+/**
+ * Checks that an assertion was handed a span: a lookup that found nothing
+ * (`spans.byName('x')[0]`) gives `undefined`, which would otherwise fail as a bare TypeError.
+ */
+function requireSpan(
+  value: unknown,
+  assertion: string,
+  what: string,
+): asserts value is ReadableSpan {
+  if (
+    value === null ||
+    typeof value !== 'object' ||
+    typeof (value as { spanContext?: unknown }).spanContext !== 'function'
+  ) {
+    throw new SpanAssertionError(
+      `${assertion}: ${what} is ${value === null || typeof value !== 'object' ? String(value) : 'an object'}, not a span (did a lookup find none?)`,
+    );
+  }
+}
+
+/** A kind by its name (`SERVER`), as `printTree` shows it. */
+function kindName(kind: SpanKind): string {
+  return SpanKind[kind] ?? String(kind);
+}
+
 function label(span: ReadableSpan): string {
   const ctx = span.spanContext();
   return `'${span.name}' (trace ${ctx.traceId}, span ${ctx.spanId})`;
@@ -17,6 +42,8 @@ function label(span: ReadableSpan): string {
 
 /** Asserts that `child`'s parent is `parent` (same trace, parent span id). */
 export function expectChildOf(child: ReadableSpan, parent: ReadableSpan): void {
+  requireSpan(child, 'expectChildOf', 'the child');
+  requireSpan(parent, 'expectChildOf', 'the parent');
   const p = parent.spanContext();
   const actual = child.parentSpanContext;
   if (actual?.spanId !== p.spanId || child.spanContext().traceId !== p.traceId) {
@@ -29,6 +56,7 @@ export function expectChildOf(child: ReadableSpan, parent: ReadableSpan): void {
 
 /** Asserts that a span has a parent span id equal to `spanId` (e.g. a caller's remote span). */
 export function expectParentId(span: ReadableSpan, spanId: string): void {
+  requireSpan(span, 'expectParentId', 'the span');
   const actual = span.parentSpanContext?.spanId;
   if (actual !== spanId) {
     throw new SpanAssertionError(
@@ -39,7 +67,13 @@ export function expectParentId(span: ReadableSpan, spanId: string): void {
 
 /** Asserts that every span belongs to one trace; returns its id. */
 export function expectSameTrace(spans: ReadableSpan[]): string {
+  if (!Array.isArray(spans)) {
+    throw new SpanAssertionError(
+      `expectSameTrace: expected an array of spans, got ${String(spans)}`,
+    );
+  }
   if (spans.length === 0) throw new SpanAssertionError('Expected spans of one trace, got no spans');
+  spans.forEach((span, i) => requireSpan(span, 'expectSameTrace', `spans[${i}]`));
   const ids = new Set(spans.map((s) => s.spanContext().traceId));
   if (ids.size !== 1) {
     throw new SpanAssertionError(
@@ -51,6 +85,7 @@ export function expectSameTrace(spans: ReadableSpan[]): string {
 
 /** Asserts that a span has no parent. */
 export function expectRoot(span: ReadableSpan): void {
+  requireSpan(span, 'expectRoot', 'the span');
   if (span.parentSpanContext !== undefined) {
     throw new SpanAssertionError(
       `Expected ${label(span)} to be a root span, but its parent is ${span.parentSpanContext.spanId}`,
@@ -60,13 +95,17 @@ export function expectRoot(span: ReadableSpan): void {
 
 /** Asserts the span's kind. */
 export function expectKind(span: ReadableSpan, kind: SpanKind): void {
+  requireSpan(span, 'expectKind', 'the span');
   if (span.kind !== kind) {
-    throw new SpanAssertionError(`Expected ${label(span)} to be of kind ${kind}, got ${span.kind}`);
+    throw new SpanAssertionError(
+      `Expected ${label(span)} to be of kind ${kindName(kind)}, got ${kindName(span.kind)}`,
+    );
   }
 }
 
 /** Asserts that the span ended with status ERROR (and, if given, that message). */
 export function expectError(span: ReadableSpan, message?: string | RegExp): void {
+  requireSpan(span, 'expectError', 'the span');
   if (span.status.code !== SpanStatusCode.ERROR) {
     throw new SpanAssertionError(
       `Expected ${label(span)} to have status ERROR, got ${SpanStatusCode[span.status.code]}`,

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import {
   ROOT_CONTEXT,
@@ -326,7 +327,7 @@ describe('TestSpans waiting', () => {
     start('other', [600, 0]).end();
     const open = start('never-ends', [600, 1]);
     await expect(spans.waitForOne('never-ends', 40)).rejects.toThrow(
-      'Timed out after 40 ms waiting for spans. Finished spans: other',
+      "Timed out after 40 ms waiting for a span named 'never-ends'. Finished spans: other",
     );
     open.end();
   });
@@ -370,6 +371,19 @@ describe('TestSpans.from()', () => {
     expect(() => TestSpans.from({ get: () => value })).toThrow(
       /^nestjs-tracing: this application exports no spans to memory\. Import TracingTestingModule\.forRoot\(\)/,
     );
+  });
+
+  it('says that the application has no TracingModule, where Nest cannot find the exporter', async () => {
+    @Module({})
+    class Untraced {}
+    const moduleRef = await Test.createTestingModule({ imports: [Untraced] }).compile();
+    try {
+      expect(() => TestSpans.from(moduleRef)).toThrow(
+        /^nestjs-tracing: this application has no TracingModule\. Import TracingTestingModule\.forRoot\(\)/,
+      );
+    } finally {
+      await moduleRef.close();
+    }
   });
 
   it('says that tracing is off when the options asked for memory but OTEL_SDK_DISABLED won', async () => {

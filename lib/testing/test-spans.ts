@@ -50,7 +50,14 @@ export class TestSpans {
 
   /** Finds the in-memory exporter of a Nest app or testing module. */
   static from(app: ProviderLookup): TestSpans {
-    const exporters = app.get(TRACING_SPAN_EXPORTER, { strict: false });
+    let exporters: unknown;
+    try {
+      exporters = app.get(TRACING_SPAN_EXPORTER, { strict: false });
+    } catch {
+      throw new Error(
+        "nestjs-tracing: this application has no TracingModule. Import TracingTestingModule.forRoot(), or TracingModule.forRoot() with exporter: 'memory' and spanProcessor: 'simple'.",
+      );
+    }
     const memory = (Array.isArray(exporters) ? exporters : [exporters]).find(
       (e): e is InMemorySpanExporter => e instanceof InMemorySpanExporter,
     );
@@ -159,13 +166,21 @@ export class TestSpans {
     predicate: (spans: ReadableSpan[]) => boolean,
     timeoutMs = 2000,
   ): Promise<ReadableSpan[]> {
+    return this.waitUntil(predicate, timeoutMs, 'spans');
+  }
+
+  private async waitUntil(
+    predicate: (spans: ReadableSpan[]) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<ReadableSpan[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const spans = this.all();
       if (predicate(spans)) return spans;
       if (Date.now() > deadline) {
         throw new Error(
-          `Timed out after ${timeoutMs} ms waiting for spans. Finished spans: ${this.names().join(', ') || '(none)'}`,
+          `Timed out after ${timeoutMs} ms waiting for ${what}. Finished spans: ${this.names().join(', ') || '(none)'}`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, 5));
@@ -173,8 +188,12 @@ export class TestSpans {
   }
 
   /** Waits for the one span with this name and returns it. */
-  async waitForOne(name: string | RegExp, timeoutMs?: number): Promise<ReadableSpan> {
-    await this.waitFor((spans) => spans.some((s) => nameMatches(s.name, name)), timeoutMs);
+  async waitForOne(name: string | RegExp, timeoutMs = 2000): Promise<ReadableSpan> {
+    await this.waitUntil(
+      (spans) => spans.some((s) => nameMatches(s.name, name)),
+      timeoutMs,
+      `a span named ${typeof name === 'string' ? `'${name}'` : String(name)}`,
+    );
     return this.one(name);
   }
 }
