@@ -6,9 +6,12 @@ import {
   type MiddlewareConsumer,
   type NestModule,
   type OnApplicationShutdown,
+  type OnModuleInit,
 } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
+import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
 import { installHttpTracing } from './http/http-tracing.installer.js';
+import { followAsyncEventListeners } from './sdk/event-emitter-context.js';
+import { promiseContextEnabled } from './sdk/promise-context-manager.js';
 import { TracingConfigError, type ResolvedTracingConfig } from './sdk/tracing-config.js';
 import type { TracingSdk } from './sdk/tracing-sdk.js';
 import { TraceService } from './services/trace.service.js';
@@ -48,12 +51,15 @@ import {
 })
 export class TracingModule
   extends ConfigurableModuleClass
-  implements NestModule, OnApplicationShutdown
+  implements NestModule, OnModuleInit, OnApplicationShutdown
 {
+  private stopFollowingEvents: (() => void) | undefined;
+
   constructor(
     @Inject(TRACING_SDK) private readonly sdk: TracingSdk,
     @Inject(TRACING_CONFIG) private readonly config: ResolvedTracingConfig,
     @Inject(TRACING_TRANSPORTS) private readonly transports: TransportTracing,
+    private readonly modules: ModulesContainer,
     @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {
     super();
@@ -98,8 +104,20 @@ export class TracingModule
     }
   }
 
+  /**
+   * Every provider exists, and `@OnEvent` listeners are registered only at bootstrap: the time to
+   * let async ones keep the emitter's context (see `followAsyncEventListeners`).
+   */
+  onModuleInit(): void {
+    if (this.sdk.enabled && promiseContextEnabled() && this.stopFollowingEvents === undefined) {
+      this.stopFollowingEvents = followAsyncEventListeners(this.modules);
+    }
+  }
+
   /** After the HTTP server and microservices have closed: export what is left, then release the globals. */
   async onApplicationShutdown(): Promise<void> {
+    this.stopFollowingEvents?.();
+    this.stopFollowingEvents = undefined;
     this.transports.stop();
     await this.sdk.shutdown();
   }

@@ -138,6 +138,11 @@ export class PromiseContextManager extends AsyncLocalStorageContextManager {
   }
 }
 
+/** Whether the package's promise-hooks manager is the one enabled in this process. */
+export function promiseContextEnabled(): boolean {
+  return enabledBy !== undefined;
+}
+
 type Scheduler = (callback: unknown, ...rest: unknown[]) => unknown;
 
 /** A scheduling function whose callback runs in the context it was scheduled in. */
