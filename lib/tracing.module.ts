@@ -9,6 +9,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
+import { responsesClosed } from './http/http-server-tracer.js';
 import { installHttpTracing } from './http/http-tracing.installer.js';
 import { followAsyncEventListeners } from './sdk/event-emitter-context.js';
 import { promiseContextEnabled } from './sdk/promise-context-manager.js';
@@ -118,6 +119,7 @@ export class TracingModule
   async onApplicationShutdown(): Promise<void> {
     this.stopFollowingEvents?.();
     this.stopFollowingEvents = undefined;
+    if (this.sdk.enabled) await responsesClosed();
     this.transports.stop();
     await this.sdk.shutdown();
   }

@@ -202,6 +202,7 @@ export class HttpServerTracer {
     if (state.hookHeaders && res.writeHead !== hookedWriteHead) hookOwnWriteHead(res);
     // `on`, not `once`: onClose guards itself, and `once` allocates a wrapper per request.
     res.on('close', onClose);
+    open++;
     return state;
   }
 }
@@ -237,7 +238,25 @@ function onClose(this: TracedResponse): void {
   const state = this[HTTP_STATE];
   if (state === undefined || state.ended) return;
   state.ended = true;
+  open--;
   finish(state, this);
+}
+
+/** Responses whose span is still open, in this process. */
+let open = 0;
+
+/**
+ * Lets the spans of responses the server has just cut off end before the SDK shuts down. Nest
+ * resolves its HTTP server's close (and calls the shutdown hooks) as the last connection goes,
+ * but a response's `'close'`, which ends its span, comes a turn or two later: a request in
+ * flight when `forceCloseConnections` closed its socket, or whose client left while `close()`
+ * waited for it (an open SSE stream), would be ended by a provider already shut down, and lost.
+ * Waits a few turns of the event loop at most, and none when no response is open.
+ */
+export async function responsesClosed(maxTurns = 5): Promise<void> {
+  for (let turn = 0; turn < maxTurns && open > 0; turn++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 function finish(state: HttpRequestState, res: TracedResponse): void {

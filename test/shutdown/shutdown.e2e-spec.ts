@@ -1,5 +1,10 @@
 import { Controller, Get, Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import http from 'node:http';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +90,80 @@ describe.each([
     expect(new Set(sink.spans.map((s) => s.serviceName))).toEqual(
       new Set([`shutdown-${protocol}`]),
     );
+  });
+});
+
+/** A request that waits until it is let go, and says when it has started. */
+@Controller()
+class SlowController {
+  static started: () => void = () => undefined;
+  static release: () => void = () => undefined;
+  @Get('slow')
+  async slow(): Promise<string> {
+    await new Promise<void>((resolve) => {
+      SlowController.release = resolve;
+      SlowController.started();
+    });
+    return 'done';
+  }
+}
+
+describe.each(platforms)('a request cut off by app.close(), on $name', (platform) => {
+  /** Keeps what the batch processor exports at shutdown, attributes included. */
+  function recordingExporter(): SpanExporter & { spans: ReadableSpan[] } {
+    const spans: ReadableSpan[] = [];
+    return {
+      spans,
+      export: (batch, done) => {
+        spans.push(...batch);
+        done({ code: ExportResultCode.SUCCESS });
+      },
+      shutdown: async () => undefined,
+    };
+  }
+
+  async function startSlowApp(forceCloseConnections: boolean) {
+    const exporter = recordingExporter();
+    @Module({
+      imports: [TracingModule.forRoot({ serviceName: 'cut-off', exporter })],
+      controllers: [SlowController],
+    })
+    class SlowModule {}
+    const app = await NestFactory.create(SlowModule, platform.adapter(), {
+      logger: false,
+      forceCloseConnections,
+    });
+    await app.listen(0, '127.0.0.1');
+    const { port } = app.getHttpServer().address() as { port: number };
+    const started = new Promise<void>((resolve) => (SlowController.started = resolve));
+    const request = http.get({ host: '127.0.0.1', port, path: '/slow', agent: false });
+    const failed = once(request, 'error');
+    await started;
+    return { app, exporter, request, failed };
+  }
+
+  function expectAborted(spans: ReadableSpan[]): void {
+    const server = spans.find((s) => s.name === 'GET /slow');
+    expect(server?.attributes['error.type']).toBe('aborted');
+    expect(server?.status.code).toBe(SpanStatusCode.ERROR);
+  }
+
+  it('exports its span when forceCloseConnections closed its connection', async () => {
+    const { app, exporter, failed } = await startSlowApp(true);
+    await app.close();
+    await failed;
+    expectAborted(exporter.spans);
+    SlowController.release();
+  });
+
+  it('exports its span when its client left while app.close() waited for it', async () => {
+    const { app, exporter, request, failed } = await startSlowApp(false);
+    const closed = app.close();
+    setTimeout(() => request.destroy(), 50);
+    await closed;
+    await failed;
+    expectAborted(exporter.spans);
+    SlowController.release();
   });
 });
 
