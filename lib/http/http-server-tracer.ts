@@ -69,6 +69,8 @@ export interface HttpRequestState {
   name: string;
   /** The header object a framework passed to writeHead (Fastify does), if any. */
   headerObject: OutgoingHttpHeaders | undefined;
+  /** The raw header list given to `writeHead` (name, value, name, value...), if one was. */
+  headerList?: unknown[];
   /** Response headers to record, shared by all requests of one tracer. */
   responseHeaders: ReadonlyArray<[string, string]>;
   ended: boolean;
@@ -286,7 +288,7 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   }
   if (!aborted || res.headersSent) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   for (const [name, key] of state.responseHeaders) {
-    const value = res.getHeader(name) ?? state.headerObject?.[name];
+    const value = res.getHeader(name) ?? headerGiven(state, name);
     if (value !== undefined) {
       span.setAttribute(key, Array.isArray(value) ? value.map(String) : [String(value)]);
     }
@@ -313,6 +315,31 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
     });
   }
   span.end();
+}
+
+/**
+ * A response header given to `writeHead` rather than set on the response, by its lower-case
+ * name: Node keeps such headers out of `getHeader()` unless one was set before. The object keeps
+ * the names as the app spelled them (`Content-Type`, as Nest's SSE writes it).
+ */
+function headerGiven(state: HttpRequestState, name: string): OutgoingHttpHeader | undefined {
+  const object = state.headerObject;
+  if (object !== undefined) {
+    const exact = object[name];
+    if (exact !== undefined) return exact;
+    for (const key in object) {
+      if (key.length === name.length && key.toLowerCase() === name) return object[key];
+    }
+    return undefined;
+  }
+  const list = state.headerList;
+  if (list === undefined) return undefined;
+  const values: string[] = [];
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    const key = list[i];
+    if (typeof key === 'string' && key.toLowerCase() === name) values.push(String(list[i + 1]));
+  }
+  return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
 }
 
 // Route templates are few and fixed, so each `{METHOD} {route}` name is built once.
@@ -491,6 +518,7 @@ function beforeHeaders(
       // A raw header list: Node drops every header it names before adding its values, so a
       // Server-Timing set on the response would go. Ours goes into a copy of the list instead.
       if (state.traceResponse) args[at] = withTraceHeadersInList(res, state.span, candidate);
+      state.headerList = candidate;
       return;
     }
     const headerObject =

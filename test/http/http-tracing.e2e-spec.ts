@@ -314,21 +314,27 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
   it('adds to a Server-Timing the app passes to writeHead in a raw header list', async () => {
     const res = await fetch(`${url}/own-head-list`);
     expect(await res.text()).toBe('own list');
-    const { traceId, spanId } = (await serverSpan('GET /own-head-list')).spanContext();
+    const server = await serverSpan('GET /own-head-list');
+    const { traceId, spanId } = server.spanContext();
     expect(res.headers.get('server-timing')).toBe(
       `app;dur=2, traceparent;desc="00-${traceId}-${spanId}-01"`,
     );
     expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
+    // A listed response header given only to writeHead is recorded too.
+    expect(server.attributes['http.response.header.content-type']).toEqual(['text/plain']);
   });
 
   it('appends to a Server-Timing the app passes to writeHead itself, in any case', async () => {
     const res = await fetch(`${url}/own-head`);
     expect(await res.text()).toBe('own');
-    const { traceId, spanId } = (await serverSpan('GET /own-head')).spanContext();
+    const server = await serverSpan('GET /own-head');
+    const { traceId, spanId } = server.spanContext();
     expect(res.headers.get('server-timing')).toBe(
       `app;dur=1, traceparent;desc="00-${traceId}-${spanId}-01"`,
     );
     expect(res.headers.get('traceresponse')).toBe(`00-${traceId}-${spanId}-01`);
+    // Spelled `Content-Type` there, where nothing set a header before (Nest's SSE does this).
+    expect(server.attributes['http.response.header.content-type']).toEqual(['text/plain']);
   });
 
   it('ends the span of an aborted request, marked as aborted', async () => {
