@@ -143,6 +143,14 @@ describe('resolveTracingConfig', () => {
       expect(resolve({ resourceAttributes: attributes }).resourceAttributes).toEqual(attributes);
     });
 
+    it('leaves out a key whose value is undefined (a variable that is not set)', () => {
+      const resolved = resolve({
+        resourceAttributes: { team: 'payments', 'deployment.environment.name': undefined },
+      }).resourceAttributes;
+      expect(resolved).toEqual({ team: 'payments' });
+      expect(Object.keys(resolved)).toEqual(['team']);
+    });
+
     it.each([['a string'], [[1, 2]], [null]])('rejects a non-object (%p)', (value) => {
       expect(() => resolve({ resourceAttributes: value })).toThrow(
         /resourceAttributes must be an object of attribute values, got /,
@@ -664,6 +672,40 @@ describe('resolveTracingConfig', () => {
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces',
           },
         ],
+      ])('says nothing of %p with %p', (options, env) => {
+        expect(resolve(options, env).warnings).toEqual([]);
+      });
+    });
+
+    describe("the OTLP exporters' other variables", () => {
+      it.each([
+        [
+          'OTEL_EXPORTER_OTLP_COMPRESSION',
+          'zip',
+          "OTEL_EXPORTER_OTLP_COMPRESSION value 'zip' is not gzip or none; the exporter sends uncompressed.",
+        ],
+        [
+          'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
+          'abc',
+          "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT value 'abc' is not a whole number of milliseconds; the exporter's default (10000) is used.",
+        ],
+        [
+          'OTEL_EXPORTER_OTLP_HEADERS',
+          'Bearer s3cret,x-ok=1',
+          'OTEL_EXPORTER_OTLP_HEADERS has an entry that is not key=value (1 of 2), which the exporter drops.',
+        ],
+      ])('warns of an invalid %s, never repeating a header', (key, value, warning) => {
+        const { warnings } = resolve({}, { [key]: value });
+        expect(warnings).toEqual([warning]);
+        expect(warnings.join()).not.toContain('s3cret');
+      });
+
+      it.each([
+        [{}, { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_TIMEOUT: '2500' }],
+        [{}, { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'api-key=a=b, x-team = payments,' }],
+        [{ exporter: 'otlp-grpc' }, { OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'none' }],
+        // Not an OTLP exporter: not its variables to check.
+        [{ exporter: 'zipkin' }, { OTEL_EXPORTER_OTLP_COMPRESSION: 'zip' }],
       ])('says nothing of %p with %p', (options, env) => {
         expect(resolve(options, env).warnings).toEqual([]);
       });

@@ -174,6 +174,7 @@ export function resolveTracingConfig(
     );
   }
   checkEnvEndpoints(env, exporters, otlpProtocol, warnings);
+  checkEnvExportSettings(env, exporters, warnings);
 
   return {
     enabled,
@@ -256,14 +257,19 @@ function resolveResourceAttributes(value: unknown): Attributes {
       `resourceAttributes must be an object of attribute values, got ${describe(value)}.`,
     );
   }
+  // An undefined value is no attribute, as OpenTelemetry's `Attributes` has it: one read from a
+  // variable that is not set (`{ 'deployment.environment.name': process.env.DEPLOY_ENV }`).
+  const attributes: Attributes = {};
   for (const [key, v] of Object.entries(value)) {
+    if (v === undefined) continue;
     if (!isAttributeValue(v)) {
       throw new TracingConfigError(
         `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describe(v)}.`,
       );
     }
+    attributes[key] = v as Attributes[string];
   }
-  return value as Attributes;
+  return attributes;
 }
 
 function resolveSpanProcessor(opts: TracingModuleOptions): 'batch' | 'simple' | SpanProcessor {
@@ -376,6 +382,44 @@ function checkEnvEndpoints(
       warnings.push(
         `${key} value '${raw}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
       );
+    }
+  }
+}
+
+/**
+ * The OTLP exporters' other variables, which they read themselves and, when a value is invalid,
+ * ignore with a message only OpenTelemetry's diag logger shows: said at start-up instead.
+ * Header values are never repeated (they hold credentials).
+ */
+function checkEnvExportSettings(
+  env: Env,
+  exporters: readonly ExporterOption[],
+  warnings: string[],
+): void {
+  const otlp = exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc');
+  if (!otlp) return;
+  for (const prefix of ['OTEL_EXPORTER_OTLP_TRACES_', 'OTEL_EXPORTER_OTLP_']) {
+    const compression = nonEmpty(env[`${prefix}COMPRESSION`])?.trim();
+    if (compression !== undefined && compression !== 'gzip' && compression !== 'none') {
+      warnings.push(
+        `${prefix}COMPRESSION value '${compression}' is not gzip or none; the exporter sends uncompressed.`,
+      );
+    }
+    const timeout = nonEmpty(env[`${prefix}TIMEOUT`])?.trim();
+    if (timeout !== undefined && !/^\d+$/.test(timeout)) {
+      warnings.push(
+        `${prefix}TIMEOUT value '${timeout}' is not a whole number of milliseconds; the exporter's default (10000) is used.`,
+      );
+    }
+    const headers = nonEmpty(env[`${prefix}HEADERS`]);
+    if (headers !== undefined) {
+      const entries = headers.split(',').filter((entry) => entry.trim() !== '');
+      const bad = entries.flatMap((entry, i) => (/^\s*[^=\s]+\s*=/.test(entry) ? [] : [i + 1]));
+      if (bad.length > 0) {
+        warnings.push(
+          `${prefix}HEADERS has ${bad.length === 1 ? 'an entry' : 'entries'} that ${bad.length === 1 ? 'is' : 'are'} not key=value (${bad.join(', ')} of ${entries.length}), which the exporter drops.`,
+        );
+      }
     }
   }
 }
