@@ -52,6 +52,7 @@ import type {
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
+import { registerDiagLogger } from './diag-logger.js';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
 import { isCheckedSpanContext, PackageTracer } from './span.js';
@@ -363,7 +364,8 @@ interface SharedSdk {
   tracer: PackageTracer;
   processor: SharedSpanProcessor;
   users: number;
-  owns: { context: boolean; propagation: boolean };
+  /** What this SDK registered: the last module out unregisters it. */
+  owns: { context: boolean; propagation: boolean; diag: (() => void) | undefined };
   /** Per application (its module container), the export settings its modules run with. */
   apps: WeakMap<object, Set<string>>;
 }
@@ -494,12 +496,13 @@ export class TracingSdk {
       keepTickShape();
     }
     const ownsPropagation = propagation.setGlobalPropagator(propagator);
+    const unregisterDiag = registerDiagLogger(logger);
     const shared: SharedSdk = {
       provider,
       tracer,
       processor,
       users: 1,
-      owns: { context: ownsContext, propagation: ownsPropagation },
+      owns: { context: ownsContext, propagation: ownsPropagation, diag: unregisterDiag },
       apps: new WeakMap(
         app === undefined || exportKey === undefined ? [] : [[app, new Set([exportKey])]],
       ),
@@ -579,6 +582,7 @@ export class TracingSdk {
     if (globalDelegate() === shared.provider) trace.disable();
     if (shared.owns.propagation) propagation.disable();
     if (shared.owns.context) context.disable();
+    shared.owns.diag?.();
   }
 
   /**
