@@ -69,6 +69,8 @@ export interface HttpRequestState {
   name: string;
   /** The header object a framework passed to writeHead (Fastify does), if any. */
   headerObject: OutgoingHttpHeaders | undefined;
+  /** Served by the framework's not-found handler: no route of the app's matched. */
+  unrouted?: boolean;
   /** The raw header list given to `writeHead` (name, value, name, value...), if one was. */
   headerList?: unknown[];
   /** Response headers to record, shared by all requests of one tracer. */
@@ -272,7 +274,7 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
   // A request that failed before its route ran (a malformed body, a middleware that threw or
   // turned it away) still has the route it was for. One an app.use middleware answered (a static
   // file, a CORS preflight, a redirect) has none, nor has one that matches no route.
-  const route = state.route ?? expressRoute(req, status);
+  const route = state.unrouted ? undefined : (state.route ?? expressRoute(req, status));
   if (route !== undefined) {
     span.setAttribute(ATTR_HTTP_ROUTE, route);
     span.updateName(spanName(state.name, route));

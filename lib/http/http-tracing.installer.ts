@@ -129,9 +129,11 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
     adapter.use((req: IncomingMessage, _res: ServerResponse, next: () => void) =>
       reenter(req, next),
     );
-    // Under a global prefix, Nest serves unmatched requests from a route of its own (`*path`):
-    // its handler is noted so that such a request gets no route (named by its method only).
-    // Without a prefix it is a middleware, and requests pay nothing for the check.
+    // A request Nest serves from its not-found handler matched none of the app's routes, though
+    // it may have passed one: a route whose version (header or media-type versioning) or host
+    // did not match hands the request on with `next()`, and `req.route` stays that route's. So
+    // the handler notes, on the request, that it has no route (named by its method only). Under
+    // a global prefix the handler is a route of its own (`*path`), noted as such too.
     const withNotFound = adapter as {
       setNotFoundHandler?: (...args: unknown[]) => unknown;
       normalizePrefix?: (prefix: string) => string;
@@ -144,7 +146,16 @@ export function installHttpTracing(adapter: HttpServer, config: ResolvedHttpConf
           typeof withNotFound.normalizePrefix === 'function'
             ? withNotFound.normalizePrefix(prefix)
             : prefix.replace(/^\/+|\/+$/g, '');
-        if (normalized) markNotFoundHandler(args[0]);
+        const handler = args[0];
+        if (typeof handler === 'function') {
+          const notFound = function (this: unknown, ...handlerArgs: unknown[]) {
+            const state = (handlerArgs[0] as TracedRawRequest | undefined)?.[HTTP_STATE];
+            if (state) state.unrouted = true;
+            return (handler as (...a: unknown[]) => unknown).apply(this, handlerArgs);
+          };
+          args[0] = notFound;
+          if (normalized) markNotFoundHandler(notFound);
+        }
         return setNotFoundHandler.apply(this, args);
       };
     }

@@ -428,6 +428,31 @@ describe.each(platforms)('route names with a global prefix and versioning on $na
   });
 });
 
+describe.each(platforms)('header versioning, no prefix, on $name', (platform) => {
+  const ctx = useTracedApp(platform, [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
+    a.enableVersioning({
+      type: VersioningType.HEADER,
+      header: 'x-api-version',
+      defaultVersion: '1',
+    }),
+  );
+
+  it('names a request of a version no route serves by its method only, not by the route it passed', async () => {
+    const res = await fetch(`${ctx.url}/orders/9`, { headers: { 'x-api-version': '9' } });
+    expect(res.status).toBe(404);
+    const server = await ctx.spans.waitForOne(/^GET/);
+    expect(server.name).toBe('GET');
+    expect(server.attributes['http.route']).toBeUndefined();
+    expect(server.attributes['http.response.status_code']).toBe(404);
+
+    ctx.spans.reset();
+    expect((await fetch(`${ctx.url}/orders/9`, { headers: { 'x-api-version': '1' } })).status).toBe(
+      200,
+    );
+    expect((await ctx.spans.waitForOne(/^GET/)).name).toBe('GET /orders/:id');
+  });
+});
+
 describe.each(platforms)('CORS preflights on $name', (platform) => {
   const ctx = useTracedApp(platform, [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
     a.enableCors(),
