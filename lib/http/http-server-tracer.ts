@@ -344,13 +344,18 @@ function headerGiven(state: HttpRequestState, name: string): OutgoingHttpHeader 
   return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
 }
 
-// Route templates are few and fixed, so each `{METHOD} {route}` name is built once.
+// Route templates are few and fixed, so each `{METHOD} {route}` name is built once; past a
+// bound (an adapter of some other kind handing over paths), names are no longer kept.
 const spanNames = new Map<string, Map<string, string>>();
+const MAX_NAMES_PER_METHOD = 2000;
 function spanName(method: string, route: string): string {
   let byRoute = spanNames.get(method);
   if (byRoute === undefined) spanNames.set(method, (byRoute = new Map<string, string>()));
   let name = byRoute.get(route);
-  if (name === undefined) byRoute.set(route, (name = `${method} ${route}`));
+  if (name === undefined) {
+    name = `${method} ${route}`;
+    if (byRoute.size < MAX_NAMES_PER_METHOD) byRoute.set(route, name);
+  }
   return name;
 }
 
@@ -400,7 +405,11 @@ function expressRoute(req: TracedRequest, status: number): string | undefined {
       if (middlewareHandles.has(handle)) return routeBeforeRouting(req);
     }
   }
-  return req.baseUrl ? req.baseUrl + path : path;
+  // A router the app mounted itself (`app.use('/tenants/:tid', router)`): Express gives the URL
+  // text the mount matched, not its template (`/tenants/acme`, `/ADMIN`), which would make a
+  // route, and a span name, per tenant or spelling. Nest mounts none for its routes.
+  if (req.baseUrl) return undefined;
+  return path;
 }
 
 type ExpressLayer = {

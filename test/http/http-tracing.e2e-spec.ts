@@ -14,6 +14,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { execFileSync } from 'node:child_process';
 import { createServer, request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
@@ -450,6 +451,33 @@ describe.each(platforms)('header versioning, no prefix, on $name', (platform) =>
       200,
     );
     expect((await ctx.spans.waitForOne(/^GET/)).name).toBe('GET /orders/:id');
+  });
+});
+
+describe('an Express router the app mounts itself', () => {
+  type Handler = (req: unknown, res: { send(body: string): void }) => void;
+  type Router = ((...args: unknown[]) => void) & { get(path: string, handler: Handler): void };
+  let router: Router;
+  beforeAll(() => {
+    // Untyped here: the test needs only Router, from the Express Nest's adapter runs on.
+    const express = createRequire(import.meta.url)('express') as { Router: () => Router };
+    router = express.Router();
+    router.get('/items/:id', (_req, res) => res.send('item'));
+  });
+  const ctx = useTracedApp(platforms[0], [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
+    a.use('/tenants/:tid', (...args: unknown[]) => router(...args)),
+  );
+
+  it('gives no route with the URL text the mount matched: one name for every tenant', async () => {
+    for (const tenant of ['acme', 'globex']) {
+      expect(await (await fetch(`${ctx.url}/tenants/${tenant}/items/1`)).text()).toBe('item');
+    }
+    const servers = await ctx.spans.waitFor((all) => all.length === 2);
+    expect(servers.map((s) => s.name)).toEqual(['GET', 'GET']);
+    for (const server of servers) {
+      expect(server.attributes['http.route']).toBeUndefined();
+      expect(server.attributes['http.response.status_code']).toBe(200);
+    }
   });
 });
 
