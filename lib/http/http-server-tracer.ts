@@ -17,6 +17,8 @@ import {
   ATTR_HTTP_RESPONSE_HEADER,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PEER_PORT,
   ATTR_NETWORK_PROTOCOL_VERSION,
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
@@ -36,6 +38,7 @@ import type { TLSSocket } from 'node:tls';
 import {
   appendServerTiming,
   formatTraceparent,
+  forwardedFacts,
   httpHeadersGetter,
   parseHost,
 } from '../propagation/http.carrier.js';
@@ -162,18 +165,26 @@ export class HttpServerTracer {
     attributes[ATTR_HTTP_REQUEST_METHOD] = method;
     attributes[ATTR_URL_PATH] = path;
     if (q !== -1) attributes[ATTR_URL_QUERY] = redactedQuery(url.slice(q + 1));
-    attributes[ATTR_URL_SCHEME] = (req.socket as TLSSocket | undefined)?.encrypted
-      ? 'https'
-      : 'http';
+    // Behind a proxy, the conventions ask for the original request's client, host and scheme,
+    // as `Forwarded` or `X-Forwarded-*` report them, and the proxy's address as the peer.
+    const forwarded = forwardedFacts(headers);
+    attributes[ATTR_URL_SCHEME] =
+      forwarded?.proto ?? ((req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http');
     if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rawMethod;
-    const host = headers.host ?? headers[':authority'];
+    const host = forwarded?.host ?? headers.host ?? headers[':authority'];
     if (typeof host === 'string') {
       const { address, port } = parseHost(host);
       attributes[ATTR_SERVER_ADDRESS] = address;
       if (port !== undefined) attributes[ATTR_SERVER_PORT] = port;
     }
-    const client = req.socket?.remoteAddress;
+    const peer = req.socket?.remoteAddress;
+    const client = forwarded?.client ?? peer;
     if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client;
+    if (forwarded !== undefined && peer !== undefined) {
+      attributes[ATTR_NETWORK_PEER_ADDRESS] = peer;
+      const peerPort = req.socket?.remotePort;
+      if (peerPort !== undefined) attributes[ATTR_NETWORK_PEER_PORT] = peerPort;
+    }
     const agent = headers['user-agent'];
     if (agent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = agent;
     // The conventions' value for HTTP/2 is `2`, where Node says `2.0`.

@@ -17,7 +17,7 @@ import {
   grpcTargetOf,
 } from './grpc.carrier.js';
 import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './header-values.js';
-import { formatTraceparent } from './http.carrier.js';
+import { formatTraceparent, forwardedFacts } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
 import { mqttUserProperties } from './mqtt.carrier.js';
 import { natsGetter, natsSetter, type NatsHeadersLike } from './nats.carrier.js';
@@ -429,4 +429,40 @@ describe('copied semantic-convention names', () => {
       expect((incubating as Record<string, unknown>)[name]).toBe(value);
     },
   );
+});
+
+describe('forwardedFacts: the original request behind proxies', () => {
+  it('is undefined for a request straight from its client', () => {
+    expect(forwardedFacts({ host: 'shop.example.com' })).toBeUndefined();
+  });
+
+  it("reads the client's element of Forwarded (RFC 7239)", () => {
+    expect(
+      forwardedFacts({
+        forwarded:
+          'for="[2001:db8:cafe::17]:4711";proto=HTTPS;host=shop.example.com, for=198.51.100.17',
+      }),
+    ).toEqual({ client: '2001:db8:cafe::17', host: 'shop.example.com', proto: 'https' });
+    expect(forwardedFacts({ forwarded: 'for="203.0.113.5:8080"' })).toEqual({
+      client: '203.0.113.5',
+    });
+  });
+
+  it('falls back to X-Forwarded-*, the first address being the client', () => {
+    expect(
+      forwardedFacts({
+        'x-forwarded-for': '2001:db8::1, 10.0.0.2',
+        'x-forwarded-host': 'shop.example.com:8443',
+        'x-forwarded-proto': 'https',
+      }),
+    ).toEqual({ client: '2001:db8::1', host: 'shop.example.com:8443', proto: 'https' });
+  });
+
+  it('passes a malformed Forwarded over, and never takes an obfuscated or odd value', () => {
+    expect(
+      forwardedFacts({ forwarded: 'for="unterminated', 'x-forwarded-for': '203.0.113.9' }),
+    ).toEqual({ client: '203.0.113.9' });
+    expect(forwardedFacts({ forwarded: 'for=_hidden;proto=gopher' })).toEqual({});
+    expect(forwardedFacts({ 'x-forwarded-for': 'unknown' })).toEqual({});
+  });
 });

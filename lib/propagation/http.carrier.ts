@@ -1,4 +1,5 @@
 import { isSpanContextValid, type SpanContext, type TextMapGetter } from '@opentelemetry/api';
+import parseForwarded from 'forwarded-parse';
 import type { IncomingHttpHeaders, OutgoingHttpHeader } from 'node:http';
 import { isOwnSpanContext } from '../sdk/span.js';
 
@@ -47,6 +48,76 @@ export function parseHost(host: string): { address: string; port: number | undef
   }
   const n = port === undefined ? NaN : Number(port);
   return { address, port: Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined };
+}
+
+/** What proxies in front of the server say of the original request. */
+export interface ForwardedFacts {
+  /** The original client's address (`Forwarded: for=`, else the first `X-Forwarded-For`). */
+  client?: string;
+  /** The host the client asked for (`Forwarded: host=`, else `X-Forwarded-Host`). */
+  host?: string;
+  /** The scheme the client used (`Forwarded: proto=`, else `X-Forwarded-Proto`). */
+  proto?: string;
+}
+
+/**
+ * The original request as proxies report it, from the first (the client's) element of
+ * `Forwarded` (RFC 7239, parsed by `forwarded-parse`) or the `X-Forwarded-*` headers; undefined
+ * when the request carries none of them (a request straight from its client). A malformed
+ * `Forwarded` is passed over for the `X-Forwarded-*` headers. Addresses lose their port and
+ * brackets; an obfuscated or `unknown` one (`for=_hidden`) is no address.
+ */
+export function forwardedFacts(headers: IncomingHttpHeaders): ForwardedFacts | undefined {
+  const forwarded = headers.forwarded;
+  const forwardedFor = headers['x-forwarded-for'];
+  const forwardedHost = headers['x-forwarded-host'];
+  const forwardedProto = headers['x-forwarded-proto'];
+  if (
+    forwarded === undefined &&
+    forwardedFor === undefined &&
+    forwardedHost === undefined &&
+    forwardedProto === undefined
+  ) {
+    return undefined;
+  }
+  let first: Record<string, string> | undefined;
+  if (forwarded !== undefined) {
+    try {
+      first = parseForwarded(forwarded)[0];
+    } catch {
+      first = undefined;
+    }
+  }
+  const facts: ForwardedFacts = {};
+  const client = clientAddress(first?.for ?? firstListed(forwardedFor));
+  if (client !== undefined) facts.client = client;
+  const host = nonBlank(first?.host ?? firstListed(forwardedHost));
+  if (host !== undefined) facts.host = host;
+  const proto = nonBlank(first?.proto ?? firstListed(forwardedProto))?.toLowerCase();
+  if (proto === 'http' || proto === 'https') facts.proto = proto;
+  return facts;
+}
+
+function firstListed(value: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined) return undefined;
+  const comma = text.indexOf(',');
+  return comma === -1 ? text : text.slice(0, comma);
+}
+
+function nonBlank(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed;
+}
+
+/** `203.0.113.5`, `203.0.113.5:4711`, `[2001:db8::17]:4711`, `2001:db8::17` → the address. */
+function clientAddress(value: string | undefined): string | undefined {
+  const text = nonBlank(value);
+  if (text === undefined || text === 'unknown' || text.startsWith('_')) return undefined;
+  if (text.startsWith('[')) return parseHost(text).address;
+  const colon = text.indexOf(':');
+  // One colon: an IPv4 address (or name) with a port; more: a bare IPv6 address.
+  return colon !== -1 && colon === text.lastIndexOf(':') ? text.slice(0, colon) : text;
 }
 
 /** `Server-Timing` with the trace appended: `<existing>, traceparent;desc="<value>"`. */

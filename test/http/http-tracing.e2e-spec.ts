@@ -101,6 +101,8 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
       'http.request.header.x-request-id': ['req-1'],
       'http.response.header.content-type': [expect.stringContaining('application/json')],
     });
+    // Straight from its client: the client is the peer, said once.
+    expect(server.attributes).not.toHaveProperty('network.peer.address');
     expect(server.status.code).toBe(SpanStatusCode.UNSET);
     expect(server.instrumentationScope.name).toBe('nestjs-tracing');
     expect(server.resource.attributes['service.name']).toBe('http-e2e');
@@ -108,6 +110,24 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     const find = spans.one('OrdersService.find');
     expectChildOf(find, server);
     expect(find.kind).toBe(SpanKind.INTERNAL);
+  });
+
+  it('records the original client, host and scheme a proxy forwarded, and the proxy as the peer', async () => {
+    await fetch(`${url}/orders/7`, {
+      headers: {
+        forwarded: 'for="[2001:db8:cafe::17]:4711";host=shop.example.com;proto=https',
+        'x-forwarded-for': '198.51.100.1',
+      },
+    });
+    const server = await serverSpan('GET /orders/:id');
+    expect(server.attributes).toMatchObject({
+      'client.address': '2001:db8:cafe::17',
+      'server.address': 'shop.example.com',
+      'url.scheme': 'https',
+      'network.peer.address': expect.stringContaining('127.0.0.1'),
+      'network.peer.port': expect.any(Number),
+    });
+    expect(server.attributes).not.toHaveProperty('server.port');
   });
 
   it('traces a handler that returns an Observable with one span, for the subscription Nest makes', async () => {
