@@ -626,12 +626,24 @@ describe('resolveTracingConfig', () => {
       expect(error.message).toMatch(message);
     });
 
+    it.each([['otlp'], ['otlp-http-json'], ['otlp-grpc']])(
+      "warns that 'simple' with the %s exporter loses spans under load",
+      (exporter) => {
+        expect(resolve({ spanProcessor: 'simple', exporter }).warnings).toEqual([
+          expect.stringMatching(
+            /^spanProcessor 'simple' sends every span to the OTLP exporter on its own, which refuses more than 30 exports at once/,
+          ),
+        ]);
+        expect(resolve({ spanProcessor: 'simple', exporter: 'memory' }).warnings).toEqual([]);
+      },
+    );
+
     it("accepts 'none' alone", () => {
       expect(resolve({ exporter: 'none', propagators: ['none'] }).exporters).toEqual(['none']);
     });
 
     it.each([
-      ['simple', { spanProcessor: 'simple' }],
+      ['simple', { spanProcessor: 'simple', exporter: 'console' }],
       [
         'a processor of its own',
         { spanProcessor: new SimpleSpanProcessor(new InMemorySpanExporter()) },

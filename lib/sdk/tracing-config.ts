@@ -168,6 +168,16 @@ export function resolveTracingConfig(
   const httpClient = resolveSwitch(opts.httpClient, 'httpClient');
   const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
   const spanLimits = resolveSpanLimits(env, warnings);
+  if (
+    spanProcessor === 'simple' &&
+    exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc')
+  ) {
+    // OpenTelemetry's OTLP exporters refuse more than 30 exports in flight; one per span gets
+    // there under the lightest load, and the refused spans are lost.
+    warnings.push(
+      "spanProcessor 'simple' sends every span to the OTLP exporter on its own, which refuses more than 30 exports at once: under load, spans are lost. Use 'batch' (the default) outside tests.",
+    );
+  }
   if (opts.batch !== undefined && spanProcessor !== 'batch') {
     warnings.push(
       "batch settings apply to the batch span processor only; with spanProcessor 'simple' or a processor of your own they are ignored.",
