@@ -36,21 +36,48 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
     const answer = original.apply(this, args);
     // What the exception layer (Nest's filter, or the app's) answers with is what the caller
     // gets: an error, or (a filter that recovered) a normal answer, and then the span is not an
-    // error either. A gRPC call's status is that answer's, which grpc-js sends. Noted as it goes
-    // out; nothing else is changed.
-    if (!isObservable(answer)) return answer;
-    return answer.pipe(
-      tap({
-        error: (sent: unknown) => {
-          state.sent = sent;
-          state.answered = true;
+    // error either. Nest sends a filter's Observable, Promise or plain value alike. A gRPC call's
+    // status is that answer's, which grpc-js sends. Noted as it goes out; nothing else changes.
+    if (isObservable(answer)) {
+      return answer.pipe(
+        tap({
+          error: (sent: unknown) => failedWith(state, sent),
+          complete: () => recovered(state),
+        }),
+      );
+    }
+    if (isThenable(answer)) {
+      return answer.then(
+        (value) => {
+          recovered(state);
+          return value;
         },
-        complete: () => {
-          if (state.answered) return;
-          state.answered = true;
-          state.recovered = true;
+        (sent: unknown) => {
+          failedWith(state, sent);
+          throw sent;
         },
-      }),
-    );
+      );
+    }
+    recovered(state);
+    return answer;
   };
+}
+
+function failedWith(state: RpcServerState, sent: unknown): void {
+  state.sent = sent;
+  state.answered = true;
+}
+
+function recovered(state: RpcServerState): void {
+  if (state.answered) return;
+  state.answered = true;
+  state.recovered = true;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }

@@ -387,6 +387,10 @@ export class RpcServerTracer {
       }
       span.setAttribute(ATTR_ERROR_TYPE, errorType ?? errorTypeOf(error));
       span.setStatus({ code: SpanStatusCode.ERROR, message });
+    } else if (state.failed && state.recovered) {
+      // A filter answered for it: no error of the message's, but what happened stays on record
+      // (an event consumer's filter that logs and acknowledges, say).
+      addExceptionEvent(span, state.error);
     }
     span.end();
   }

@@ -692,19 +692,14 @@ describe('resolveTracingConfig', () => {
     describe("the OTLP exporters' other variables", () => {
       it.each([
         [
-          'OTEL_EXPORTER_OTLP_COMPRESSION',
-          'zip',
-          "OTEL_EXPORTER_OTLP_COMPRESSION value 'zip' is not gzip or none; the exporter sends uncompressed.",
-        ],
-        [
-          'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
-          'abc',
-          "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT value 'abc' is not a whole number of milliseconds; the exporter's default (10000) is used.",
-        ],
-        [
           'OTEL_EXPORTER_OTLP_HEADERS',
           'Bearer s3cret,x-ok=1',
           'OTEL_EXPORTER_OTLP_HEADERS has an entry that is not key=value (1 of 2), which the exporter drops.',
+        ],
+        [
+          'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+          'api-key=,=s3cret,x-ok=1',
+          'OTEL_EXPORTER_OTLP_TRACES_HEADERS has entries that are not key=value (1, 2 of 3), which the exporter drops.',
         ],
       ])('warns of an invalid %s, never repeating a header', (key, value, warning) => {
         const { warnings } = resolve({}, { [key]: value });
@@ -713,11 +708,10 @@ describe('resolveTracingConfig', () => {
       });
 
       it.each([
-        [{}, { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_TIMEOUT: '2500' }],
         [{}, { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'api-key=a=b, x-team = payments,' }],
-        [{ exporter: 'otlp-grpc' }, { OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'none' }],
+        [{ exporter: 'otlp-grpc' }, { OTEL_EXPORTER_OTLP_HEADERS: 'my key=v' }],
         // Not an OTLP exporter: not its variables to check.
-        [{ exporter: 'zipkin' }, { OTEL_EXPORTER_OTLP_COMPRESSION: 'zip' }],
+        [{ exporter: 'zipkin' }, { OTEL_EXPORTER_OTLP_HEADERS: 'novalue' }],
       ])('says nothing of %p with %p', (options, env) => {
         expect(resolve(options, env).warnings).toEqual([]);
       });

@@ -1,4 +1,5 @@
 import type { Attributes, TextMapPropagator } from '@opentelemetry/api';
+import { parseKeyPairsIntoRecord } from '@opentelemetry/core';
 import type {
   Sampler,
   SpanExporter,
@@ -397,9 +398,10 @@ function checkEnvEndpoints(
 }
 
 /**
- * The OTLP exporters' other variables, which they read themselves and, when a value is invalid,
- * ignore with a message only OpenTelemetry's diag logger shows: said at start-up instead.
- * Header values are never repeated (they hold credentials).
+ * `OTEL_EXPORTER_OTLP_HEADERS`: the exporter drops an entry that is not `key=value` without a
+ * word to anyone. (An invalid compression or timeout it reports itself, through OpenTelemetry's
+ * diag logger, which the module registers.) Read with OpenTelemetry's own parser; the values
+ * are never repeated (they hold credentials).
  */
 function checkEnvExportSettings(
   env: Env,
@@ -408,28 +410,17 @@ function checkEnvExportSettings(
 ): void {
   const otlp = exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc');
   if (!otlp) return;
-  for (const prefix of ['OTEL_EXPORTER_OTLP_TRACES_', 'OTEL_EXPORTER_OTLP_']) {
-    const compression = nonEmpty(env[`${prefix}COMPRESSION`])?.trim();
-    if (compression !== undefined && compression !== 'gzip' && compression !== 'none') {
+  for (const key of ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS']) {
+    const headers = nonEmpty(env[key]);
+    if (headers === undefined) continue;
+    const entries = headers.split(',').filter((entry) => entry.trim() !== '');
+    const bad = entries.flatMap((entry, i) =>
+      Object.keys(parseKeyPairsIntoRecord(entry)).length === 1 ? [] : [i + 1],
+    );
+    if (bad.length > 0) {
       warnings.push(
-        `${prefix}COMPRESSION value '${compression}' is not gzip or none; the exporter sends uncompressed.`,
+        `${key} has ${bad.length === 1 ? 'an entry' : 'entries'} that ${bad.length === 1 ? 'is' : 'are'} not key=value (${bad.join(', ')} of ${entries.length}), which the exporter drops.`,
       );
-    }
-    const timeout = nonEmpty(env[`${prefix}TIMEOUT`])?.trim();
-    if (timeout !== undefined && !/^\d+$/.test(timeout)) {
-      warnings.push(
-        `${prefix}TIMEOUT value '${timeout}' is not a whole number of milliseconds; the exporter's default (10000) is used.`,
-      );
-    }
-    const headers = nonEmpty(env[`${prefix}HEADERS`]);
-    if (headers !== undefined) {
-      const entries = headers.split(',').filter((entry) => entry.trim() !== '');
-      const bad = entries.flatMap((entry, i) => (/^\s*[^=\s]+\s*=/.test(entry) ? [] : [i + 1]));
-      if (bad.length > 0) {
-        warnings.push(
-          `${prefix}HEADERS has ${bad.length === 1 ? 'an entry' : 'entries'} that ${bad.length === 1 ? 'is' : 'are'} not key=value (${bad.join(', ')} of ${entries.length}), which the exporter drops.`,
-        );
-      }
     }
   }
 }

@@ -26,6 +26,8 @@ export const PATTERNS = {
   jobWait: 'job.wait',
   jobFail: 'job.fail',
   recovered: 'math.recovered',
+  recoveredPlain: 'math.recovered-plain',
+  recoveredAsync: 'math.recovered-async',
 } as const;
 
 /** An object pattern; clients may send its keys in another order. */
@@ -106,11 +108,29 @@ export class TracedGuard implements CanActivate {
   }
 }
 
-/** An exception filter that answers normally: the caller gets a fallback, not an error. */
+/**
+ * Exception filters that answer normally, as an Observable, a plain value or a Promise (Nest
+ * sends each): the caller gets a fallback, not an error.
+ */
 @Catch()
 export class FallbackFilter implements ExceptionFilter {
   catch(): Observable<{ fallback: true }> {
     return of({ fallback: true });
+  }
+}
+
+@Catch()
+export class PlainFallbackFilter implements ExceptionFilter {
+  catch(): { fallback: true } {
+    return { fallback: true };
+  }
+}
+
+@Catch()
+export class AsyncFallbackFilter implements ExceptionFilter {
+  async catch(): Promise<{ fallback: true }> {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    return { fallback: true };
   }
 }
 
@@ -154,6 +174,18 @@ export class ServiceController {
   @MessagePattern(PATTERNS.recovered)
   @UseFilters(FallbackFilter)
   recovered(): never {
+    throw new RpcException('recovered by the filter');
+  }
+
+  @MessagePattern(PATTERNS.recoveredPlain)
+  @UseFilters(PlainFallbackFilter)
+  recoveredPlain(): never {
+    throw new RpcException('recovered by the filter');
+  }
+
+  @MessagePattern(PATTERNS.recoveredAsync)
+  @UseFilters(AsyncFallbackFilter)
+  recoveredAsync(): never {
     throw new RpcException('recovered by the filter');
   }
 

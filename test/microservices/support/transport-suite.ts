@@ -287,16 +287,26 @@ export function describeTransport(
       ).toBe('consumer broke');
     });
 
-    it('leaves both sides OK when an exception filter answers normally', async () => {
-      const res = await get(apps, `/call?pattern=${PATTERNS.recovered}`, TRACEPARENT);
-      expect(await res.json()).toEqual({ reply: { fallback: true } });
-      const server = await apps.spans.waitForOne(`process ${PATTERNS.recovered}`);
-      const client = await apps.spans.waitForOne(`send ${PATTERNS.recovered}`);
-      expectChildOf(server, client);
-      expect(server.status.code).toBe(SpanStatusCode.UNSET);
-      expect(server.attributes).not.toHaveProperty('error.type');
-      expect(client.status.code).toBe(SpanStatusCode.UNSET);
-    });
+    it.each([
+      ['an Observable', PATTERNS.recovered],
+      ['a plain value', PATTERNS.recoveredPlain],
+      ['a Promise', PATTERNS.recoveredAsync],
+    ])(
+      'marks neither side ERROR when an exception filter answers normally, with %s',
+      async (_label, pattern) => {
+        const res = await get(apps, `/call?pattern=${pattern}`, TRACEPARENT);
+        expect(await res.json()).toEqual({ reply: { fallback: true } });
+        const server = await apps.spans.waitForOne(`process ${pattern}`);
+        const client = await apps.spans.waitForOne(`send ${pattern}`);
+        expectChildOf(server, client);
+        expect(server.status.code).toBe(SpanStatusCode.UNSET);
+        expect(server.attributes).not.toHaveProperty('error.type');
+        // What happened stays on record.
+        const exception = server.events.find((e) => e.name === 'exception');
+        expect(exception?.attributes?.['exception.message']).toBe('recovered by the filter');
+        expect(client.status.code).toBe(SpanStatusCode.UNSET);
+      },
+    );
 
     it('records an error from a Node callback on the span of its message', async () => {
       const res = await get(apps, `/call?pattern=${PATTERNS.readMissing}`, TRACEPARENT);
