@@ -73,9 +73,9 @@ export interface HttpRequestState {
   /** The header object a framework passed to writeHead (Fastify does), if any. */
   headerObject: OutgoingHttpHeaders | undefined;
   /** Served by the framework's not-found handler: no route of the app's matched. */
-  unrouted?: boolean;
-  /** The raw header list given to `writeHead` (name, value, name, value...), if one was. */
-  headerList?: unknown[];
+  unrouted: boolean;
+  /** The raw header list given to `writeHead` (flat or as pairs), if one was. */
+  headerList: unknown[] | undefined;
   /** Response headers to record, shared by all requests of one tracer. */
   responseHeaders: ReadonlyArray<[string, string]>;
   ended: boolean;
@@ -206,6 +206,8 @@ export class HttpServerTracer {
       hookHeaders: this.traceResponse || this.responseHeaders.length > 0,
       traceResponse: this.traceResponse,
       headerObject: undefined,
+      headerList: undefined,
+      unrouted: false,
       name,
       responseHeaders: this.responseHeaders,
       ended: false,
@@ -348,9 +350,15 @@ function headerGiven(state: HttpRequestState, name: string): OutgoingHttpHeader 
   const list = state.headerList;
   if (list === undefined) return undefined;
   const values: string[] = [];
-  for (let i = 0; i + 1 < list.length; i += 2) {
-    const key = list[i];
-    if (typeof key === 'string' && key.toLowerCase() === name) values.push(String(list[i + 1]));
+  const add = (key: unknown, value: unknown) => {
+    if (typeof key === 'string' && key.toLowerCase() === name) values.push(String(value));
+  };
+  if (Array.isArray(list[0])) {
+    // [[name, value], ...]
+    for (const pair of list as unknown[][]) add(pair[0], pair[1]);
+  } else {
+    // [name, value, name, value, ...]
+    for (let i = 0; i + 1 < list.length; i += 2) add(list[i], list[i + 1]);
   }
   return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
 }
@@ -416,11 +424,29 @@ function expressRoute(req: TracedRequest, status: number): string | undefined {
       if (middlewareHandles.has(handle)) return routeBeforeRouting(req);
     }
   }
-  // A router the app mounted itself (`app.use('/tenants/:tid', router)`): Express gives the URL
-  // text the mount matched, not its template (`/tenants/acme`, `/ADMIN`), which would make a
-  // route, and a span name, per tenant or spelling. Nest mounts none for its routes.
-  if (req.baseUrl) return undefined;
+  if (req.baseUrl) return mountedRoute(req, route!, path);
   return path;
+}
+
+/**
+ * The route of a request served under a base URL: Express gives the URL text the mount matched,
+ * not its template (`/tenants/acme`, `/ADMIN`), which would make a route, and a span name, per
+ * tenant or spelling. A route of the app's own router in an app mounted into another
+ * (`outer.use('/api', nestApp)`) has the template in the app's `mountpath`; one of a router the
+ * app mounted itself (`app.use('/tenants/:tid', router)`) has none to be found: no route. Nest
+ * mounts no router for its routes, so only such requests pay for the search.
+ */
+function mountedRoute(req: TracedRequest, route: ExpressRoute, path: string): string | undefined {
+  const app = (req as { app?: { mountpath?: unknown; router?: { stack?: unknown } } }).app;
+  const mountpath = app?.mountpath;
+  const stack = app?.router?.stack;
+  if (typeof mountpath !== 'string' || mountpath === '/' || !Array.isArray(stack)) {
+    return undefined;
+  }
+  for (const layer of stack as ExpressLayer[]) {
+    if (layer.route === route) return mountpath + path;
+  }
+  return undefined;
 }
 
 type ExpressLayer = {

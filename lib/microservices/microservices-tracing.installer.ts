@@ -109,9 +109,9 @@ function traceServer(pkg: MicroservicesPackage, candidate: unknown, tracer: RpcS
       matched =
         handler === null || handler === undefined ? undefined : registered(this, pattern, handler);
       if (nats) {
-        queueGroup =
-          nonEmpty((handler as { extras?: { queue?: unknown } } | null)?.extras?.queue) ??
-          nonEmpty(server.options?.queue);
+        // As Nest subscribes: the handler's own queue (an empty one is none), else the server's.
+        const own = (handler as { extras?: { queue?: unknown } } | null)?.extras?.queue;
+        queueGroup = nonEmpty(own ?? server.options?.queue);
       }
       return handler;
     };

@@ -231,7 +231,6 @@ function endKeyOf(ctx: object): object {
  * by the context Nest builds for it and reads the trace context from that transport's carrier.
  */
 export class RpcServerTracer {
-  private readonly states = new WeakMap<object, RpcServerState>();
   /** Contexts of messages that entered through `handleEvent`, with the handler's pattern. */
   private readonly events = new WeakMap<object, string>();
 
@@ -276,9 +275,13 @@ export class RpcServerTracer {
         closing: false,
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
-      this.states.set(endKeyOf(ctx), state);
-      const key = inbound.grpc ? (ctx as { metadata?: unknown }).metadata : ctx;
-      if (key !== null && typeof key === 'object') MESSAGE_STATES.set(key, state);
+      // By what the end hook gets (the context; a gRPC call's request) and, for a gRPC call, by
+      // its metadata, which its handler gets: one entry for a message of any other transport.
+      MESSAGE_STATES.set(endKeyOf(ctx), state);
+      if (inbound.grpc) {
+        const metadata = (ctx as { metadata?: unknown }).metadata;
+        if (metadata !== null && typeof metadata === 'object') MESSAGE_STATES.set(metadata, state);
+      }
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
       // Tracing never stops a message from being processed.
@@ -353,9 +356,10 @@ export class RpcServerTracer {
    */
   end(ctx: unknown): void {
     if (ctx === null || typeof ctx !== 'object') return;
-    const state = this.states.get(ctx);
+    const state = MESSAGE_STATES.get(ctx);
+    // Kept after the end (until the message's objects are collected): an exception that comes
+    // later still finds its own, ended, message, not whichever the active context holds.
     if (state === undefined) return;
-    this.states.delete(ctx);
     if (state.passThrough && !state.failed) return;
     this.finish(state);
   }

@@ -39,6 +39,23 @@ describe('registerDiagLogger', () => {
     expect(sink.lines).toHaveLength(2);
   });
 
+  it("says an exporter error's status code and answer, from OpenTelemetry's JSON of it", () => {
+    const sink = recordingSink();
+    registerDiagLogger(sink, {});
+    diag.error(
+      JSON.stringify({
+        name: 'OTLPExporterError',
+        message: 'Unauthorized',
+        code: 401,
+        data: 'invalid api key',
+        stack: 'OTLPExporterError: Unauthorized\n    at ...',
+      }),
+    );
+    expect(sink.lines).toEqual([
+      'error OpenTelemetry: OTLPExporterError: Unauthorized (code 401) invalid api key',
+    ]);
+  });
+
   it('takes its level from OTEL_LOG_LEVEL, and none registers nothing', () => {
     const sink = recordingSink();
     registerDiagLogger(sink, { OTEL_LOG_LEVEL: 'debug' });

@@ -84,9 +84,13 @@ function describe(value: unknown): string {
   if (typeof value === 'string') {
     if (!value.startsWith('{"')) return value;
     try {
-      const { name, message } = JSON.parse(value) as { name?: unknown; message?: unknown };
+      const { name, message, code, data } = JSON.parse(value) as Record<string, unknown>;
       if (typeof message === 'string') {
-        return typeof name === 'string' ? `${name}: ${message}` : message;
+        // An OTLPExporterError also has the collector's status code and what it answered.
+        let text = typeof name === 'string' ? `${name}: ${message}` : message;
+        if (typeof code === 'number' || typeof code === 'string') text += ` (code ${code})`;
+        if (typeof data === 'string' && data !== '') text += ` ${data.slice(0, 500)}`;
+        return text;
       }
     } catch {
       // Not JSON after all.

@@ -93,6 +93,19 @@ describe('@OnEvent listeners run in the context of the code that emitted the eve
     await new Promise((resolve) => setImmediate(resolve));
     expect(calls).toEqual([{ event: 'audit.*', args: ['a', 2] }]);
 
+    // What eventemitter2 runs through a Promise stays so: emitAsync still waits for it.
+    const order: string[] = [];
+    const slow = async (): Promise<void> => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      order.push('async listener');
+    };
+    // eventemitter2's types take listeners as returning nothing; it awaits async ones itself.
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    emitter.on('paid', slow, false);
+    await emitter.emitAsync('paid');
+    order.push('emitAsync resolved');
+    expect(order).toEqual(['async listener', 'emitAsync resolved']);
+
     expect(emitter.listeners('audit.*')).toHaveLength(1);
     emitter.off('audit.*', listener);
     expect(emitter.listeners('audit.*')).toHaveLength(0);

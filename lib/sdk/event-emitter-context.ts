@@ -73,15 +73,21 @@ function isEventEmitter2(value: unknown): value is EventEmitterLike {
 
 /** What eventemitter2's `setupListener` schedules with its saved `setImmediate`. */
 function runsFromSavedImmediate(listener: Listener, options: unknown): boolean {
-  if (options === false) return true;
-  if (options === null || typeof options !== 'object') return false;
-  const { async, nextTick, promisify } = options as {
-    async?: unknown;
-    nextTick?: unknown;
-    promisify?: unknown;
-  };
+  let async: unknown;
+  let nextTick: unknown;
+  let promisify: unknown;
+  if (options === false) {
+    // eventemitter2's shorthand for `{ async: true }`.
+    async = true;
+  } else if (options !== null && typeof options === 'object') {
+    ({ async, nextTick, promisify } = options as Record<string, unknown>);
+  } else {
+    return false;
+  }
   if (!async || nextTick) return false;
-  return !(promisify ?? listener.constructor?.name === 'AsyncFunction');
+  // As eventemitter2 decides: only a missing `promisify` defaults to "is an async function".
+  if (promisify === undefined) promisify = listener.constructor?.name === 'AsyncFunction';
+  return !promisify;
 }
 
 /** The listener, run on the next turn through the global `setImmediate`, as eventemitter2 would. */

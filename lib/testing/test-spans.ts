@@ -53,7 +53,14 @@ export class TestSpans {
     let exporters: unknown;
     try {
       exporters = app.get(TRACING_SPAN_EXPORTER, { strict: false });
-    } catch {
+    } catch (error) {
+      // Nest's UnknownElementException; anything else (a closed app, say) is said as it is.
+      if (
+        (error as { constructor?: { name?: unknown } })?.constructor?.name !==
+        'UnknownElementException'
+      ) {
+        throw error;
+      }
       throw new Error(
         "nestjs-tracing: this application has no TracingModule. Import TracingTestingModule.forRoot(), or TracingModule.forRoot() with exporter: 'memory' and spanProcessor: 'simple'.",
       );

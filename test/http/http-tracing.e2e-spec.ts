@@ -474,7 +474,9 @@ describe.each(platforms)('header versioning, no prefix, on $name', (platform) =>
   });
 });
 
-describe('an Express router the app mounts itself', () => {
+const isServer = (span: ReadableSpan): boolean => span.kind === SpanKind.SERVER;
+
+describe('Express routers and apps mounted under a path', () => {
   type Handler = (req: unknown, res: { send(body: string): void }) => void;
   type Router = ((...args: unknown[]) => void) & { get(path: string, handler: Handler): void };
   let router: Router;
@@ -487,6 +489,39 @@ describe('an Express router the app mounts itself', () => {
   const ctx = useTracedApp(platforms[0], [TracingTestingModule.forRoot(), HttpTestModule], (a) =>
     a.use('/tenants/:tid', (...args: unknown[]) => router(...args)),
   );
+
+  it('names the routes of a Nest app mounted into another Express app by the mount path', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [TracingTestingModule.forRoot(), HttpTestModule],
+    }).compile();
+    const nest = moduleRef.createNestApplication(new ExpressAdapter(), { logger: false });
+    await nest.init();
+    const express = createRequire(import.meta.url)('express') as (() => {
+      use(path: string, app: unknown): void;
+    }) & { Router: unknown };
+    const outer = express();
+    outer.use('/api', nest.getHttpAdapter().getInstance());
+    const server = createServer(outer as never);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      // Express matches the mount regardless of case: the name is the template's all the same.
+      for (const base of ['/api', '/API']) {
+        expect((await fetch(`http://127.0.0.1:${port}${base}/orders/7`)).status).toBe(200);
+      }
+      const spans = nest.get(TestSpans);
+      const servers = (await spans.waitFor((all) => all.filter(isServer).length === 2)).filter(
+        isServer,
+      );
+      for (const span of servers) {
+        expect(span.name).toBe('GET /api/orders/:id');
+        expect(span.attributes['http.route']).toBe('/api/orders/:id');
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await nest.close();
+    }
+  });
 
   it('gives no route with the URL text the mount matched: one name for every tenant', async () => {
     for (const tenant of ['acme', 'globex']) {

@@ -8,6 +8,7 @@ import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/t
 import { trace } from '@opentelemetry/api';
 import { lastValueFrom } from 'rxjs';
 import { expectChildOf } from '../../lib/testing/index.js';
+import { HANDLER_QUEUE, PATTERNS } from './support/service-app.js';
 import {
   describeTransport,
   runScoped,
@@ -50,6 +51,13 @@ describeTransport(
     },
   },
   (apps) => {
+    it("records a handler's own queue group rather than the server's", async () => {
+      const res = await fetch(`${apps.url}/call?pattern=${PATTERNS.queued}`);
+      expect(await res.json()).toEqual({ reply: 'queued' });
+      const server = await apps.spans.waitForOne(`process ${PATTERNS.queued}`);
+      expect(server.attributes['messaging.consumer.group.name']).toBe(HANDLER_QUEUE);
+    });
+
     describe('what a Nest client sends, read by a plain NATS subscriber', () => {
       let client: ClientProxy;
       beforeAll(async () => {

@@ -28,7 +28,11 @@ export const PATTERNS = {
   recovered: 'math.recovered',
   recoveredPlain: 'math.recovered-plain',
   recoveredAsync: 'math.recovered-async',
+  queued: 'math.queued',
 } as const;
+
+/** The queue group of the handler of PATTERNS.queued, where a transport has them (NATS). */
+export const HANDLER_QUEUE = 'priority-workers';
 
 /** An object pattern; clients may send its keys in another order. */
 export const OBJECT_PATTERN = { cmd: 'math.object', v: 1 } as const;
@@ -169,6 +173,11 @@ export class ServiceController {
   @MessagePattern(OBJECT_PATTERN)
   objectPattern(): string {
     return 'object';
+  }
+
+  @MessagePattern(PATTERNS.queued, { queue: HANDLER_QUEUE })
+  queued(): string {
+    return 'queued';
   }
 
   @MessagePattern(PATTERNS.recovered)
