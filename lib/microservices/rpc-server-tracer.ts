@@ -109,13 +109,13 @@ export interface GrpcCallHandle {
 export const RPC_SERVER_STATE = createContextKey('nestjs-tracing rpc server state');
 
 /**
- * The state of each message by the second argument Nest hands its handler: the transport's
- * context (`TcpContext`, `NatsContext`, ...), or a gRPC call's `Metadata`. Nest's exception layer
- * gets the handler's arguments, so an exception finds its own message's span there, whatever
- * context is active when it arrives: an Observable that errors from a Node callback (`fs`,
- * `bindNodeCallback`), outside any context under the promise-hooks manager; a shared `Subject`
- * errored while another message is being handled; a gRPC request stream's error, raised from
- * grpc-js's `data` event.
+ * The state of each message being processed, by the second argument Nest hands its handler: the
+ * transport's context (`TcpContext`, `NatsContext`, ...), or a gRPC request stream's `Metadata`
+ * (and by a gRPC call's request, for the end hook). Nest's exception layer gets the handler's
+ * arguments, so an exception finds its own message's span there, whatever context is active
+ * when it arrives: an Observable that errors from a Node callback (`fs`, `bindNodeCallback`),
+ * outside any context under the promise-hooks manager; a shared `Subject` errored while another
+ * message is being handled; a gRPC request stream's error, raised from grpc-js's `data` event.
  */
 const MESSAGE_STATES = new WeakMap<object, RpcServerState>();
 
@@ -275,12 +275,14 @@ export class RpcServerTracer {
         closing: false,
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
-      // By what the end hook gets (the context; a gRPC call's request) and, for a gRPC call, by
-      // its metadata, which its handler gets: one entry for a message of any other transport.
+      // By what the end hook gets (the context; a gRPC call's request), which is what the handler
+      // gets too, but on gRPC. A gRPC request stream's error arrives outside the call's context:
+      // it is found by the call's metadata, which its handler gets (a unary or server-streaming
+      // call's errors arrive in its context).
       MESSAGE_STATES.set(endKeyOf(ctx), state);
-      if (inbound.grpc) {
-        const metadata = (ctx as { metadata?: unknown }).metadata;
-        if (metadata !== null && typeof metadata === 'object') MESSAGE_STATES.set(metadata, state);
+      const call = ctx as { metadata?: unknown; request?: unknown };
+      if (inbound.grpc && call.request === undefined && typeof call.metadata === 'object') {
+        if (call.metadata !== null) MESSAGE_STATES.set(call.metadata, state);
       }
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
@@ -357,9 +359,10 @@ export class RpcServerTracer {
   end(ctx: unknown): void {
     if (ctx === null || typeof ctx !== 'object') return;
     const state = MESSAGE_STATES.get(ctx);
-    // Kept after the end (until the message's objects are collected): an exception that comes
-    // later still finds its own, ended, message, not whichever the active context holds.
     if (state === undefined) return;
+    // Taken out at once: a weak map that kept every message until its objects were collected
+    // would grow by thousands of entries between two GCs, each of which walks it.
+    MESSAGE_STATES.delete(ctx);
     if (state.passThrough && !state.failed) return;
     this.finish(state);
   }
