@@ -355,7 +355,7 @@ function headerGiven(state: HttpRequestState, name: string): OutgoingHttpHeader 
   };
   if (Array.isArray(list[0])) {
     // [[name, value], ...]
-    for (const pair of list as unknown[][]) add(pair[0], pair[1]);
+    for (const pair of list) if (Array.isArray(pair)) add(pair[0], pair[1]);
   } else {
     // [name, value, name, value, ...]
     for (let i = 0; i + 1 < list.length; i += 2) add(list[i], list[i + 1]);
@@ -437,16 +437,29 @@ function expressRoute(req: TracedRequest, status: number): string | undefined {
  * mounts no router for its routes, so only such requests pay for the search.
  */
 function mountedRoute(req: TracedRequest, route: ExpressRoute, path: string): string | undefined {
-  const app = (req as { app?: { mountpath?: unknown; router?: { stack?: unknown } } }).app;
-  const mountpath = app?.mountpath;
+  let prefix = mountPrefixes.get(route);
+  if (prefix === undefined) {
+    prefix = mountPrefixOf(req, route);
+    mountPrefixes.set(route, prefix);
+  }
+  return prefix === null ? undefined : prefix + path;
+}
+
+/** Per route of an app mounted into another: its mount path, or null for none to be found. */
+const mountPrefixes = new WeakMap<object, string | null>();
+
+function mountPrefixOf(req: TracedRequest, route: ExpressRoute): string | null {
+  const app = (
+    req as { app?: { path?: unknown; mountpath?: unknown; router?: { stack?: unknown } } }
+  ).app;
   const stack = app?.router?.stack;
-  if (typeof mountpath !== 'string' || mountpath === '/' || !Array.isArray(stack)) {
-    return undefined;
-  }
-  for (const layer of stack as ExpressLayer[]) {
-    if (layer.route === route) return mountpath + path;
-  }
-  return undefined;
+  if (app === undefined || !Array.isArray(stack)) return null;
+  if (!(stack as ExpressLayer[]).some((layer) => layer.route === route)) return null;
+  // `app.path()`: the mount paths of the app and of the apps it is mounted in, as written.
+  const full =
+    typeof app.path === 'function' ? (app.path as () => unknown).call(app) : app.mountpath;
+  if (typeof full !== 'string' || full === '' || full === '/') return null;
+  return full.endsWith('/') ? full.slice(0, -1) : full;
 }
 
 type ExpressLayer = {

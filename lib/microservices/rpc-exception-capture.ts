@@ -36,31 +36,39 @@ export function captureRpcExceptions(pkg: MicroservicesPackage): void {
     const answer = original.apply(this, args);
     // What the exception layer (Nest's filter, or the app's) answers with is what the caller
     // gets: an error, or (a filter that recovered) a normal answer, and then the span is not an
-    // error either. Nest sends a filter's Observable, Promise or plain value alike. A gRPC call's
-    // status is that answer's, which grpc-js sends. Noted as it goes out; nothing else changes.
-    if (isObservable(answer)) {
-      return answer.pipe(
-        tap({
-          error: (sent: unknown) => failedWith(state, sent),
-          complete: () => recovered(state),
-        }),
-      );
-    }
-    if (isThenable(answer)) {
-      return answer.then(
-        (value) => {
-          recovered(state);
-          return value;
-        },
-        (sent: unknown) => {
-          failedWith(state, sent);
-          throw sent;
-        },
-      );
-    }
-    recovered(state);
-    return answer;
+    // error either. A gRPC call's status is that answer's, which grpc-js sends. Noted as it goes
+    // out; nothing else changes.
+    return followAnswer(state, answer);
   };
+}
+
+/**
+ * Notes how the exception layer's answer goes: an Observable as it errors or completes; a
+ * Promise (an `async catch()`) by what it settles to, which Nest sends on in its turn (an
+ * Observable, as `super.catch()` returns, is followed in its turn); any other value is a normal
+ * answer.
+ */
+function followAnswer(state: RpcServerState, answer: unknown): unknown {
+  if (isObservable(answer)) {
+    return answer.pipe(
+      tap({
+        error: (sent: unknown) => failedWith(state, sent),
+        complete: () => recovered(state),
+      }),
+    );
+  }
+  if (isThenable(answer)) {
+    // Adopted into a native Promise: a thenable's own `then` may return anything.
+    return Promise.resolve(answer).then(
+      (value) => followAnswer(state, value),
+      (sent: unknown) => {
+        failedWith(state, sent);
+        throw sent;
+      },
+    );
+  }
+  recovered(state);
+  return answer;
 }
 
 function failedWith(state: RpcServerState, sent: unknown): void {

@@ -68,6 +68,8 @@ export interface RpcServerState {
   sentDetails?: string;
   /** A `@GrpcStreamCall` handler: the span ends with the call, not when the handler returns. */
   passThrough: boolean;
+  /** gRPC: the metadata the state is also found by, to take out at the end. */
+  argsKey: object | undefined;
   /**
    * gRPC: CANCELLED or DEADLINE_EXCEEDED, when the client cancelled or the deadline passed while
    * the call was still open (told apart as it happened).
@@ -273,16 +275,18 @@ export class RpcServerTracer {
         ended: false,
         passThrough: false,
         closing: false,
+        argsKey: undefined,
       };
       if (inbound.grpc && grpcCall !== undefined) this.followCall(state, grpcCall);
-      // By what the end hook gets (the context; a gRPC call's request), which is what the handler
-      // gets too, but on gRPC. A gRPC request stream's error arrives outside the call's context:
-      // it is found by the call's metadata, which its handler gets (a unary or server-streaming
-      // call's errors arrive in its context).
+      // By what the end hook gets (the context; a gRPC call's request), which the handler gets
+      // too on every transport but gRPC, where the handler gets the call's metadata: noted as
+      // well, and taken out at the end with the other, but for a request stream, whose errors
+      // may come from grpc-js's events after it.
       MESSAGE_STATES.set(endKeyOf(ctx), state);
-      const call = ctx as { metadata?: unknown; request?: unknown };
-      if (inbound.grpc && call.request === undefined && typeof call.metadata === 'object') {
-        if (call.metadata !== null) MESSAGE_STATES.set(call.metadata, state);
+      const metadata = inbound.grpc ? (ctx as { metadata?: unknown }).metadata : undefined;
+      if (metadata !== null && typeof metadata === 'object') {
+        MESSAGE_STATES.set(metadata, state);
+        if ((ctx as { request?: unknown }).request !== undefined) state.argsKey = metadata;
       }
       spanContext = withSpan(parent, span).setValue(RPC_SERVER_STATE, state);
     } catch {
@@ -363,6 +367,7 @@ export class RpcServerTracer {
     // Taken out at once: a weak map that kept every message until its objects were collected
     // would grow by thousands of entries between two GCs, each of which walks it.
     MESSAGE_STATES.delete(ctx);
+    if (state.argsKey !== undefined) MESSAGE_STATES.delete(state.argsKey);
     if (state.passThrough && !state.failed) return;
     this.finish(state);
   }

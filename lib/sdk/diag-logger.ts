@@ -89,7 +89,10 @@ function describe(value: unknown): string {
         // An OTLPExporterError also has the collector's status code and what it answered.
         let text = typeof name === 'string' ? `${name}: ${message}` : message;
         if (typeof code === 'number' || typeof code === 'string') text += ` (code ${code})`;
-        if (typeof data === 'string' && data !== '') text += ` ${data.slice(0, 500)}`;
+        if (typeof data === 'string' && data !== '') {
+          // What the collector answered, on one line of printable text.
+          text += ` ${printable(data.slice(0, 500))}`;
+        }
         return text;
       }
     } catch {
@@ -102,4 +105,14 @@ function describe(value: unknown): string {
   } catch {
     return String(value);
   }
+}
+
+/** Control characters (line breaks, a binary answer's bytes) as spaces. */
+function printable(text: string): string {
+  let out = '';
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    out += code < 0x20 || (code >= 0x7f && code < 0xa0) ? ' ' : char;
+  }
+  return out;
 }

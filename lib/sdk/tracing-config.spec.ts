@@ -692,6 +692,21 @@ describe('resolveTracingConfig', () => {
     describe("the OTLP exporters' other variables", () => {
       it.each([
         [
+          'OTEL_EXPORTER_OTLP_COMPRESSION',
+          'zip',
+          "OTEL_EXPORTER_OTLP_COMPRESSION value 'zip' is not gzip or none; the exporter ignores it.",
+        ],
+        [
+          'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
+          'abc',
+          "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT value 'abc' is not a number of milliseconds above 0; the exporter ignores it.",
+        ],
+        [
+          'OTEL_EXPORTER_OTLP_TIMEOUT',
+          '0',
+          "OTEL_EXPORTER_OTLP_TIMEOUT value '0' is not a number of milliseconds above 0; the exporter ignores it.",
+        ],
+        [
           'OTEL_EXPORTER_OTLP_HEADERS',
           'Bearer s3cret,x-ok=1',
           'OTEL_EXPORTER_OTLP_HEADERS has an entry that is not key=value (1 of 2), which the exporter drops.',
@@ -708,6 +723,7 @@ describe('resolveTracingConfig', () => {
       });
 
       it.each([
+        [{}, { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_TIMEOUT: '1500.5' }],
         [{}, { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'api-key=a=b, x-team = payments,' }],
         [{ exporter: 'otlp-grpc' }, { OTEL_EXPORTER_OTLP_HEADERS: 'my key=v' }],
         // Not an OTLP exporter: not its variables to check.

@@ -398,10 +398,11 @@ function checkEnvEndpoints(
 }
 
 /**
- * `OTEL_EXPORTER_OTLP_HEADERS`: the exporter drops an entry that is not `key=value` without a
- * word to anyone. (An invalid compression or timeout it reports itself, through OpenTelemetry's
- * diag logger, which the module registers.) Read with OpenTelemetry's own parser; the values
- * are never repeated (they hold credentials).
+ * The OTLP exporters' other variables, which they read themselves (in their constructors, before
+ * the module's diag logger is registered) and, when a value is invalid, ignore: said at
+ * start-up instead. A header entry that is not `key=value` (read with OpenTelemetry's own
+ * parser) is dropped without a word to anyone. Header values are never repeated (they hold
+ * credentials).
  */
 function checkEnvExportSettings(
   env: Env,
@@ -410,8 +411,23 @@ function checkEnvExportSettings(
 ): void {
   const otlp = exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc');
   if (!otlp) return;
-  for (const key of ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS']) {
-    const headers = nonEmpty(env[key]);
+  for (const prefix of ['OTEL_EXPORTER_OTLP_TRACES_', 'OTEL_EXPORTER_OTLP_']) {
+    const compression = nonEmpty(env[`${prefix}COMPRESSION`])?.trim();
+    if (compression !== undefined && compression !== 'gzip' && compression !== 'none') {
+      warnings.push(
+        `${prefix}COMPRESSION value '${compression}' is not gzip or none; the exporter ignores it.`,
+      );
+    }
+    const timeout = nonEmpty(env[`${prefix}TIMEOUT`])?.trim();
+    if (timeout !== undefined) {
+      const ms = Number(timeout);
+      if (!Number.isFinite(ms) || ms <= 0) {
+        warnings.push(
+          `${prefix}TIMEOUT value '${timeout}' is not a number of milliseconds above 0; the exporter ignores it.`,
+        );
+      }
+    }
+    const headers = nonEmpty(env[`${prefix}HEADERS`]);
     if (headers === undefined) continue;
     const entries = headers.split(',').filter((entry) => entry.trim() !== '');
     const bad = entries.flatMap((entry, i) =>
@@ -419,7 +435,7 @@ function checkEnvExportSettings(
     );
     if (bad.length > 0) {
       warnings.push(
-        `${key} has ${bad.length === 1 ? 'an entry' : 'entries'} that ${bad.length === 1 ? 'is' : 'are'} not key=value (${bad.join(', ')} of ${entries.length}), which the exporter drops.`,
+        `${prefix}HEADERS has ${bad.length === 1 ? 'an entry' : 'entries'} that ${bad.length === 1 ? 'is' : 'are'} not key=value (${bad.join(', ')} of ${entries.length}), which the exporter drops.`,
       );
     }
   }

@@ -500,7 +500,8 @@ describe('Express routers and apps mounted under a path', () => {
       use(path: string, app: unknown): void;
     }) & { Router: unknown };
     const outer = express();
-    outer.use('/api', nest.getHttpAdapter().getInstance());
+    // A trailing slash, as some write it: the name has one slash all the same.
+    outer.use('/api/', nest.getHttpAdapter().getInstance());
     const server = createServer(outer as never);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {

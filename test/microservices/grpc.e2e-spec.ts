@@ -45,6 +45,7 @@ import {
   of,
   toArray,
   Observable,
+  Subject,
 } from 'rxjs';
 import { Trace, TraceService, TracingModule } from '../../lib/index.js';
 import {
@@ -101,6 +102,9 @@ class FallbackFilter implements RpcExceptionFilter {
 const slowly = (...ids: string[]): Observable<Order> =>
   from(ids.map((id) => ({ id }))).pipe(concatMap((o) => of(o).pipe(delay(20))));
 
+/** A job one call waits for and another fails (see the test that uses it). */
+const job = { subject: new Subject<Order>(), waiting: (): void => undefined };
+
 @Injectable()
 class OrderStore {
   constructor(private readonly tracing: TraceService) {}
@@ -127,6 +131,10 @@ class OrdersGrpcController {
   @GrpcMethod('Orders', 'Create')
   create(data: { sku: string }, metadata: grpc.Metadata): Promise<Order> | Observable<Order> {
     // The answer goes with the first value; the Observable completes later (a take(2), say).
+    if (data.sku === 'fail-the-job') {
+      job.subject.error(new Error('the job failed'));
+      return Promise.resolve({ id: 'failed-it' });
+    }
     if (data.sku === 'late-complete') {
       return new Observable<Order>((subscriber) => {
         subscriber.next({ id: 'early' });
@@ -147,7 +155,11 @@ class OrdersGrpcController {
   }
 
   @GrpcMethod('Orders', 'Find')
-  find(data: { id: string }): Order {
+  find(data: { id: string }): Order | Observable<Order> {
+    if (data.id === 'wait-for-the-job') {
+      job.waiting();
+      return job.subject;
+    }
     if (data.id === 'missing')
       throw new RpcException({ code: grpc.status.NOT_FOUND, message: 'no order missing' });
     if (data.id === 'broken') throw new Error('the order store is down');
@@ -606,6 +618,26 @@ describe('the gRPC transport', () => {
       expect(span.attributes['error.type']).toBeUndefined();
       expect(span.status.code).toBe(SpanStatusCode.UNSET);
     }
+  });
+
+  it('records an error on the call that waited for it, not on the call being handled', async () => {
+    job.subject = new Subject<Order>();
+    const waiting = new Promise<void>((resolve) => (job.waiting = resolve));
+    const stub = gateway.get<ClientGrpc>(ORDERS).getService<OrdersClient>('Orders');
+    const waited = firstValueFrom(stub.find({ id: 'wait-for-the-job' })).catch((e: unknown) => e);
+    await waiting;
+    expect(await firstValueFrom(stub.create({ sku: 'fail-the-job', quantity: 1 }))).toMatchObject({
+      id: 'failed-it',
+    });
+    expect(await waited).toMatchObject({ details: 'Internal server error' });
+    const finder = (await callSpans('Find')).handler;
+    const creator = (await callSpans('Create')).handler;
+    expect(finder.attributes['rpc.status_code']).toBe('UNKNOWN');
+    expect(finder.status.code).toBe(SpanStatusCode.ERROR);
+    expect(finder.events.some((e) => e.name === 'exception')).toBe(true);
+    expect(creator.attributes['rpc.status_code']).toBe('OK');
+    expect(creator.status.code).toBe(SpanStatusCode.UNSET);
+    expect(creator.events).toEqual([]);
   });
 
   it("traces a call given its options in the metadata's place", async () => {

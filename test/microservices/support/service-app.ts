@@ -5,11 +5,19 @@ import {
   Module,
   UseFilters,
   UseGuards,
+  type ArgumentsHost,
   type CanActivate,
   type ExceptionFilter,
   type ExecutionContext,
 } from '@nestjs/common';
-import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import {
+  BaseRpcExceptionFilter,
+  Ctx,
+  EventPattern,
+  MessagePattern,
+  Payload,
+  RpcException,
+} from '@nestjs/microservices';
 import { readFile } from 'node:fs';
 import { bindNodeCallback, of, Subject, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../../lib/index.js';
@@ -29,6 +37,7 @@ export const PATTERNS = {
   recoveredPlain: 'math.recovered-plain',
   recoveredAsync: 'math.recovered-async',
   queued: 'math.queued',
+  reraised: 'math.reraised',
 } as const;
 
 /** The queue group of the handler of PATTERNS.queued, where a transport has them (NATS). */
@@ -130,6 +139,16 @@ export class PlainFallbackFilter implements ExceptionFilter {
   }
 }
 
+/** Does something first (an audit record, say), then lets Nest's own filter answer: an error. */
+@Catch()
+export class AsyncRethrowFilter implements ExceptionFilter {
+  private readonly nest = new BaseRpcExceptionFilter();
+  async catch(exception: unknown, host: ArgumentsHost): Promise<Observable<unknown>> {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    return this.nest.catch(exception, host);
+  }
+}
+
 @Catch()
 export class AsyncFallbackFilter implements ExceptionFilter {
   async catch(): Promise<{ fallback: true }> {
@@ -173,6 +192,12 @@ export class ServiceController {
   @MessagePattern(OBJECT_PATTERN)
   objectPattern(): string {
     return 'object';
+  }
+
+  @MessagePattern(PATTERNS.reraised)
+  @UseFilters(AsyncRethrowFilter)
+  reraised(): never {
+    throw new RpcException('re-raised by the filter');
   }
 
   @MessagePattern(PATTERNS.queued, { queue: HANDLER_QUEUE })

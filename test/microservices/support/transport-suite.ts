@@ -308,6 +308,17 @@ export function describeTransport(
       },
     );
 
+    it("marks the server span ERROR when an async filter hands the error on to Nest's own", async () => {
+      const res = await get(apps, `/call?pattern=${PATTERNS.reraised}`, TRACEPARENT);
+      expect(await res.json()).toMatchObject({ error: { status: 'error' } });
+      const server = await apps.spans.waitForOne(`process ${PATTERNS.reraised}`);
+      expect(server.status).toEqual({
+        code: SpanStatusCode.ERROR,
+        message: 're-raised by the filter',
+      });
+      expect(server.attributes['error.type']).toBe('RpcException');
+    });
+
     it('records an error from a Node callback on the span of its message', async () => {
       const res = await get(apps, `/call?pattern=${PATTERNS.readMissing}`, TRACEPARENT);
       expect(await res.json()).toMatchObject({ error: { status: 'error' } });
