@@ -209,6 +209,19 @@ export function recordError(span: Span, err: unknown, setStatus = true): void {
 }
 
 /**
+ * Whether `value` has a `then` method: a Promise, or any other thenable.
+ *
+ * @internal
+ */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Partial<PromiseLike<unknown>>).then === 'function'
+  );
+}
+
+/**
  * Ends `span` when `thenable` settles, and returns what the caller gets in its place.
  *
  * - A native Promise: the Promise chained on it, which settles the same way.

@@ -1,5 +1,6 @@
 import { context } from '@opentelemetry/api';
 import { isObservable, tap } from 'rxjs';
+import { isThenable } from '../decorators/trace.decorator.js';
 import type { MicroservicesPackage } from './microservices-package.js';
 import { RPC_SERVER_STATE, stateOfHandlerArgs, type RpcServerState } from './rpc-server-tracer.js';
 
@@ -80,12 +81,4 @@ function recovered(state: RpcServerState): void {
   if (state.answered) return;
   state.answered = true;
   state.recovered = true;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }

@@ -112,8 +112,8 @@ export const RPC_SERVER_STATE = createContextKey('nestjs-tracing rpc server stat
 
 /**
  * The state of each message being processed, by the second argument Nest hands its handler: the
- * transport's context (`TcpContext`, `NatsContext`, ...), or a gRPC request stream's `Metadata`
- * (and by a gRPC call's request, for the end hook). Nest's exception layer gets the handler's
+ * transport's context (`TcpContext`, `NatsContext`, ...), or a gRPC call's `Metadata` (and by a
+ * gRPC call's request, for the end hook). Nest's exception layer gets the handler's
  * arguments, so an exception finds its own message's span there, whatever context is active
  * when it arrives: an Observable that errors from a Node callback (`fs`, `bindNodeCallback`),
  * outside any context under the promise-hooks manager; a shared `Subject` errored while another

@@ -8,7 +8,7 @@ import {
   type Span,
   type SpanKind,
 } from '@opentelemetry/api';
-import { endWhenSettled, recordError } from '../decorators/trace.decorator.js';
+import { endWhenSettled, isThenable, recordError } from '../decorators/trace.decorator.js';
 import { withSpan } from '../sdk/chain-context.js';
 import { getTracer } from '../sdk/tracer.js';
 
@@ -154,12 +154,4 @@ export class TraceService {
     for (const [key, value] of Object.entries(entries)) baggage = baggage.setEntry(key, { value });
     return context.with(propagation.setBaggage(context.active(), baggage), fn);
   }
-}
-
-function isThenable<T>(value: T): value is T & PromiseLike<unknown> {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Partial<PromiseLike<unknown>>).then === 'function'
-  );
 }
