@@ -169,10 +169,7 @@ export function resolveTracingConfig(
   const httpClient = resolveSwitch(opts.httpClient, 'httpClient');
   const shutdownTimeoutMs = resolveShutdownTimeout(opts.shutdownTimeoutMs);
   const spanLimits = resolveSpanLimits(env, warnings);
-  if (
-    spanProcessor === 'simple' &&
-    exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc')
-  ) {
+  if (spanProcessor === 'simple' && usesOtlp(exporters)) {
     // OpenTelemetry's OTLP exporters refuse more than 30 exports in flight; one per span gets
     // there under the lightest load, and the refused spans are lost.
     warnings.push(
@@ -409,8 +406,7 @@ function checkEnvExportSettings(
   exporters: readonly ExporterOption[],
   warnings: string[],
 ): void {
-  const otlp = exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc');
-  if (!otlp) return;
+  if (!usesOtlp(exporters)) return;
   for (const prefix of ['OTEL_EXPORTER_OTLP_TRACES_', 'OTEL_EXPORTER_OTLP_']) {
     const compression = nonEmpty(env[`${prefix}COMPRESSION`])?.trim();
     if (compression !== undefined && compression !== 'gzip' && compression !== 'none') {
@@ -439,6 +435,11 @@ function checkEnvExportSettings(
       );
     }
   }
+}
+
+/** Whether one of the exporters is an OTLP one, of any protocol. */
+function usesOtlp(exporters: readonly ExporterOption[]): boolean {
+  return exporters.some((e) => e === 'otlp' || e === 'otlp-http-json' || e === 'otlp-grpc');
 }
 
 function resolveOtlpProtocol(env: Env, warnings: string[]): OtlpProtocol {
