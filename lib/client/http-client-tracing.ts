@@ -1,8 +1,21 @@
-import { context, propagation, trace, type Span, type TracerProvider } from '@opentelemetry/api';
-import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
+import {
+  context,
+  propagation,
+  trace,
+  type Attributes,
+  type Span,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_URL_FULL,
+  ATTR_URL_QUERY,
+} from '@opentelemetry/semantic-conventions';
 import { channel } from 'node:diagnostics_channel';
-import http from 'node:http';
+import http, { type OutgoingHttpHeaders, type RequestOptions } from 'node:http';
 import { createRequire } from 'node:module';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { redactedQuery } from '../http/http-server-tracer.js';
 
 /**
  * Outbound HTTP: `fetch` (undici) and Node's `http`/`https` clients (what `@nestjs/axios` and most
@@ -97,7 +110,12 @@ async function makeHttpInstrumentation(): Promise<Instrumentation> {
   const instrumentation = new HttpInstrumentation({
     disableIncomingRequestInstrumentation: true,
     requireParentforOutgoingSpans: true,
-    requestHook: dropStaleTraceState,
+    // Called first, with the instrumentation's own copy of the options: never ignores a call.
+    ignoreOutgoingRequestHook: headersAsObject,
+    requestHook: (span, request) => {
+      dropStaleTraceState(span, request);
+      redactUrl(span);
+    },
     applyCustomAttributesOnSpan: (span, _request, response) => {
       // A 4xx or 5xx answer is the client's error: its type is the status code.
       const status = (response as { statusCode?: number } | undefined)?.statusCode;
@@ -116,8 +134,86 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
   const { UndiciInstrumentation } = await import('@opentelemetry/instrumentation-undici');
   return new UndiciInstrumentation({
     requireParentforSpans: true,
+    startSpanHook: redactedUrlAttributes,
     requestHook: dropCarriedHeaders,
   });
+}
+
+/**
+ * Node's `http.request` takes its headers as a list too (`['Name', 'value', ...]`, or pairs), to
+ * send exactly those. The instrumentation copies the headers with `Object.assign` to write the
+ * call's into them, which turns a list into headers named `0`, `1`, ... (the request's own
+ * headers are lost, traced or not). So the instrumentation's copy of the options gets them as an
+ * object: each name as first spelt, a repeated name (in any case) with its values in a list, and
+ * no `Host` added when the list had none (Node adds none to a list).
+ */
+export function headersAsObject(options: RequestOptions): boolean {
+  const list: unknown = options.headers;
+  if (!Array.isArray(list)) return false;
+  const headers: OutgoingHttpHeaders = {};
+  const spelt = new Map<string, string>();
+  const add = (name: unknown, value: unknown): void => {
+    if (typeof name !== 'string' || value === undefined) return;
+    const lower = name.toLowerCase();
+    const key = spelt.get(lower);
+    if (key === undefined) {
+      spelt.set(lower, name);
+      headers[name] = value as OutgoingHttpHeaders[string];
+      return;
+    }
+    const values = ([] as unknown[]).concat(headers[key], value);
+    headers[key] = values as string[];
+  };
+  if (Array.isArray(list[0])) {
+    for (const pair of list as unknown[]) {
+      if (Array.isArray(pair)) add(pair[0], pair[1]);
+    }
+  } else {
+    for (let i = 0; i + 1 < list.length; i += 2) add(list[i], list[i + 1]);
+  }
+  options.headers = headers;
+  if (!spelt.has('host')) options.setHost = false;
+  return false;
+}
+
+/**
+ * `url.full` of undici's span with the values of credentials in its query redacted, as for
+ * inbound requests (the instrumentation redacts none), and `url.query` without its `?` (none when
+ * the URL has no query), as the conventions write it.
+ */
+function redactedUrlAttributes(request: { origin?: unknown; path?: unknown }): Attributes {
+  const attributes: Attributes = {};
+  let url: URL;
+  try {
+    url = new URL(String(request.path), String(request.origin));
+  } catch {
+    return attributes;
+  }
+  const query = url.search.slice(1);
+  attributes[ATTR_URL_QUERY] = query === '' ? undefined : redactedQuery(query);
+  if (query !== '') attributes[ATTR_URL_FULL] = redactedUrl(url.href);
+  return attributes;
+}
+
+/** `url` with the values of credentials in its query redacted. */
+function redactedUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const hash = url.indexOf('#', q);
+  const end = hash === -1 ? url.length : hash;
+  return url.slice(0, q + 1) + redactedQuery(url.slice(q + 1, end)) + url.slice(end);
+}
+
+/**
+ * Node's `http` client: the instrumentation redacts only the query keys the conventions name, and
+ * those in one spelling; the span's `url.full` gets the inbound requests' redaction too (read back
+ * from the package's own span, which the instrumentation was given).
+ */
+function redactUrl(span: Span): void {
+  const full = (span as Partial<ReadableSpan>).attributes?.[ATTR_URL_FULL];
+  if (typeof full !== 'string' || !full.includes('?')) return;
+  const redacted = redactedUrl(full);
+  if (redacted !== full) span.setAttribute(ATTR_URL_FULL, redacted);
 }
 
 /**

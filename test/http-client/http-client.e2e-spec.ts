@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url';
 interface Result {
   statuses: number[];
   more: number[];
+  listed: number[];
   received: Array<{
     path: string;
     traceparent: string | null;
     tracestate: string | null;
     traceparents: number;
+    rawHeaders: string[];
   }>;
   spans: Array<{
     name: string;
@@ -98,6 +100,63 @@ describe('outbound HTTP, edge cases', () => {
     },
   );
 
+  /** The headers a request arrived with, as name/value pairs, less the ones Node adds itself. */
+  const pairs = (raw: string[] | undefined): string[][] =>
+    (raw ?? [])
+      .flatMap((h, i, all) => (i % 2 === 0 ? [[h, all[i + 1] as string]] : []))
+      .filter(([name]) => !/^(connection|traceparent)$/i.test(name as string));
+
+  it.each([
+    ['inside a span', '/raw-list', true],
+    ['outside any span', '/raw-list-outside', false],
+  ])(
+    'sends the headers an http.request was given as a list as they were, %s',
+    (_where, path, traced) => {
+      expect(result.listed).toEqual([200, 200]);
+      const hop = result.received.find((r) => r.path === path);
+      const names = pairs(hop?.rawHeaders).map(([name]) => name?.toLowerCase());
+      expect(names).toEqual(['host', 'authorization', 'x-tag', 'x-tag']);
+      expect(pairs(hop?.rawHeaders).slice(1)).toEqual([
+        ['Authorization', 'Bearer abc'],
+        ['X-Tag', 'a'],
+        ['X-Tag', 'b'],
+      ]);
+      if (!traced) {
+        expect(hop?.traceparent).toBeNull();
+        return;
+      }
+      const server = result.spans.find((s) => s.name === 'GET /raw-headers');
+      const client = result.spans.find(
+        (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId,
+      );
+      expect(hop?.traceparent).toBe(`00-${TRACE_ID}-${client?.spanId}-01`);
+    },
+  );
+
+  it.each([
+    ['fetch', '/secret-fetch', '@opentelemetry/instrumentation-undici'],
+    ['http (axios)', '/secret-axios', '@opentelemetry/instrumentation-http'],
+  ])(
+    "redacts credentials in a %s call's query, as for inbound requests",
+    (_client, path, scope) => {
+      const server = result.spans.find((s) => s.name === 'GET /secret-query');
+      const client = result.spans.find(
+        (s) => s.kind === SpanKind.CLIENT && s.parentSpanId === server?.spanId && s.scope === scope,
+      );
+      const full = client?.attributes['url.full'];
+      expect(full).toBe(
+        `http://127.0.0.1:${new URL(String(full)).port}${path}?sig=REDACTED&Token=REDACTED&page=3`,
+      );
+      if (scope.endsWith('undici')) {
+        expect(client?.attributes['url.query']).toBe('sig=REDACTED&Token=REDACTED&page=3');
+      }
+      // What went out is the URL as the app wrote it.
+      expect(result.received.find((r) => r.path?.startsWith(path))?.path).toBe(
+        `${path}?sig=S1&Token=S2&page=3`,
+      );
+    },
+  );
+
   it('gives a call answered with a 5xx the status code as error.type', () => {
     const server = result.spans.find((s) => s.name === 'GET /failing');
     const client = result.spans.find(
@@ -117,6 +176,6 @@ it('leaves an outbound request made outside any span untraced, without a header'
     result.spans.filter((s) => s.kind === SpanKind.CLIENT && s.parentSpanId === undefined),
   ).toEqual([]);
   const servers = result.spans.filter((s) => s.kind === SpanKind.SERVER);
-  expect(servers).toHaveLength(5);
+  expect(servers).toHaveLength(7);
   for (const server of servers) expect(server.parentSpanId).toBe('00f067aa0ba902b7');
 }, 90_000);
