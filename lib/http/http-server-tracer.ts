@@ -61,6 +61,8 @@ export interface HttpRequestState {
   route: string | undefined;
   /** The exception Nest's exception layer handled for this request, if any. */
   exception: unknown;
+  /** That exception came after the response's head had gone out (its status is no sign of it). */
+  exceptionAfterHead: boolean;
   /**
    * Whether writeHead has to run {@link beforeHeaders}: the trace headers are on, or response
    * headers are recorded. Cleared once it ran.
@@ -203,6 +205,7 @@ export class HttpServerTracer {
       request: req,
       route: undefined,
       exception: undefined,
+      exceptionAfterHead: false,
       hookHeaders: this.traceResponse || this.responseHeaders.length > 0,
       traceResponse: this.traceResponse,
       headerObject: undefined,
@@ -320,6 +323,12 @@ function finish(state: HttpRequestState, res: TracedResponse): void {
       span.setAttribute(ATTR_ERROR_TYPE, String(status));
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
+  } else if (state.exceptionAfterHead) {
+    // The handler failed after the head went out with its status (it wrote the head itself, or
+    // an SSE stream broke): the client got a cut-short answer.
+    addExceptionEvent(span, exception);
+    span.setAttribute(ATTR_ERROR_TYPE, errorTypeOf(exception));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(exception) });
   }
   if (aborted) {
     // The client went away before the whole response was written.

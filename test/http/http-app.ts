@@ -15,6 +15,8 @@ import {
   Param,
   Post,
   Res,
+  Sse,
+  type MessageEvent,
   type PipeTransform,
   UseGuards,
   UseInterceptors,
@@ -28,7 +30,7 @@ import {
 } from '@nestjs/common';
 import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { ServerResponse } from 'node:http';
-import { delay, of, type Observable } from 'rxjs';
+import { concat, delay, map, of, timer, type Observable } from 'rxjs';
 import { Trace, TraceService } from '../../lib/index.js';
 
 /** Express's response is Node's; Fastify's reply wraps it as `raw`. */
@@ -154,6 +156,26 @@ export class AppController {
     const raw = res.raw ?? res;
     raw.writeHead(200, ['Content-Type', 'text/plain', 'Server-Timing', 'app;dur=2']);
     raw.end('own list');
+  }
+
+  /** Writes the head and part of the body, then fails: its 200 has gone out already. */
+  @Get('cut-short')
+  cutShort(@Res() res: RawResponse): void {
+    const raw = res.raw ?? res;
+    raw.writeHead(200, { 'content-type': 'text/plain' });
+    raw.write('part of it');
+    throw new RangeError('failed after the head');
+  }
+
+  /** An event stream that fails after its first event. */
+  @Sse('feed')
+  feed(): Observable<MessageEvent> {
+    const broken = timer(20).pipe(
+      map((): MessageEvent => {
+        throw new RangeError('the feed broke');
+      }),
+    );
+    return concat(of({ data: 'first' }), broken);
   }
 
   @Get('trace-id')

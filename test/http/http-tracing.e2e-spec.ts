@@ -230,6 +230,32 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     expect(server.events.filter((e) => e.name === 'exception')).toHaveLength(0);
   });
 
+  it.each([
+    [
+      'a handler that fails after writing its head',
+      '/cut-short',
+      'RangeError',
+      'failed after the head',
+    ],
+    ['an SSE stream that fails after its first event', '/feed', 'RangeError', 'the feed broke'],
+  ])(
+    'records %s as an error, with its 200 and the exception',
+    async (_case, path, type, message) => {
+      const res = await fetch(`${url}${path}`);
+      expect(res.status).toBe(200);
+      await res.text();
+      const server = await serverSpan(`GET ${path}`);
+      expect(server.attributes['http.response.status_code']).toBe(200);
+      expect(server.status).toEqual({ code: SpanStatusCode.ERROR, message });
+      expect(server.attributes['error.type']).toBe(type);
+      const event = server.events.find((e) => e.name === 'exception');
+      expect(event?.attributes).toMatchObject({
+        'exception.type': type,
+        'exception.message': message,
+      });
+    },
+  );
+
   it('marks a 5xx written without an exception as an error typed by its status code', async () => {
     const res = await fetch(`${url}/unavailable`);
     expect(res.status).toBe(503);
