@@ -1,4 +1,5 @@
 import { Transport } from '@nestjs/microservices';
+import { EventEmitter } from 'node:events';
 import { propagation, ROOT_CONTEXT, SpanKind, trace, type SpanContext } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -124,6 +125,32 @@ describe('RpcServerTracer: a message from its start hook to its end hook', () =>
     const ours = exporter.getFinishedSpans().find((s) => s.name === 'process sum')!;
     expect(ours.spanContext().traceId).toBe(TRACE_ID);
     expect(ours.parentSpanContext?.spanId).toBe(PARENT_ID);
+  });
+
+  it.each([
+    ['DEADLINE_EXCEEDED', 'its deadline is only moments away', 5],
+    ['DEADLINE_EXCEEDED', 'its deadline has passed', -5],
+    ['CANCELLED', 'its deadline is well ahead', 1000],
+  ])('records %s for a gRPC call the client resets when %s', (code, _when, ahead) => {
+    // A client's own timer resets the call at its deadline, which reaches the server a moment
+    // before the deadline the server computed from the call's timeout (it got the call later).
+    const tracer = new RpcServerTracer(pkg);
+    const request = { id: 1 };
+    const metadata = new (pkg.grpcMetadata()!)();
+    const call = Object.assign(new EventEmitter(), { getDeadline: () => Date.now() + ahead });
+    const handle = { call, passThrough: false, responseStream: false };
+    tracer.start(
+      Transport.GRPC,
+      { path: '/shop.Orders/Get', metadata, request },
+      () => {
+        call.emit('cancelled', 'cancelled');
+      },
+      undefined,
+      undefined,
+      handle,
+    );
+    tracer.end(request);
+    expect(onlySpan().attributes['rpc.status_code']).toBe(code);
   });
 
   it('continues the carrier, not an active span that is no inbound one', () => {

@@ -163,7 +163,17 @@ const GRPC_STATUS_MESSAGES: Readonly<Record<number, string>> = {
   4: 'Deadline exceeded',
 };
 
-/** Whether a gRPC call's deadline has passed (`getDeadline()`: a Date, or ms; Infinity if none). */
+/**
+ * How close to its deadline a cancelled call counts as having run out of it. A client's own timer
+ * resets the call at its deadline, and that reaches the server a moment before the deadline the
+ * server computed from the call's timeout, as the server received the call a moment later.
+ */
+const DEADLINE_SLACK_MS = 20;
+
+/**
+ * Whether a gRPC call's deadline has passed, or all but (`getDeadline()`: a Date, or ms;
+ * Infinity if none).
+ */
 function deadlinePassed(call: GrpcServerCall): boolean {
   let deadline: unknown;
   try {
@@ -172,7 +182,7 @@ function deadlinePassed(call: GrpcServerCall): boolean {
     return false;
   }
   const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-  return Number.isFinite(at) && at <= Date.now();
+  return Number.isFinite(at) && at <= Date.now() + DEADLINE_SLACK_MS;
 }
 
 /** The attributes of a gRPC call. */
