@@ -13,7 +13,11 @@ import { responsesClosed } from './http/http-server-tracer.js';
 import { installHttpTracing } from './http/http-tracing.installer.js';
 import { followAsyncEventListeners } from './sdk/event-emitter-context.js';
 import { promiseContextEnabled } from './sdk/promise-context-manager.js';
-import { TracingConfigError, type ResolvedTracingConfig } from './sdk/tracing-config.js';
+import {
+  describeValue,
+  TracingConfigError,
+  type ResolvedTracingConfig,
+} from './sdk/tracing-config.js';
 import type { TracingSdk } from './sdk/tracing-sdk.js';
 import { TraceService } from './services/trace.service.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
@@ -75,6 +79,7 @@ export class TracingModule
         'forRoot() takes an object of options, e.g. forRoot({ serviceName: "orders" }).',
       );
     }
+    checkIsGlobal(options);
     return super.forRoot(options);
   }
 
@@ -91,6 +96,7 @@ export class TracingModule
           'forRootAsync({ useFactory: (config) => ({ serviceName: config.get("SERVICE") }), inject: [ConfigService] }).',
       );
     }
+    checkIsGlobal(options);
     return super.forRootAsync(options);
   }
 
@@ -127,4 +133,12 @@ export class TracingModule
 
 function isOptionsObject(value: unknown): value is object {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `isGlobal`, which Nest's module builder takes as it is: a string would pass as true. */
+function checkIsGlobal(options: object): void {
+  const isGlobal = (options as { isGlobal?: unknown }).isGlobal;
+  if (isGlobal !== undefined && typeof isGlobal !== 'boolean') {
+    throw new TracingConfigError(`isGlobal must be true or false, got ${describeValue(isGlobal)}.`);
+  }
 }

@@ -334,6 +334,16 @@ describe('TracingModule options', () => {
     );
   });
 
+  it.each([
+    ['forRoot', () => TracingModule.forRoot({ isGlobal: 'yes' as never })],
+    [
+      'forRootAsync',
+      () => TracingModule.forRootAsync({ isGlobal: 1 as never, useFactory: () => ({}) }),
+    ],
+  ])('rejects an isGlobal that is no boolean in %s', (_method, call) => {
+    expect(call).toThrow(/isGlobal must be true or false, got /);
+  });
+
   it('fails forRootAsync with the TracingConfigError message too', async () => {
     await expect(
       compile([
@@ -343,6 +353,22 @@ describe('TracingModule options', () => {
       ]),
     ).rejects.toThrow(/shutdownTimeoutMs must be a number of milliseconds >= 0, got -5/);
   });
+
+  it.each([
+    ['undefined', undefined],
+    ['null', null],
+  ])(
+    'fails forRootAsync whose factory returns %s (a config key not set), rather than run on the defaults',
+    async (label, returned) => {
+      await expect(
+        compile([TracingModule.forRootAsync({ useFactory: () => returned as never })]),
+      ).rejects.toThrow(
+        new RegExp(
+          `forRootAsync\\(\\) got ${label} for the options: its factory \\(or create\\(\\)\\) must return an object`,
+        ),
+      );
+    },
+  );
 
   it('registers nothing globally when enabled is false', async () => {
     const moduleRef = await compile([

@@ -43,7 +43,15 @@ export const logger = new Logger('TracingModule');
 
 export const configProvider: FactoryProvider<ResolvedTracingConfig> = {
   provide: TRACING_CONFIG,
-  useFactory: (options: TracingModuleOptions | undefined) => {
+  useFactory: (options: TracingModuleOptions | undefined | null) => {
+    // forRoot() always has an object; forRootAsync's factory or create() may return nothing (a
+    // ConfigService key that is not set), which must not quietly mean the defaults.
+    if (options === undefined || options === null) {
+      throw new TracingConfigError(
+        `forRootAsync() got ${String(options)} for the options: its factory (or create()) must ` +
+          'return an object of options, {} for the defaults.',
+      );
+    }
     const config = resolveTracingConfig(options);
     for (const warning of config.warnings) logger.warn(warning);
     return config;

@@ -31,8 +31,8 @@ instead and the viewer stays off.
   --logs             show the services' own log lines
   -h, --help         show this help
 
-Environment: PORT (gateway, default 3000), VIEWER_PORT (default 4318), ORDERS_GRPC_URL,
-PAYMENTS_PORT, PAYMENTS_FAIL_RATE / PAYMENTS_SLOW_RATE (0..1: share of charges that fail or are
+Environment: PORT (gateway, default 3000), VIEWER_PORT (default 4318), ORDERS_PORT (orders'
+gRPC port, default 50051) or ORDERS_GRPC_URL, PAYMENTS_PORT, PAYMENTS_FAIL_RATE / PAYMENTS_SLOW_RATE (0..1: share of charges that fail or are
 slow unasked), RABBITMQ_URL, NATS_URL, MQTT_URL.`;
 
 const { values: flags } = parseArgs({

@@ -385,6 +385,15 @@ describe('resolveTracingConfig', () => {
       expect(resolve({ batch: { maxQueueSize: 512 } }).batch).toEqual({ maxQueueSize: 512 });
     });
 
+    it("says only that batch settings are ignored with spanProcessor 'simple'", () => {
+      expect(
+        resolve({ spanProcessor: 'simple', exporter: 'memory', batch: { maxQueueSize: 10 } })
+          .warnings,
+      ).toEqual([
+        "batch settings apply to the batch span processor only; with spanProcessor 'simple' or a processor of your own they are ignored.",
+      ]);
+    });
+
     it('rejects maxExportBatchSize > maxQueueSize with both values in the message', () => {
       expect(() => resolve({ batch: { maxQueueSize: 10, maxExportBatchSize: 11 } })).toThrow(
         /batch\.maxExportBatchSize \(11\) must not exceed batch\.maxQueueSize \(10\)/,

@@ -161,7 +161,7 @@ export function resolveTracingConfig(
   const otlpProtocol = resolveOtlpProtocol(env, warnings);
   const exportThread = resolveExportThread(opts.exportThread);
   const contextManager = resolveContextManager(opts.contextManager);
-  const batch = resolveBatch(opts.batch, env, warnings);
+  const batch = resolveBatch(opts.batch, env, warnings, spanProcessor === 'batch');
   const sampler = resolveSampler(opts.sampler, env, warnings);
   const propagators = resolvePropagators(opts.propagators, env, warnings);
   const http = resolveHttp(opts.http);
@@ -210,7 +210,9 @@ export function resolveTracingConfig(
 function resolveEnabled(opts: TracingModuleOptions, env: Env, warnings: string[]): boolean {
   if (opts.enabled !== undefined) {
     if (typeof opts.enabled !== 'boolean') {
-      throw new TracingConfigError(`enabled must be true or false, got ${describe(opts.enabled)}.`);
+      throw new TracingConfigError(
+        `enabled must be true or false, got ${describeValue(opts.enabled)}.`,
+      );
     }
     return opts.enabled;
   }
@@ -262,7 +264,7 @@ function resolveResourceAttributes(value: unknown): Attributes {
   if (value === undefined) return {};
   if (!isPlainObject(value)) {
     throw new TracingConfigError(
-      `resourceAttributes must be an object of attribute values, got ${describe(value)}.`,
+      `resourceAttributes must be an object of attribute values, got ${describeValue(value)}.`,
     );
   }
   // An undefined value is no attribute, as OpenTelemetry's `Attributes` has it: one read from a
@@ -272,7 +274,7 @@ function resolveResourceAttributes(value: unknown): Attributes {
     if (v === undefined) continue;
     if (!isAttributeValue(v)) {
       throw new TracingConfigError(
-        `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describe(v)}.`,
+        `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describeValue(v)}.`,
       );
     }
     attributes[key] = v as Attributes[string];
@@ -294,7 +296,7 @@ function resolveSpanProcessor(opts: TracingModuleOptions): 'batch' | 'simple' | 
     return value;
   }
   throw new TracingConfigError(
-    `spanProcessor must be 'batch', 'simple' or a SpanProcessor instance, got ${describe(value)}.`,
+    `spanProcessor must be 'batch', 'simple' or a SpanProcessor instance, got ${describeValue(value)}.`,
   );
 }
 
@@ -338,13 +340,13 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
   if (isExporterProvider(entry)) {
     if ('useClass' in entry && typeof entry.useClass !== 'function') {
       throw new TracingConfigError(
-        `${label}.useClass must be a class, got ${describe(entry.useClass)}.`,
+        `${label}.useClass must be a class, got ${describeValue(entry.useClass)}.`,
       );
     }
     if ('useFactory' in entry) {
       if (typeof entry.useFactory !== 'function') {
         throw new TracingConfigError(
-          `${label}.useFactory must be a function, got ${describe(entry.useFactory)}.`,
+          `${label}.useFactory must be a function, got ${describeValue(entry.useFactory)}.`,
         );
       }
       if (entry.inject !== undefined && !Array.isArray(entry.inject)) {
@@ -355,7 +357,7 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
   }
   throw new TracingConfigError(
     `${label} must be an exporter name, a SpanExporter (with export() and shutdown()), ` +
-      `or { useClass } / { useFactory, inject }; got ${describe(entry)}.`,
+      `or { useClass } / { useFactory, inject }; got ${describeValue(entry)}.`,
   );
 }
 
@@ -523,9 +525,15 @@ function resolveSpanLimits(env: Env, warnings: string[]): Readonly<Required<Span
   return Object.freeze(limits);
 }
 
-function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProcessorOptions {
+/** `used`: the batch processor runs (else the settings are only checked; a warning says so). */
+function resolveBatch(
+  value: unknown,
+  env: Env,
+  warnings: string[],
+  used: boolean,
+): BatchProcessorOptions {
   if (value !== undefined && !isPlainObject(value)) {
-    throw new TracingConfigError(`batch must be an object, got ${describe(value)}.`);
+    throw new TracingConfigError(`batch must be an object, got ${describeValue(value)}.`);
   }
   const given = value ?? {};
   checkKnownKeys(given, BATCH_KEYS, 'batch');
@@ -543,7 +551,7 @@ function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProces
     }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
       throw new TracingConfigError(
-        `batch.${key} must be an integer >= ${min}, got ${describe(v)}.`,
+        `batch.${key} must be an integer >= ${min}, got ${describeValue(v)}.`,
       );
     }
     batch[key] = v;
@@ -558,10 +566,11 @@ function resolveBatch(value: unknown, env: Env, warnings: string[]): BatchProces
     }
     // One of them came from the environment or is the default: held to the queue, as the SDK does.
     // (The default batch too: a queue smaller than a batch could never fill one.)
-    warnings.push(
-      `The batch size (${batchSize}) exceeds the span queue (${queueSize}); ` +
-        `batches are ${queueSize} spans.`,
-    );
+    if (used)
+      warnings.push(
+        `The batch size (${batchSize}) exceeds the span queue (${queueSize}); ` +
+          `batches are ${queueSize} spans.`,
+      );
     batch.maxExportBatchSize = queueSize;
   }
   return batch;
@@ -575,13 +584,13 @@ function resolveSampler(value: unknown, env: Env, warnings: string[]): SamplerSp
       const ratio = value.ratio;
       if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
         throw new TracingConfigError(
-          `sampler.ratio must be a number from 0 to 1, got ${describe(ratio)}.`,
+          `sampler.ratio must be a number from 0 to 1, got ${describeValue(ratio)}.`,
         );
       }
       return { type: 'parentbased_traceidratio', ratio };
     }
     throw new TracingConfigError(
-      `sampler must be a Sampler (with shouldSample()) or { ratio: 0..1 }, got ${describe(value)}.`,
+      `sampler must be a Sampler (with shouldSample()) or { ratio: 0..1 }, got ${describeValue(value)}.`,
     );
   }
   const name = nonEmpty(env.OTEL_TRACES_SAMPLER)?.trim().toLowerCase();
@@ -620,7 +629,7 @@ function resolvePropagators(
   if (value !== undefined) {
     if (!Array.isArray(value)) {
       throw new TracingConfigError(
-        `propagators must be an array of names (${PROPAGATOR_NAMES.join(', ')}) or TextMapPropagator instances, got ${describe(value)}.`,
+        `propagators must be an array of names (${PROPAGATOR_NAMES.join(', ')}) or TextMapPropagator instances, got ${describeValue(value)}.`,
       );
     }
     value.forEach((p: unknown, i) => {
@@ -632,7 +641,7 @@ function resolvePropagators(
         }
       } else if (!isPropagator(p)) {
         throw new TracingConfigError(
-          `propagators[${i}] must be a propagator name or a TextMapPropagator (inject, extract, fields), got ${describe(p)}.`,
+          `propagators[${i}] must be a propagator name or a TextMapPropagator (inject, extract, fields), got ${describeValue(p)}.`,
         );
       }
     });
@@ -692,14 +701,14 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
   };
   if (value === undefined) return http;
   if (!isPlainObject(value)) {
-    throw new TracingConfigError(`http must be an object, got ${describe(value)}.`);
+    throw new TracingConfigError(`http must be an object, got ${describeValue(value)}.`);
   }
   checkKnownKeys(value, HTTP_KEYS, 'http');
   for (const key of ['enabled', 'traceResponse'] as const) {
     const v = value[key];
     if (v === undefined) continue;
     if (typeof v !== 'boolean') {
-      throw new TracingConfigError(`http.${key} must be true or false, got ${describe(v)}.`);
+      throw new TracingConfigError(`http.${key} must be true or false, got ${describeValue(v)}.`);
     }
     http[key] = v;
   }
@@ -713,7 +722,7 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
       if (!ok) {
         throw new TracingConfigError(
           `http.ignore[${i}] must be a path starting with '/' (globs allowed: /health/*, /internal/**), ` +
-            `a RegExp or a function (request) => boolean; got ${describe(rule)}.`,
+            `a RegExp or a function (request) => boolean; got ${describeValue(rule)}.`,
         );
       }
     });
@@ -724,13 +733,13 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
     if (v === undefined) continue;
     if (!Array.isArray(v)) {
       throw new TracingConfigError(
-        `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describe(v)}.`,
+        `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describeValue(v)}.`,
       );
     }
     v.forEach((h: unknown, i) => {
       if (typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h)) {
         throw new TracingConfigError(
-          `http.${key} must be an array of header names, e.g. ['x-request-id']: http.${key}[${i}] is ${describe(h)}.`,
+          `http.${key} must be an array of header names, e.g. ['x-request-id']: http.${key}[${i}] is ${describeValue(h)}.`,
         );
       }
     });
@@ -744,13 +753,13 @@ function resolveSwitch(value: unknown, label: string): { enabled: boolean } {
   if (value === undefined) return { enabled: true };
   if (!isPlainObject(value)) {
     throw new TracingConfigError(
-      `${label} must be an object such as { enabled: false }, got ${describe(value)}.`,
+      `${label} must be an object such as { enabled: false }, got ${describeValue(value)}.`,
     );
   }
   checkKnownKeys(value, ['enabled'], label);
   if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
     throw new TracingConfigError(
-      `${label}.enabled must be true or false, got ${describe(value.enabled)}.`,
+      `${label}.enabled must be true or false, got ${describeValue(value.enabled)}.`,
     );
   }
   return { enabled: value.enabled ?? true };
@@ -765,21 +774,23 @@ function resolveContextManager(value: unknown): ContextManagerName {
   if (value === undefined) return 'auto';
   if (CONTEXT_MANAGERS.includes(value as ContextManagerName)) return value as ContextManagerName;
   throw new TracingConfigError(
-    `contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got ${describe(value)}.`,
+    `contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got ${describeValue(value)}.`,
   );
 }
 
 function resolveExportThread(value: unknown): ExportThread {
   if (value === undefined) return 'worker';
   if (value === 'worker' || value === 'main') return value;
-  throw new TracingConfigError(`exportThread must be 'worker' or 'main', got ${describe(value)}.`);
+  throw new TracingConfigError(
+    `exportThread must be 'worker' or 'main', got ${describeValue(value)}.`,
+  );
 }
 
 function resolveShutdownTimeout(value: unknown): number {
   if (value === undefined) return DEFAULT_SHUTDOWN_TIMEOUT_MS;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new TracingConfigError(
-      `shutdownTimeoutMs must be a number of milliseconds >= 0, got ${describe(value)}.`,
+      `shutdownTimeoutMs must be a number of milliseconds >= 0, got ${describeValue(value)}.`,
     );
   }
   return value;
@@ -819,7 +830,9 @@ function editDistance(a: string, b: string): number {
 function optionalString(value: unknown, label: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.trim() === '') {
-    throw new TracingConfigError(`${label} must be a non-empty string, got ${describe(value)}.`);
+    throw new TracingConfigError(
+      `${label} must be a non-empty string, got ${describeValue(value)}.`,
+    );
   }
   return value;
 }
@@ -872,7 +885,8 @@ function isPropagator(value: unknown): value is TextMapPropagator {
   return hasMethods(value, 'inject', 'extract', 'fields');
 }
 
-function describe(value: unknown): string {
+/** A value as an error message names it. */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `'${value}'`;
