@@ -253,8 +253,10 @@ class ClientProxyTracer {
           profile.system === REDIS_SYSTEM ? redisSetter : tcpSetter,
         );
       case 'nats':
+        keepOptionTraceHeadersOut(client, 'nats');
         return installSerializer(client, (out) => this.injectNats(out));
       case 'rmq':
+        keepOptionTraceHeadersOut(client, 'rmq');
         return installSerializer(client, injectRmq);
       case 'kafka':
         return installSerializer(client, injectKafka);
@@ -412,6 +414,51 @@ function installSerializer(client: TracedClient, inject: (out: unknown) => unkno
       inner = value;
     },
   });
+}
+
+/** Whether a header name is one the propagators write (`traceparent`, `tracestate`, ...). */
+function isTraceField(name: string): boolean {
+  const lower = name.toLowerCase();
+  return propagation.fields().some((field) => field.toLowerCase() === lower);
+}
+
+/**
+ * The `headers` option of a NATS or RabbitMQ client goes on every message, merged by Nest after
+ * the serializer (where the call's trace headers were written): a trace header there (in another
+ * case, or a `tracestate` of another trace) would go out beside the call's. Once the call's are
+ * in, those of the option are left out; a message the call wrote none for keeps them.
+ */
+function keepOptionTraceHeadersOut(client: TracedClient, kind: 'nats' | 'rmq'): void {
+  const target = client as TracedClient & {
+    options?: { headers?: unknown };
+    mergeHeaders?: (requestHeaders: unknown) => unknown;
+  };
+  const optionHeaders = target.options?.headers;
+  const merge = target.mergeHeaders;
+  if (optionHeaders === null || typeof optionHeaders !== 'object') return;
+  if (typeof merge !== 'function') return;
+  const traceKeys = Object.keys(optionHeaders).filter(isTraceField);
+  if (traceKeys.length === 0) return;
+  target.mergeHeaders = function mergeHeaders(this: unknown, requestHeaders: unknown): unknown {
+    if (kind === 'rmq') {
+      const record = requestHeaders as Record<string, unknown> | undefined;
+      const merged = merge.call(this, requestHeaders) as Record<string, unknown> | undefined;
+      if (record === undefined || merged === undefined || !Object.keys(record).some(isTraceField))
+        return merged;
+      for (const key of traceKeys) if (!(key in record)) delete merged[key];
+      return merged;
+    }
+    const headers = requestHeaders as
+      | { has(key: string): boolean; delete(key: string): void; keys(): Iterable<string> }
+      | undefined;
+    if (headers === undefined || ![...headers.keys()].some(isTraceField)) {
+      return merge.call(this, requestHeaders);
+    }
+    const theirs = traceKeys.filter((key) => !headers.has(key));
+    const merged = merge.call(this, requestHeaders) as typeof headers;
+    for (const key of theirs) merged.delete(key);
+    return merged;
+  };
 }
 
 function injectRmq(out: unknown): void {

@@ -101,6 +101,45 @@ describeTransport(
         // The application's record is not changed under it.
         expect(appHeaders.get('traceparent')).toBe(TRACEPARENT);
       });
+
+      it("replaces trace headers in the client's headers option too, in any case", async () => {
+        const headers = { 'x-static': 'yes', Traceparent: TRACEPARENT, tracestate: 'v=stale' };
+        const withHeaders = ClientProxyFactory.create({
+          transport: Transport.NATS,
+          options: { servers: SERVERS, headers },
+        });
+        await withHeaders.connect();
+        try {
+          const subject = runScoped('nats-interop-option');
+          const conn = await connection();
+          const subscription = conn.subscribe(subject, { max: 1 });
+          await conn.flush();
+          const received = (async () => {
+            for await (const message of subscription) return message;
+            throw new Error('no message');
+          })();
+          await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+            await lastValueFrom(withHeaders.emit(subject, { id: 43 }), { defaultValue: undefined });
+            caller.end();
+          });
+          const message = await received;
+          const producer = await apps.spans.waitForOne(`send ${subject}`);
+          const { traceId, spanId } = producer.spanContext();
+          const sent = [...(message.headers?.keys() ?? [])].map((key) => [
+            key,
+            message.headers?.values(key),
+          ]);
+          expect(sent).toEqual(
+            expect.arrayContaining([
+              ['x-static', ['yes']],
+              ['traceparent', [`00-${traceId}-${spanId}-01`]],
+            ]),
+          );
+          expect(sent).toHaveLength(2);
+        } finally {
+          await withHeaders.close();
+        }
+      });
     });
   },
 );

@@ -144,6 +144,44 @@ describeTransport(
         // The application's record is not changed under it.
         expect(options.headers.traceparent).toBe(TRACEPARENT);
       });
+
+      it("replaces trace headers in the client's headers option too, in any case", async () => {
+        const queue = runScoped('nestjs-tracing-interop-option');
+        const ch = await amqpChannel();
+        await ch.assertQueue(queue, queueOptions);
+        const headers = { 'x-static': 'yes', Traceparent: TRACEPARENT, tracestate: 'v=stale' };
+        const withHeaders = ClientProxyFactory.create({
+          transport: Transport.RMQ,
+          options: { urls: [URL], queue, queueOptions, headers },
+        });
+        await withHeaders.connect();
+        try {
+          const received = new Promise<ConsumeMessage>((resolve) => {
+            void ch.consume(queue, (message) => {
+              if (message !== null) {
+                ch.ack(message);
+                resolve(message);
+              }
+            });
+          });
+          await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+            await lastValueFrom(withHeaders.emit('audit.optioned', { id: 8 }), {
+              defaultValue: undefined,
+            });
+            caller.end();
+          });
+          const message = await received;
+          const producer = await apps.spans.waitForOne('send audit.optioned');
+          const { traceId, spanId } = producer.spanContext();
+          expect(message.properties.headers).toEqual({
+            'x-static': 'yes',
+            traceparent: `00-${traceId}-${spanId}-01`,
+          });
+          expect(headers.Traceparent).toBe(TRACEPARENT);
+        } finally {
+          await withHeaders.close();
+        }
+      });
     });
   },
 );
