@@ -99,6 +99,7 @@ type Method = (this: unknown, ...args: unknown[]) => unknown;
 export function traceClientProxies(pkg: MicroservicesPackage): void {
   const { ClientProxy, ClientKafka } = pkg.ms;
   const tracer = new ClientProxyTracer(pkg);
+  keepOptionTraceHeadersOut(pkg);
   wrapMethod(
     ClientProxy.prototype,
     'send',
@@ -253,10 +254,8 @@ class ClientProxyTracer {
           profile.system === REDIS_SYSTEM ? redisSetter : tcpSetter,
         );
       case 'nats':
-        keepOptionTraceHeadersOut(client, 'nats');
         return installSerializer(client, (out) => this.injectNats(out));
       case 'rmq':
-        keepOptionTraceHeadersOut(client, 'rmq');
         return installSerializer(client, injectRmq);
       case 'kafka':
         return installSerializer(client, injectKafka);
@@ -416,49 +415,91 @@ function installSerializer(client: TracedClient, inject: (out: unknown) => unkno
   });
 }
 
-/** Whether a header name is one the propagators write (`traceparent`, `tracestate`, ...). */
-function isTraceField(name: string): boolean {
-  const lower = name.toLowerCase();
-  return propagation.fields().some((field) => field.toLowerCase() === lower);
+/**
+ * The trace headers of a client's `headers` option that must not go out beside those the call
+ * wrote into `written` (`has`: whether the message's own headers hold a name, exactly): none when
+ * the call wrote none (no context to carry), or when the option has no trace header.
+ */
+function optionTraceHeaders(
+  optionHeaders: unknown,
+  has: (name: string) => boolean,
+  names: () => Iterable<string>,
+): string[] {
+  if (optionHeaders === null || typeof optionHeaders !== 'object') return [];
+  const fields = propagation.fields().map((field) => field.toLowerCase());
+  const isTraceField = (name: string): boolean => fields.includes(name.toLowerCase());
+  let theirs: string[] | undefined;
+  for (const name of Object.keys(optionHeaders)) {
+    if (isTraceField(name) && !has(name)) (theirs ??= []).push(name);
+  }
+  if (theirs === undefined) return [];
+  for (const name of names()) if (isTraceField(name)) return theirs;
+  return [];
+}
+
+interface NatsHeadersMerged {
+  has(key: string): boolean;
+  delete(key: string): void;
+  keys(): Iterable<string>;
 }
 
 /**
  * The `headers` option of a NATS or RabbitMQ client goes on every message, merged by Nest after
  * the serializer (where the call's trace headers were written): a trace header there (in another
  * case, or a `tracestate` of another trace) would go out beside the call's. Once the call's are
- * in, those of the option are left out; a message the call wrote none for keeps them.
+ * in, those of the option are left out; a message the call wrote none for keeps them. Wrapped
+ * on the prototypes, once per process, reading the option as each message goes.
  */
-function keepOptionTraceHeadersOut(client: TracedClient, kind: 'nats' | 'rmq'): void {
-  const target = client as TracedClient & {
-    options?: { headers?: unknown };
-    mergeHeaders?: (requestHeaders: unknown) => unknown;
-  };
-  const optionHeaders = target.options?.headers;
-  const merge = target.mergeHeaders;
-  if (optionHeaders === null || typeof optionHeaders !== 'object') return;
-  if (typeof merge !== 'function') return;
-  const traceKeys = Object.keys(optionHeaders).filter(isTraceField);
-  if (traceKeys.length === 0) return;
-  target.mergeHeaders = function mergeHeaders(this: unknown, requestHeaders: unknown): unknown {
-    if (kind === 'rmq') {
-      const record = requestHeaders as Record<string, unknown> | undefined;
-      const merged = merge.call(this, requestHeaders) as Record<string, unknown> | undefined;
-      if (record === undefined || merged === undefined || !Object.keys(record).some(isTraceField))
+function keepOptionTraceHeadersOut(pkg: MicroservicesPackage): void {
+  const { ClientNats, ClientRMQ } = pkg.ms;
+  const optionsOf = (client: unknown): unknown =>
+    (client as { options?: { headers?: unknown } }).options?.headers;
+  wrapMethod(
+    ClientRMQ.prototype,
+    'mergeHeaders',
+    (original) =>
+      function mergeHeaders(this: unknown, requestHeaders: unknown) {
+        const merged = original.call(this, requestHeaders);
+        const option = optionsOf(this);
+        if (option === undefined || merged === null || typeof merged !== 'object') return merged;
+        try {
+          const record = (requestHeaders ?? {}) as Record<string, unknown>;
+          const theirs = optionTraceHeaders(
+            option,
+            (name) => name in record,
+            () => Object.keys(record),
+          );
+          for (const name of theirs) delete (merged as Record<string, unknown>)[name];
+        } catch {
+          // The message goes out as Nest made it.
+        }
         return merged;
-      for (const key of traceKeys) if (!(key in record)) delete merged[key];
-      return merged;
-    }
-    const headers = requestHeaders as
-      | { has(key: string): boolean; delete(key: string): void; keys(): Iterable<string> }
-      | undefined;
-    if (headers === undefined || ![...headers.keys()].some(isTraceField)) {
-      return merge.call(this, requestHeaders);
-    }
-    const theirs = traceKeys.filter((key) => !headers.has(key));
-    const merged = merge.call(this, requestHeaders) as typeof headers;
-    for (const key of theirs) merged.delete(key);
-    return merged;
-  };
+      },
+  );
+  wrapMethod(
+    ClientNats.prototype,
+    'mergeHeaders',
+    (original) =>
+      function mergeHeaders(this: unknown, requestHeaders: unknown) {
+        const option = optionsOf(this);
+        const headers = requestHeaders as NatsHeadersMerged | undefined;
+        let theirs: string[] = [];
+        if (option !== undefined && headers !== undefined && headers !== null) {
+          try {
+            theirs = optionTraceHeaders(
+              option,
+              (name) => headers.has(name),
+              () => headers.keys(),
+            );
+          } catch {
+            theirs = [];
+          }
+        }
+        const merged = original.call(this, requestHeaders);
+        for (const name of theirs) (merged as NatsHeadersMerged).delete(name);
+        return merged;
+      },
+  );
 }
 
 function injectRmq(out: unknown): void {

@@ -112,30 +112,43 @@ describeTransport(
         try {
           const subject = runScoped('nats-interop-option');
           const conn = await connection();
-          const subscription = conn.subscribe(subject, { max: 1 });
+          const subscription = conn.subscribe(subject, { max: 2 });
           await conn.flush();
           const received = (async () => {
-            for await (const message of subscription) return message;
-            throw new Error('no message');
+            const messages = [];
+            for await (const message of subscription) messages.push(message);
+            return messages;
           })();
-          await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
-            await lastValueFrom(withHeaders.emit(subject, { id: 43 }), { defaultValue: undefined });
-            caller.end();
-          });
-          const message = await received;
-          const producer = await apps.spans.waitForOne(`send ${subject}`);
-          const { traceId, spanId } = producer.spanContext();
-          const sent = [...(message.headers?.keys() ?? [])].map((key) => [
-            key,
-            message.headers?.values(key),
-          ]);
-          expect(sent).toEqual(
-            expect.arrayContaining([
-              ['x-static', ['yes']],
-              ['traceparent', [`00-${traceId}-${spanId}-01`]],
-            ]),
+          const merge = (withHeaders as unknown as { mergeHeaders: unknown }).mergeHeaders;
+          for (const id of [43, 44]) {
+            await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+              await lastValueFrom(withHeaders.emit(subject, { id }), { defaultValue: undefined });
+              caller.end();
+            });
+          }
+          const messages = await received;
+          const producers = await apps.spans.waitFor(
+            (all) => all.filter((s) => s.name === `send ${subject}`).length === 2,
           );
-          expect(sent).toHaveLength(2);
+          const ids = producers
+            .filter((s) => s.name === `send ${subject}`)
+            .map((span) => `00-${span.spanContext().traceId}-${span.spanContext().spanId}-01`);
+          expect(messages).toHaveLength(2);
+          for (const [i, message] of messages.entries()) {
+            const sent = [...(message.headers?.keys() ?? [])].map((key) => [
+              key,
+              message.headers?.values(key),
+            ]);
+            expect(sent).toEqual(
+              expect.arrayContaining([
+                ['x-static', ['yes']],
+                ['traceparent', [ids[i]]],
+              ]),
+            );
+            expect(sent).toHaveLength(2);
+          }
+          // Nothing is added to the client per message.
+          expect((withHeaders as unknown as { mergeHeaders: unknown }).mergeHeaders).toBe(merge);
         } finally {
           await withHeaders.close();
         }

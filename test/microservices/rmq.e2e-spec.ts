@@ -156,28 +156,41 @@ describeTransport(
         });
         await withHeaders.connect();
         try {
-          const received = new Promise<ConsumeMessage>((resolve) => {
+          const messages: ConsumeMessage[] = [];
+          const received = new Promise<ConsumeMessage[]>((resolve) => {
             void ch.consume(queue, (message) => {
               if (message !== null) {
                 ch.ack(message);
-                resolve(message);
+                messages.push(message);
+                if (messages.length === 2) resolve(messages);
               }
             });
           });
-          await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
-            await lastValueFrom(withHeaders.emit('audit.optioned', { id: 8 }), {
-              defaultValue: undefined,
+          const merge = (withHeaders as unknown as { mergeHeaders: unknown }).mergeHeaders;
+          for (const id of [8, 9]) {
+            await trace.getTracer('e2e').startActiveSpan('caller', async (caller) => {
+              await lastValueFrom(withHeaders.emit('audit.optioned', { id }), {
+                defaultValue: undefined,
+              });
+              caller.end();
             });
-            caller.end();
-          });
-          const message = await received;
-          const producer = await apps.spans.waitForOne('send audit.optioned');
-          const { traceId, spanId } = producer.spanContext();
-          expect(message.properties.headers).toEqual({
-            'x-static': 'yes',
-            traceparent: `00-${traceId}-${spanId}-01`,
-          });
+          }
+          await received;
+          const producers = (
+            await apps.spans.waitFor(
+              (all) => all.filter((s) => s.name === 'send audit.optioned').length === 2,
+            )
+          ).filter((s) => s.name === 'send audit.optioned');
+          for (const [i, message] of messages.entries()) {
+            const { traceId, spanId } = producers[i]!.spanContext();
+            expect(message.properties.headers).toEqual({
+              'x-static': 'yes',
+              traceparent: `00-${traceId}-${spanId}-01`,
+            });
+          }
           expect(headers.Traceparent).toBe(TRACEPARENT);
+          // Nothing is added to the client per message.
+          expect((withHeaders as unknown as { mergeHeaders: unknown }).mergeHeaders).toBe(merge);
         } finally {
           await withHeaders.close();
         }
