@@ -16,6 +16,7 @@ import type { TracingModuleOptions } from './interfaces/tracing-module-options.i
 import type { TracingSdk } from './sdk/tracing-sdk.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
 import { TracingModule } from './tracing.module.js';
+import { logger } from './tracing.providers.js';
 import { TestSpans, TracingTestingModule } from './testing/index.js';
 
 const SERVICE = 'orders-from-config';
@@ -360,6 +361,7 @@ describe('TracingModule options', () => {
   ])(
     'fails forRootAsync whose factory returns %s (a config key not set), rather than run on the defaults',
     async (label, returned) => {
+      expect(process.env.OTEL_SDK_DISABLED).toBeUndefined();
       await expect(
         compile([TracingModule.forRootAsync({ useFactory: () => returned as never })]),
       ).rejects.toThrow(
@@ -369,6 +371,25 @@ describe('TracingModule options', () => {
       );
     },
   );
+
+  it('starts off, with a warning, when the factory returns nothing and OTEL_SDK_DISABLED=true', async () => {
+    const warn = jest.spyOn(logger, 'warn').mockImplementation(() => undefined);
+    process.env.OTEL_SDK_DISABLED = 'true';
+    try {
+      const moduleRef = await compile([
+        TracingModule.forRootAsync({ useFactory: () => undefined as never }),
+      ]);
+      expect(moduleRef.get<TracingSdk>(TRACING_SDK).enabled).toBe(false);
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(
+          /got undefined for the options.*Tracing is off \(OTEL_SDK_DISABLED=true\)/,
+        ),
+      );
+    } finally {
+      delete process.env.OTEL_SDK_DISABLED;
+      warn.mockRestore();
+    }
+  });
 
   it('registers nothing globally when enabled is false', async () => {
     const moduleRef = await compile([

@@ -46,13 +46,20 @@ export const configProvider: FactoryProvider<ResolvedTracingConfig> = {
   useFactory: (options: TracingModuleOptions | undefined | null) => {
     // forRoot() always has an object; forRootAsync's factory or create() may return nothing (a
     // ConfigService key that is not set), which must not quietly mean the defaults.
-    if (options === undefined || options === null) {
-      throw new TracingConfigError(
-        `forRootAsync() got ${String(options)} for the options: its factory (or create()) must ` +
-          'return an object of options, {} for the defaults.',
-      );
+    let given = options;
+    if (given === undefined || given === null) {
+      const message =
+        `forRootAsync() got ${String(given)} for the options: its factory (or create()) must ` +
+        'return an object of options, {} for the defaults.';
+      // Where tracing is switched off (tests, CI), the configuration it would read is often
+      // missing too: said, and started off.
+      if (process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true') {
+        throw new TracingConfigError(message);
+      }
+      logger.warn(`${message} Tracing is off (OTEL_SDK_DISABLED=true).`);
+      given = {};
     }
-    const config = resolveTracingConfig(options);
+    const config = resolveTracingConfig(given);
     for (const warning of config.warnings) logger.warn(warning);
     return config;
   },

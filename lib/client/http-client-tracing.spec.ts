@@ -23,6 +23,24 @@ describe('headersAsObject (the http instrumentation gets a list of headers as an
     expect(options.setHost).toBe(false);
   });
 
+  it('makes no Authorization from auth, as Node does not for a list', () => {
+    const options: RequestOptions = { headers: ['Host', 'h'] as never, auth: 'user:secret' };
+    expect(headersAsObject(options)).toBe(false);
+    expect(options.auth).toBeUndefined();
+    expect(options.headers).toEqual({ Host: 'h' });
+  });
+
+  it.each([
+    ['of odd length', ['X-A', '1', 'X-B']],
+    ['with a name that is no string', [Buffer.from('X-A'), '1']],
+    ['with a missing value', ['X-A', undefined]],
+    ['of pairs and names mixed', [['X-A', '1'], 'X-B', '2']],
+  ])('leaves a list %s to Node, untraced, to refuse as it would', (_label, headers) => {
+    const options: RequestOptions = { headers: headers as never };
+    expect(headersAsObject(options)).toBe(true);
+    expect(options.headers).toBe(headers);
+  });
+
   it('leaves header objects and missing headers alone', () => {
     const headers = { a: '1' };
     const options: RequestOptions = { headers };

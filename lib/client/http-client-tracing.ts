@@ -15,7 +15,7 @@ import { channel } from 'node:diagnostics_channel';
 import http, { type OutgoingHttpHeaders, type RequestOptions } from 'node:http';
 import { createRequire } from 'node:module';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { redactedQuery } from '../http/http-server-tracer.js';
+import { redactedQuery, redactedUrl } from '../http/query-redaction.js';
 
 /**
  * Outbound HTTP: `fetch` (undici) and Node's `http`/`https` clients (what `@nestjs/axios` and most
@@ -144,35 +144,40 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
  * send exactly those. The instrumentation copies the headers with `Object.assign` to write the
  * call's into them, which turns a list into headers named `0`, `1`, ... (the request's own
  * headers are lost, traced or not). So the instrumentation's copy of the options gets them as an
- * object: each name as first spelt, a repeated name (in any case) with its values in a list, and
- * no `Host` added when the list had none (Node adds none to a list).
+ * object: each name as first spelt, a repeated name (in any case) with its values in a list, and,
+ * as Node does for a list, no `Host` added when the list had none and no `Authorization` made from
+ * `auth`. A list Node would refuse (odd length, a name that is no string, a missing value) is left
+ * to Node, untraced, to throw as it would.
  */
 export function headersAsObject(options: RequestOptions): boolean {
   const list: unknown = options.headers;
   if (!Array.isArray(list)) return false;
+  const entries: Array<[unknown, unknown]> = [];
+  if (list.length > 0 && Array.isArray(list[0])) {
+    for (const pair of list as unknown[]) {
+      if (!Array.isArray(pair)) return true;
+      entries.push([pair[0], pair[1]]);
+    }
+  } else {
+    if (list.length % 2 !== 0) return true;
+    for (let i = 0; i < list.length; i += 2) entries.push([list[i], list[i + 1]]);
+  }
   const headers: OutgoingHttpHeaders = {};
   const spelt = new Map<string, string>();
-  const add = (name: unknown, value: unknown): void => {
-    if (typeof name !== 'string' || value === undefined) return;
+  for (const [name, value] of entries) {
+    if (typeof name !== 'string' || value === undefined) return true;
     const lower = name.toLowerCase();
     const key = spelt.get(lower);
     if (key === undefined) {
       spelt.set(lower, name);
       headers[name] = value as OutgoingHttpHeaders[string];
-      return;
+    } else {
+      headers[key] = ([] as unknown[]).concat(headers[key], value) as string[];
     }
-    const values = ([] as unknown[]).concat(headers[key], value);
-    headers[key] = values as string[];
-  };
-  if (Array.isArray(list[0])) {
-    for (const pair of list as unknown[]) {
-      if (Array.isArray(pair)) add(pair[0], pair[1]);
-    }
-  } else {
-    for (let i = 0; i + 1 < list.length; i += 2) add(list[i], list[i + 1]);
   }
   options.headers = headers;
   if (!spelt.has('host')) options.setHost = false;
+  delete options.auth;
   return false;
 }
 
@@ -183,6 +188,10 @@ export function headersAsObject(options: RequestOptions): boolean {
  */
 function redactedUrlAttributes(request: { origin?: unknown; path?: unknown }): Attributes {
   const attributes: Attributes = {};
+  if (typeof request.path === 'string' && !request.path.includes('?')) {
+    attributes[ATTR_URL_QUERY] = undefined;
+    return attributes;
+  }
   let url: URL;
   try {
     url = new URL(String(request.path), String(request.origin));
@@ -193,15 +202,6 @@ function redactedUrlAttributes(request: { origin?: unknown; path?: unknown }): A
   attributes[ATTR_URL_QUERY] = query === '' ? undefined : redactedQuery(query);
   if (query !== '') attributes[ATTR_URL_FULL] = redactedUrl(url.href);
   return attributes;
-}
-
-/** `url` with the values of credentials in its query redacted. */
-function redactedUrl(url: string): string {
-  const q = url.indexOf('?');
-  if (q === -1) return url;
-  const hash = url.indexOf('#', q);
-  const end = hash === -1 ? url.length : hash;
-  return url.slice(0, q + 1) + redactedQuery(url.slice(q + 1, end)) + url.slice(end);
 }
 
 /**

@@ -7,11 +7,15 @@ import { httpStateOf, type HttpRequestState } from './http-server-tracer.js';
 const PATCHED = Symbol.for('nestjs-tracing.exceptions-handler');
 const SSE_PATCHED = Symbol.for('nestjs-tracing.sse');
 
-/** Whether a response (Node's, or Fastify's reply around it) has sent its head. */
+/**
+ * Whether a response (Node's, or Fastify's reply around it) has sent its head, or, a Fastify
+ * reply, is sent or hijacked (as Nest's adapter asks before answering for an exception).
+ */
 function headSent(response: unknown): boolean {
   if (response === null || typeof response !== 'object') return false;
-  const raw = (response as { raw?: { headersSent?: unknown } }).raw ?? response;
-  return (raw as { headersSent?: unknown }).headersSent === true;
+  const reply = response as { raw?: { headersSent?: unknown }; sent?: unknown };
+  if (reply.raw !== undefined && reply.sent === true) return true;
+  return ((reply.raw ?? response) as { headersSent?: unknown }).headersSent === true;
 }
 
 /**
@@ -68,20 +72,21 @@ function captureSseErrors(): void {
   Object.defineProperty(proto, SSE_PATCHED, { value: true });
   proto.sse = function sse(this: unknown, result, response, request, ...rest) {
     const state = httpStateOf(request);
-    const followed =
-      state === undefined || !state.span.isRecording()
-        ? result
-        : Promise.resolve(result).then((source: unknown) =>
-            isObservable(source)
-              ? source.pipe(
-                  tap({
-                    error: (error: unknown) => {
-                      if (headSent(response)) noteLateException(state, error);
-                    },
-                  }),
-                )
-              : source,
-          );
+    if (state === undefined || !state.span.isRecording()) {
+      return original.call(this, result, response, request, ...rest);
+    }
+    const follow = (source: unknown): unknown =>
+      isObservable(source)
+        ? source.pipe(
+            tap({
+              error: (error: unknown) => {
+                if (headSent(response)) noteLateException(state, error);
+              },
+            }),
+          )
+        : source;
+    // An Observable is followed as it is, so that Nest subscribes to it as soon as it would.
+    const followed = isObservable(result) ? follow(result) : Promise.resolve(result).then(follow);
     return original.call(this, followed, response, request, ...rest);
   };
 }

@@ -47,6 +47,7 @@ import { EMPTY_CONTEXT, withSpan } from '../sdk/chain-context.js';
 import { errorMessage, errorTypeOf, addExceptionEvent } from '../sdk/errors.js';
 import { startSpanWith } from '../sdk/tracer.js';
 import { compileIgnoreRules, type IgnoreMatcher } from './http-ignore.js';
+import { redactedQuery } from './query-redaction.js';
 
 /** Where a request's tracing state lives: on the raw request and response objects. */
 export const HTTP_STATE = Symbol('nestjs-tracing.http');
@@ -238,19 +239,6 @@ export function pathOfTarget(target: string): string {
   if (scheme === -1) return target; // `OPTIONS *`, `CONNECT host:port`
   const slash = target.indexOf('/', scheme + 3);
   return slash === -1 ? '/' : target.slice(slash);
-}
-
-/**
- * The query keys whose values are redacted: those the HTTP conventions name (signed URLs'
- * credentials), AWS SigV4's and Google's own, and the usual names of tokens, keys and
- * passwords. Case-insensitive, whole keys.
- */
-const SENSITIVE_QUERY =
-  /(^|&)(AWSAccessKeyId|Signature|sig|X-Goog-Signature|X-Goog-Credential|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|access_token|id_token|refresh_token|token|api_key|apikey|key|client_secret|secret|password|passwd|code)=[^&]*/gi;
-
-/** `url.query`, with the values of credentials replaced by `REDACTED`. */
-export function redactedQuery(query: string): string {
-  return query.replace(SENSITIVE_QUERY, '$1$2=REDACTED');
 }
 
 /** Ends the span once the response is sent or the connection dropped; shared by all requests. */

@@ -166,7 +166,8 @@ const GRPC_STATUS_MESSAGES: Readonly<Record<number, string>> = {
 /**
  * How close to its deadline a cancelled call counts as having run out of it. A client's own timer
  * resets the call at its deadline, and that reaches the server a moment before the deadline the
- * server computed from the call's timeout, as the server received the call a moment later.
+ * server computed from the call's timeout, as the server received the call a moment later. (A
+ * server whose event loop lags by more than this may still read the cancel.)
  */
 const DEADLINE_SLACK_MS = 20;
 

@@ -86,14 +86,11 @@ function describe(value: unknown): string {
     try {
       const { name, message, code, data } = JSON.parse(value) as Record<string, unknown>;
       if (typeof message === 'string') {
-        // An OTLPExporterError also has the collector's status code and what it answered.
-        let text = typeof name === 'string' ? `${name}: ${message}` : message;
-        if (typeof code === 'number' || typeof code === 'string') text += ` (code ${code})`;
-        if (typeof data === 'string' && data !== '') {
-          // What the collector answered, on one line of printable text.
-          text += ` ${printable(data.slice(0, 500))}`;
-        }
-        return text;
+        return exportErrorText(
+          typeof name === 'string' ? `${name}: ${message}` : message,
+          code,
+          data,
+        );
       }
     } catch {
       // Not JSON after all.
@@ -105,6 +102,19 @@ function describe(value: unknown): string {
   } catch {
     return String(value);
   }
+}
+
+/**
+ * An export's error as one line: its text, and what an OTLPExporterError also has, the
+ * collector's status code and what it answered (printable, the first 500 characters).
+ */
+export function exportErrorText(text: string, code: unknown, data: unknown): string {
+  let line = text;
+  if ((typeof code === 'number' || typeof code === 'string') && !line.includes(String(code))) {
+    line += ` (code ${code})`;
+  }
+  if (typeof data === 'string' && data !== '') line += ` ${printable(data.slice(0, 500))}`;
+  return line;
 }
 
 /** Control characters (line breaks, a binary answer's bytes) as spaces. */

@@ -387,8 +387,10 @@ describe('resolveTracingConfig', () => {
 
     it("says only that batch settings are ignored with spanProcessor 'simple'", () => {
       expect(
-        resolve({ spanProcessor: 'simple', exporter: 'memory', batch: { maxQueueSize: 10 } })
-          .warnings,
+        resolve(
+          { spanProcessor: 'simple', exporter: 'memory', batch: { maxQueueSize: 10 } },
+          { OTEL_BSP_SCHEDULE_DELAY: 'soon' },
+        ).warnings,
       ).toEqual([
         "batch settings apply to the batch span processor only; with spanProcessor 'simple' or a processor of your own they are ignored.",
       ]);

@@ -542,6 +542,8 @@ function resolveBatch(
     const v = given[key];
     const min = key === 'scheduledDelayMillis' ? 0 : 1;
     if (v === undefined) {
+      // OTEL_BSP_* are read only for a batch processor that runs.
+      if (!used) continue;
       const raw = nonEmpty(env[BATCH_ENV[key]])?.trim();
       if (raw === undefined) continue;
       const n = Number(raw);
@@ -566,11 +568,12 @@ function resolveBatch(
     }
     // One of them came from the environment or is the default: held to the queue, as the SDK does.
     // (The default batch too: a queue smaller than a batch could never fill one.)
-    if (used)
+    if (used) {
       warnings.push(
         `The batch size (${batchSize}) exceeds the span queue (${queueSize}); ` +
           `batches are ${queueSize} spans.`,
       );
+    }
     batch.maxExportBatchSize = queueSize;
   }
   return batch;

@@ -16,6 +16,7 @@ import {
   type TextMapPropagator,
 } from '@opentelemetry/api';
 import type { ExportResult } from '@opentelemetry/core';
+import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
 import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
@@ -1085,6 +1086,29 @@ describe('TracingSdk', () => {
       await expect(sdk.forceFlush()).resolves.toBeUndefined();
       expect(logger.warn).toHaveBeenCalledWith(
         'Span export failed during forceFlush: collector said 503',
+      );
+    } finally {
+      await sdk.shutdown();
+    }
+  });
+
+  it('says what the collector answered when a flushed export is refused', async () => {
+    const logger = makeLogger();
+    const refused = new OTLPExporterError('Bad Request', 400, 'span rejected:\nbad attribute');
+    const exporter: SpanExporter = {
+      export: (_spans, done) => done({ code: 1, error: refused }),
+      shutdown: () => Promise.resolve(),
+    };
+    const sdk = await TracingSdk.start(
+      config({ batch: { scheduledDelayMillis: 60_000 } }),
+      [exporter],
+      logger,
+    );
+    try {
+      trace.getTracer('t').startSpan('unsent').end();
+      await sdk.forceFlush();
+      expect(logger.warn).toHaveBeenCalledWith(
+        'Span export failed during forceFlush: Bad Request (code 400) span rejected: bad attribute',
       );
     } finally {
       await sdk.shutdown();

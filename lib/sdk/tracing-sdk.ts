@@ -52,7 +52,7 @@ import type {
   ExporterName,
   PropagatorName,
 } from '../interfaces/tracing-module-options.interface.js';
-import { registerDiagLogger } from './diag-logger.js';
+import { exportErrorText, registerDiagLogger } from './diag-logger.js';
 import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
 import { PooledIdGenerator } from './id-generator.js';
 import { isCheckedSpanContext, PackageTracer } from './span.js';
@@ -525,9 +525,7 @@ export class TracingSdk {
         await externalProvider()?.forceFlush();
       }
     } catch (error) {
-      this.logger.warn(
-        `Span export failed during forceFlush: ${errorMessage(error) ?? errorText(error)}`,
-      );
+      this.logger.warn(`Span export failed during forceFlush: ${failureText(error)}`);
     }
   }
 
@@ -559,9 +557,7 @@ export class TracingSdk {
         );
       }
     } catch (error) {
-      this.logger.warn(
-        `Span export failed during shutdown: ${errorMessage(error) ?? errorText(error)}`,
-      );
+      this.logger.warn(`Span export failed during shutdown: ${failureText(error)}`);
     } finally {
       if (shared !== undefined) {
         shared.processor.processors = shared.processor.processors.filter(
@@ -624,4 +620,10 @@ function createContextManager(name: ContextManagerName): ContextManager {
   const promiseHooks =
     name === 'promise-hooks' || (name === 'auto' && asyncLocalStorageUsesPromiseHooks());
   return promiseHooks ? new PromiseContextManager() : new AsyncLocalStorageContextManager();
+}
+
+/** A failed export as the log says it, with what the collector answered. */
+function failureText(error: unknown): string {
+  const { code, data } = (error ?? {}) as { code?: unknown; data?: unknown };
+  return exportErrorText(errorMessage(error) ?? errorText(error), code, data);
 }

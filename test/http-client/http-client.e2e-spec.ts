@@ -110,7 +110,7 @@ describe('outbound HTTP, edge cases', () => {
     ['inside a span', '/raw-list', true],
     ['outside any span', '/raw-list-outside', false],
   ])(
-    'sends the headers an http.request was given as a list as they were, %s',
+    'sends the headers an http.request was given as a list, names and values, %s',
     (_where, path, traced) => {
       expect(result.listed).toEqual([200, 200]);
       const hop = result.received.find((r) => r.path === path);

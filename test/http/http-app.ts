@@ -167,6 +167,20 @@ export class AppController {
     throw new RangeError('failed after the head');
   }
 
+  /**
+   * Takes the response over (Fastify: `reply.hijack()`), fails, then answers later itself. On
+   * Express, where nothing is taken over, Nest's filter answers the failure with a 500.
+   */
+  @Get('taken-over')
+  takenOver(@Res() res: RawResponse & { hijack?: () => void }): void {
+    res.hijack?.();
+    const raw = res.raw ?? res;
+    setTimeout(() => {
+      if (!raw.headersSent) raw.writeHead(200).end('later');
+    }, 10);
+    throw new RangeError('failed after taking over');
+  }
+
   /** An event stream that fails after its first event. */
   @Sse('feed')
   feed(): Observable<MessageEvent> {

@@ -256,6 +256,19 @@ describe.each(platforms)('inbound HTTP on $name', (platform) => {
     },
   );
 
+  it('records a handler that fails after taking the response over as an error', async () => {
+    const res = await fetch(`${url}/taken-over`);
+    await res.text();
+    expect(res.status).toBe(platform.name === 'fastify' ? 200 : 500);
+    const server = await serverSpan('GET /taken-over');
+    expect(server.status).toEqual({
+      code: SpanStatusCode.ERROR,
+      message: 'failed after taking over',
+    });
+    expect(server.attributes['error.type']).toBe('RangeError');
+    expect(server.events.filter((e) => e.name === 'exception')).toHaveLength(1);
+  });
+
   it('marks a 5xx written without an exception as an error typed by its status code', async () => {
     const res = await fetch(`${url}/unavailable`);
     expect(res.status).toBe(503);
