@@ -132,10 +132,12 @@ export function traceClientProxies(pkg: MicroservicesPackage): void {
 
 function wrapMethod(target: object, name: string, wrap: (original: Method) => Method): void {
   const holder = target as Record<string | symbol, unknown>;
-  const marks = (holder[PATCHED] as Set<string> | undefined) ?? new Set<string>();
+  // The prototype's own marks: a subclass's prototype (ClientRMQ's) must not read its parent's.
+  const own = Object.prototype.hasOwnProperty.call(target, PATCHED);
+  const marks = own ? (holder[PATCHED] as Set<string>) : new Set<string>();
   if (marks.has(name) || typeof holder[name] !== 'function') return;
   marks.add(name);
-  if (holder[PATCHED] === undefined) Object.defineProperty(target, PATCHED, { value: marks });
+  if (!own) Object.defineProperty(target, PATCHED, { value: marks });
   const original = holder[name] as Method;
   const wrapper = wrap(original);
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
@@ -448,7 +450,8 @@ interface NatsHeadersMerged {
  * the serializer (where the call's trace headers were written): a trace header there (in another
  * case, or a `tracestate` of another trace) would go out beside the call's. Once the call's are
  * in, those of the option are left out; a message the call wrote none for keeps them. Wrapped
- * on the prototypes, once per process, reading the option as each message goes.
+ * on the prototypes, once per process, reading the option as each message goes (a subclass
+ * that merges the headers itself, without Nest's `mergeHeaders`, keeps them).
  */
 function keepOptionTraceHeadersOut(pkg: MicroservicesPackage): void {
   const { ClientNats, ClientRMQ } = pkg.ms;
@@ -460,6 +463,7 @@ function keepOptionTraceHeadersOut(pkg: MicroservicesPackage): void {
     (original) =>
       function mergeHeaders(this: unknown, requestHeaders: unknown) {
         const merged = original.call(this, requestHeaders);
+        if (!clientTracingActive()) return merged;
         const option = optionsOf(this);
         if (option === undefined || merged === null || typeof merged !== 'object') return merged;
         try {
@@ -481,6 +485,7 @@ function keepOptionTraceHeadersOut(pkg: MicroservicesPackage): void {
     'mergeHeaders',
     (original) =>
       function mergeHeaders(this: unknown, requestHeaders: unknown) {
+        if (!clientTracingActive()) return original.call(this, requestHeaders);
         const option = optionsOf(this);
         const headers = requestHeaders as NatsHeadersMerged | undefined;
         let theirs: string[] = [];

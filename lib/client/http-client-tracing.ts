@@ -146,8 +146,8 @@ async function makeUndiciInstrumentation(): Promise<Instrumentation> {
  * headers are lost, traced or not). So the instrumentation's copy of the options gets them as an
  * object: each name as first spelt, a repeated name (in any case) with its values in a list, and,
  * as Node does for a list, no `Host` added when the list had none and no `Authorization` made from
- * `auth`. A list Node would refuse (odd length, a name that is no string, a missing value) is left
- * to Node, untraced, to throw as it would.
+ * `auth` (so `url.full` names no credentials either). A list Node would refuse (odd length, a
+ * name that is no string, a missing value) is left to Node, untraced, to throw as it would.
  */
 export function headersAsObject(options: RequestOptions): boolean {
   const list: unknown = options.headers;

@@ -5,7 +5,7 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { TracingModule } from '../tracing.module.js';
-import { registerDiagLogger, type DiagSink } from './diag-logger.js';
+import { exportErrorText, registerDiagLogger, type DiagSink } from './diag-logger.js';
 
 function recordingSink(): DiagSink & { lines: string[] } {
   const lines: string[] = [];
@@ -105,6 +105,29 @@ class HelloController {
     return 'hello';
   }
 }
+
+describe('exportErrorText', () => {
+  it.each([
+    ['Bad Request', 400, 'rejected', 'Bad Request (code 400) rejected'],
+    // The code is said once, where the text does not name it as a word of its own.
+    [
+      'connect ECONNREFUSED 127.0.0.1:4318',
+      'ECONNREFUSED',
+      undefined,
+      'connect ECONNREFUSED 127.0.0.1:4318',
+    ],
+    ['14 UNAVAILABLE: no connection', 14, undefined, '14 UNAVAILABLE: no connection'],
+    [
+      'Payload Too Large (max 4000 bytes)',
+      400,
+      '',
+      'Payload Too Large (max 4000 bytes) (code 400)',
+    ],
+    ['connect to 10.0.0.4 failed', 4, undefined, 'connect to 10.0.0.4 failed (code 4)'],
+  ])('says %p with code %p and answer %p as %p', (text, code, data, expected) => {
+    expect(exportErrorText(text, code, data)).toBe(expected);
+  });
+});
 
 describe('a collector that refuses every export', () => {
   it("is said in the application's log, not lost in silence", async () => {

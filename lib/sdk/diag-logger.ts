@@ -110,11 +110,21 @@ function describe(value: unknown): string {
  */
 export function exportErrorText(text: string, code: unknown, data: unknown): string {
   let line = text;
-  if ((typeof code === 'number' || typeof code === 'string') && !line.includes(String(code))) {
+  if ((typeof code === 'number' || typeof code === 'string') && !saysCode(line, String(code))) {
     line += ` (code ${code})`;
   }
   if (typeof data === 'string' && data !== '') line += ` ${printable(data.slice(0, 500))}`;
   return line;
+}
+
+/** Whether `text` names `code` as a word of its own (`connect ECONNREFUSED ...`, `14 UNAVAILABLE`). */
+function saysCode(text: string, code: string): boolean {
+  for (let at = text.indexOf(code); at !== -1; at = text.indexOf(code, at + 1)) {
+    const before = at === 0 ? '' : text[at - 1]!;
+    const after = text[at + code.length] ?? '';
+    if (!/[\w.]/.test(before) && !/[\w.]/.test(after)) return true;
+  }
+  return false;
 }
 
 /** Control characters (line breaks, a binary answer's bytes) as spaces. */
