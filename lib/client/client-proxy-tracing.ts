@@ -419,8 +419,8 @@ function installSerializer(client: TracedClient, inject: (out: unknown) => unkno
 
 /**
  * The trace headers of a client's `headers` option that must not go out beside those the call
- * wrote into `written` (`has`: whether the message's own headers hold a name, exactly): none when
- * the call wrote none (no context to carry), or when the option has no trace header.
+ * wrote into the message's own headers (`has`: whether those hold a name, exactly; `names`:
+ * theirs): none when the call wrote none (no context to carry), or the option has none.
  */
 function optionTraceHeaders(
   optionHeaders: unknown,

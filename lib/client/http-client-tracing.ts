@@ -200,7 +200,7 @@ function redactedUrlAttributes(request: { origin?: unknown; path?: unknown }): A
   }
   const query = url.search.slice(1);
   attributes[ATTR_URL_QUERY] = query === '' ? undefined : redactedQuery(query);
-  if (query !== '') attributes[ATTR_URL_FULL] = redactedUrl(url.href);
+  attributes[ATTR_URL_FULL] = redactedUrl(url.href);
   return attributes;
 }
 

@@ -210,9 +210,7 @@ export function resolveTracingConfig(
 function resolveEnabled(opts: TracingModuleOptions, env: Env, warnings: string[]): boolean {
   if (opts.enabled !== undefined) {
     if (typeof opts.enabled !== 'boolean') {
-      throw new TracingConfigError(
-        `enabled must be true or false, got ${describeValue(opts.enabled)}.`,
-      );
+      throw new TracingConfigError(`enabled must be true or false, got ${describe(opts.enabled)}.`);
     }
     return opts.enabled;
   }
@@ -264,7 +262,7 @@ function resolveResourceAttributes(value: unknown): Attributes {
   if (value === undefined) return {};
   if (!isPlainObject(value)) {
     throw new TracingConfigError(
-      `resourceAttributes must be an object of attribute values, got ${describeValue(value)}.`,
+      `resourceAttributes must be an object of attribute values, got ${describe(value)}.`,
     );
   }
   // An undefined value is no attribute, as OpenTelemetry's `Attributes` has it: one read from a
@@ -274,7 +272,7 @@ function resolveResourceAttributes(value: unknown): Attributes {
     if (v === undefined) continue;
     if (!isAttributeValue(v)) {
       throw new TracingConfigError(
-        `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describeValue(v)}.`,
+        `resourceAttributes.${key} must be a string, number, boolean or an array of one of those, got ${describe(v)}.`,
       );
     }
     attributes[key] = v as Attributes[string];
@@ -296,7 +294,7 @@ function resolveSpanProcessor(opts: TracingModuleOptions): 'batch' | 'simple' | 
     return value;
   }
   throw new TracingConfigError(
-    `spanProcessor must be 'batch', 'simple' or a SpanProcessor instance, got ${describeValue(value)}.`,
+    `spanProcessor must be 'batch', 'simple' or a SpanProcessor instance, got ${describe(value)}.`,
   );
 }
 
@@ -340,13 +338,13 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
   if (isExporterProvider(entry)) {
     if ('useClass' in entry && typeof entry.useClass !== 'function') {
       throw new TracingConfigError(
-        `${label}.useClass must be a class, got ${describeValue(entry.useClass)}.`,
+        `${label}.useClass must be a class, got ${describe(entry.useClass)}.`,
       );
     }
     if ('useFactory' in entry) {
       if (typeof entry.useFactory !== 'function') {
         throw new TracingConfigError(
-          `${label}.useFactory must be a function, got ${describeValue(entry.useFactory)}.`,
+          `${label}.useFactory must be a function, got ${describe(entry.useFactory)}.`,
         );
       }
       if (entry.inject !== undefined && !Array.isArray(entry.inject)) {
@@ -357,7 +355,7 @@ function checkExporter(entry: unknown, label: string): asserts entry is Exporter
   }
   throw new TracingConfigError(
     `${label} must be an exporter name, a SpanExporter (with export() and shutdown()), ` +
-      `or { useClass } / { useFactory, inject }; got ${describeValue(entry)}.`,
+      `or { useClass } / { useFactory, inject }; got ${describe(entry)}.`,
   );
 }
 
@@ -533,7 +531,7 @@ function resolveBatch(
   used: boolean,
 ): BatchProcessorOptions {
   if (value !== undefined && !isPlainObject(value)) {
-    throw new TracingConfigError(`batch must be an object, got ${describeValue(value)}.`);
+    throw new TracingConfigError(`batch must be an object, got ${describe(value)}.`);
   }
   const given = value ?? {};
   checkKnownKeys(given, BATCH_KEYS, 'batch');
@@ -553,7 +551,7 @@ function resolveBatch(
     }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
       throw new TracingConfigError(
-        `batch.${key} must be an integer >= ${min}, got ${describeValue(v)}.`,
+        `batch.${key} must be an integer >= ${min}, got ${describe(v)}.`,
       );
     }
     batch[key] = v;
@@ -587,13 +585,13 @@ function resolveSampler(value: unknown, env: Env, warnings: string[]): SamplerSp
       const ratio = value.ratio;
       if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
         throw new TracingConfigError(
-          `sampler.ratio must be a number from 0 to 1, got ${describeValue(ratio)}.`,
+          `sampler.ratio must be a number from 0 to 1, got ${describe(ratio)}.`,
         );
       }
       return { type: 'parentbased_traceidratio', ratio };
     }
     throw new TracingConfigError(
-      `sampler must be a Sampler (with shouldSample()) or { ratio: 0..1 }, got ${describeValue(value)}.`,
+      `sampler must be a Sampler (with shouldSample()) or { ratio: 0..1 }, got ${describe(value)}.`,
     );
   }
   const name = nonEmpty(env.OTEL_TRACES_SAMPLER)?.trim().toLowerCase();
@@ -632,7 +630,7 @@ function resolvePropagators(
   if (value !== undefined) {
     if (!Array.isArray(value)) {
       throw new TracingConfigError(
-        `propagators must be an array of names (${PROPAGATOR_NAMES.join(', ')}) or TextMapPropagator instances, got ${describeValue(value)}.`,
+        `propagators must be an array of names (${PROPAGATOR_NAMES.join(', ')}) or TextMapPropagator instances, got ${describe(value)}.`,
       );
     }
     value.forEach((p: unknown, i) => {
@@ -644,7 +642,7 @@ function resolvePropagators(
         }
       } else if (!isPropagator(p)) {
         throw new TracingConfigError(
-          `propagators[${i}] must be a propagator name or a TextMapPropagator (inject, extract, fields), got ${describeValue(p)}.`,
+          `propagators[${i}] must be a propagator name or a TextMapPropagator (inject, extract, fields), got ${describe(p)}.`,
         );
       }
     });
@@ -704,14 +702,14 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
   };
   if (value === undefined) return http;
   if (!isPlainObject(value)) {
-    throw new TracingConfigError(`http must be an object, got ${describeValue(value)}.`);
+    throw new TracingConfigError(`http must be an object, got ${describe(value)}.`);
   }
   checkKnownKeys(value, HTTP_KEYS, 'http');
   for (const key of ['enabled', 'traceResponse'] as const) {
     const v = value[key];
     if (v === undefined) continue;
     if (typeof v !== 'boolean') {
-      throw new TracingConfigError(`http.${key} must be true or false, got ${describeValue(v)}.`);
+      throw new TracingConfigError(`http.${key} must be true or false, got ${describe(v)}.`);
     }
     http[key] = v;
   }
@@ -725,7 +723,7 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
       if (!ok) {
         throw new TracingConfigError(
           `http.ignore[${i}] must be a path starting with '/' (globs allowed: /health/*, /internal/**), ` +
-            `a RegExp or a function (request) => boolean; got ${describeValue(rule)}.`,
+            `a RegExp or a function (request) => boolean; got ${describe(rule)}.`,
         );
       }
     });
@@ -736,13 +734,13 @@ function resolveHttp(value: unknown): ResolvedHttpConfig {
     if (v === undefined) continue;
     if (!Array.isArray(v)) {
       throw new TracingConfigError(
-        `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describeValue(v)}.`,
+        `http.${key} must be an array of header names, e.g. ['x-request-id'], got ${describe(v)}.`,
       );
     }
     v.forEach((h: unknown, i) => {
       if (typeof h !== 'string' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(h)) {
         throw new TracingConfigError(
-          `http.${key} must be an array of header names, e.g. ['x-request-id']: http.${key}[${i}] is ${describeValue(h)}.`,
+          `http.${key} must be an array of header names, e.g. ['x-request-id']: http.${key}[${i}] is ${describe(h)}.`,
         );
       }
     });
@@ -756,13 +754,13 @@ function resolveSwitch(value: unknown, label: string): { enabled: boolean } {
   if (value === undefined) return { enabled: true };
   if (!isPlainObject(value)) {
     throw new TracingConfigError(
-      `${label} must be an object such as { enabled: false }, got ${describeValue(value)}.`,
+      `${label} must be an object such as { enabled: false }, got ${describe(value)}.`,
     );
   }
   checkKnownKeys(value, ['enabled'], label);
   if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
     throw new TracingConfigError(
-      `${label}.enabled must be true or false, got ${describeValue(value.enabled)}.`,
+      `${label}.enabled must be true or false, got ${describe(value.enabled)}.`,
     );
   }
   return { enabled: value.enabled ?? true };
@@ -777,23 +775,21 @@ function resolveContextManager(value: unknown): ContextManagerName {
   if (value === undefined) return 'auto';
   if (CONTEXT_MANAGERS.includes(value as ContextManagerName)) return value as ContextManagerName;
   throw new TracingConfigError(
-    `contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got ${describeValue(value)}.`,
+    `contextManager must be 'auto', 'promise-hooks' or 'async-local-storage', got ${describe(value)}.`,
   );
 }
 
 function resolveExportThread(value: unknown): ExportThread {
   if (value === undefined) return 'worker';
   if (value === 'worker' || value === 'main') return value;
-  throw new TracingConfigError(
-    `exportThread must be 'worker' or 'main', got ${describeValue(value)}.`,
-  );
+  throw new TracingConfigError(`exportThread must be 'worker' or 'main', got ${describe(value)}.`);
 }
 
 function resolveShutdownTimeout(value: unknown): number {
   if (value === undefined) return DEFAULT_SHUTDOWN_TIMEOUT_MS;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new TracingConfigError(
-      `shutdownTimeoutMs must be a number of milliseconds >= 0, got ${describeValue(value)}.`,
+      `shutdownTimeoutMs must be a number of milliseconds >= 0, got ${describe(value)}.`,
     );
   }
   return value;
@@ -833,9 +829,7 @@ function editDistance(a: string, b: string): number {
 function optionalString(value: unknown, label: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.trim() === '') {
-    throw new TracingConfigError(
-      `${label} must be a non-empty string, got ${describeValue(value)}.`,
-    );
+    throw new TracingConfigError(`${label} must be a non-empty string, got ${describe(value)}.`);
   }
   return value;
 }
@@ -889,7 +883,7 @@ function isPropagator(value: unknown): value is TextMapPropagator {
 }
 
 /** A value as an error message names it. */
-export function describeValue(value: unknown): string {
+function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `'${value}'`;
@@ -898,3 +892,5 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'symbol') return value.toString();
   return `${value as string | number | boolean | bigint | undefined}`;
 }
+
+export { describe as describeValue };
