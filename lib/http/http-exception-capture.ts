@@ -85,7 +85,8 @@ function captureSseErrors(): void {
             }),
           )
         : source;
-    // An Observable is followed as it is, so that Nest subscribes to it as soon as it would.
+    // An Observable is followed as it is, so that Nest subscribes to it as soon as it would; an
+    // async handler's Promise of one reaches Nest a microtask later than it would untraced.
     const followed = isObservable(result) ? follow(result) : Promise.resolve(result).then(follow);
     return original.call(this, followed, response, request, ...rest);
   };
