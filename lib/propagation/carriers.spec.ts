@@ -19,7 +19,7 @@ import {
 import { headerValue, joinedHeaderValue, recordGetter, recordSetter } from './header-values.js';
 import { formatTraceparent, forwardedFacts } from './http.carrier.js';
 import { kafkaMessageAttributes } from './kafka.carrier.js';
-import { mqttUserProperties } from './mqtt.carrier.js';
+import { mqttSetter, mqttUserProperties } from './mqtt.carrier.js';
 import { natsGetter, natsSetter, type NatsHeadersLike } from './nats.carrier.js';
 import { rmqHeaders, rmqMessageAttributes } from './rmq.carrier.js';
 import * as semconv from './semconv.js';
@@ -121,6 +121,15 @@ describe('headerValue', () => {
     expect(joinedHeaderValue([' a ', Buffer.from('b'), { x: 1 }])).toBe('a,b');
     expect(joinedHeaderValue(' a ')).toBe('a');
     expect(joinedHeaderValue([{}])).toBeUndefined();
+  });
+
+  it.each([
+    ['a line break', 'k=v;p\r\nX-Injected: 1'],
+    ['a NUL', Buffer.from('k=v\u0000')],
+    ['a DEL', 'k=v\u007f'],
+  ])('has no value for one holding %s, which no header value may', (_label, value) => {
+    expect(headerValue(value)).toBeUndefined();
+    expect(headerValue([value, 'k=w'])).toEqual(['k=w']);
   });
 
   it.each([[undefined], [null], [{ nested: true }], [() => 'x']])(
@@ -243,6 +252,11 @@ describe('natsGetter', () => {
     },
   });
 
+  it('drops a value with a control character other than tab', () => {
+    expect(natsGetter.get(headers({ baggage: ['k=v;p\u0001'] }), 'baggage')).toBeUndefined();
+    expect(natsGetter.get(headers({ baggage: ['a=1\u0000', 'b=2'] }), 'baggage')).toBe('b=2');
+  });
+
   it('reads the context regardless of case and padding', () => {
     expect(extracted(headers({ Traceparent: [` ${TRACEPARENT} `] }), natsGetter)).toMatchObject({
       traceId: TRACE_ID,
@@ -262,6 +276,16 @@ describe('natsGetter', () => {
     expect(
       extracted(headers({ traceparent: [TRACEPARENT], TRACEPARENT: [TRACEPARENT] }), natsGetter),
     ).toBeUndefined();
+  });
+});
+
+describe('mqttSetter', () => {
+  it('writes tabs as spaces and leaves out a value with another control character', () => {
+    const props: Record<string, unknown> = {};
+    mqttSetter.set(props, 'baggage', 'k=v;\tp');
+    mqttSetter.set(props, 'tracestate', 'a=1\u0085');
+    mqttSetter.set(props, 'traceparent', TRACEPARENT);
+    expect(props).toEqual({ baggage: 'k=v; p', traceparent: TRACEPARENT });
   });
 });
 

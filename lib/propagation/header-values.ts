@@ -1,18 +1,34 @@
 import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
 
+/** Control characters other than tab, which no HTTP field value holds (RFC 9110, 5.5). */
+// eslint-disable-next-line no-control-regex -- what no header value may hold
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+/**
+ * A value read off a broker as a header value, trimmed; none when it holds a line break or
+ * another control character. Brokers hand values over untouched by any HTTP parser, and such a
+ * value is no trace header: carried on (a `baggage` property goes out as it came), it would be
+ * refused by the next hop's HTTP client, or inject a header of its own there.
+ */
+export function fieldValue(text: string): string | undefined {
+  const trimmed = text.trim();
+  return CONTROL.test(trimmed) ? undefined : trimmed;
+}
+
 /**
  * A header value as a propagator can read it. Brokers hand values over untouched by any HTTP
  * parser: AMQP and Kafka values may be Buffers, AMQP ones numbers, and any of them padded with
- * whitespace, so each is decoded and trimmed. Anything else (objects, tables) is no header value.
+ * whitespace, so each is decoded and trimmed ({@link fieldValue}). Anything else (objects,
+ * tables) is no header value.
  */
 export function headerValue(value: unknown): string | string[] | undefined {
-  if (typeof value === 'string') return value.trim();
+  if (typeof value === 'string') return fieldValue(value);
   if (value instanceof Uint8Array) {
     // Decoded where it lies: `Buffer.from(value)` would copy the bytes first.
     const bytes = Buffer.isBuffer(value)
       ? value
       : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    return bytes.toString('utf8').trim();
+    return fieldValue(bytes.toString('utf8'));
   }
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
     return String(value);

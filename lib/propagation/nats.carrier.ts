@@ -1,4 +1,5 @@
 import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
+import { fieldValue } from './header-values.js';
 
 /**
  * NATS: the context travels in the message headers (NATS 2.2+), a `MsgHdrs` object on both
@@ -22,7 +23,9 @@ export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
     if (carrier === undefined || typeof carrier.values !== 'function') return undefined;
     const values = carrier.values(key, IGNORE_CASE);
     if (values.length === 0) return undefined;
-    return values.length === 1 ? values[0]!.trim() : values.map((v) => v.trim()).join(',');
+    if (values.length === 1) return fieldValue(values[0]!);
+    const fields = values.map(fieldValue).filter((v) => v !== undefined);
+    return fields.length === 0 ? undefined : fields.join(',');
   },
 };
 

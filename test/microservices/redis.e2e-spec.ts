@@ -23,6 +23,7 @@ describeTransport({
   client: () => ({ transport: Transport.REDIS, options: REDIS }),
   destination: (pattern) => ({ client: pattern, server: pattern }),
   rawPublish,
+  controlCharacters: true,
   cleanup: async () => {
     await publisher?.quit();
   },

@@ -48,6 +48,7 @@ describeTransport(
     destination: () => ({ client: queue, server: queue }),
     serverAttributes: () => ({ 'rabbitmq.destination.routing_key': queue }),
     rawPublish,
+    controlCharacters: true,
     cleanup: async () => {
       await connection?.close();
     },

@@ -36,6 +36,7 @@ describeTransport(
     client: () => ({ transport: Transport.TCP, options: { host: '127.0.0.1', port: port() } }),
     destination: (pattern) => ({ client: pattern, server: pattern }),
     rawPublish,
+    controlCharacters: true,
   },
   (apps) => {
     it('names an object pattern alike on both sides, whatever order its keys were sent in', async () => {

@@ -20,6 +20,7 @@ import {
 } from '@nestjs/microservices';
 import { readFile } from 'node:fs';
 import { bindNodeCallback, of, Subject, type Observable } from 'rxjs';
+import { propagation } from '@opentelemetry/api';
 import { Trace, TraceService } from '../../../lib/index.js';
 
 /** The patterns every transport suite exercises. */
@@ -59,6 +60,8 @@ export class Calculator {
 @Injectable()
 export class EventLog {
   readonly seen: Array<{ data: unknown; traceId: string | undefined }> = [];
+  /** The baggage each event was handled with, as `key=value` members joined by `,`. */
+  readonly baggage: string[] = [];
   private waiters: Array<() => void> = [];
 
   constructor(private readonly tracing: TraceService) {}
@@ -67,6 +70,8 @@ export class EventLog {
   async record(data: unknown): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1));
     this.seen.push({ data, traceId: this.tracing.traceId() });
+    const entries = propagation.getActiveBaggage()?.getAllEntries() ?? [];
+    this.baggage.push(entries.map(([key, entry]) => `${key}=${entry.value}`).join(','));
     this.waiters.splice(0).forEach((wake) => wake());
   }
 
