@@ -175,9 +175,9 @@ export class HttpServerTracer {
       forwarded?.proto ?? ((req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http');
     if (method === '_OTHER') attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rawMethod;
     const host = forwarded?.host ?? headers.host ?? headers[':authority'];
-    if (typeof host === 'string') {
+    if (typeof host === 'string' && host !== '') {
       const { address, port } = parseHost(host);
-      attributes[ATTR_SERVER_ADDRESS] = address;
+      if (address !== '') attributes[ATTR_SERVER_ADDRESS] = address;
       if (port !== undefined) attributes[ATTR_SERVER_PORT] = port;
     }
     const peer = req.socket?.remoteAddress;
