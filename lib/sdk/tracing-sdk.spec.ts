@@ -2,6 +2,7 @@ import { jest } from '@jest/globals';
 import {
   INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
+  baggageEntryMetadataFromString,
   SpanKind,
   TraceFlags,
   context,
@@ -283,6 +284,59 @@ describe('createPropagator', () => {
     expect(carrier).toEqual({ baggage: 'user.id=alice' });
     const extracted = propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
     expect(propagation.getBaggage(extracted)?.getEntry('user.id')?.value).toBe('alice');
+  });
+
+  describe('baggage it cannot write', () => {
+    const entries = {
+      tenant: { value: 'acme', metadata: baggageEntryMetadataFromString('origin=api') },
+      // Properties go out unencoded: a line break, a character beyond ASCII, a comma.
+      broken: { value: 'b', metadata: baggageEntryMetadataFromString('p\nq') },
+      wide: { value: 'w', metadata: baggageEntryMetadataFromString('p\u4e2d') },
+      comma: { value: 'c', metadata: baggageEntryMetadataFromString('p,q=1') },
+      // No header name, for Jaeger's header per key.
+      'with space': { value: 's' },
+      // A lone surrogate, which encodeURIComponent refuses.
+      lone: { value: 'x\ud800' },
+      '\udc00': { value: 'k' },
+    };
+    const ctx = propagation.setBaggage(ROOT_CONTEXT, propagation.createBaggage(entries));
+
+    it('w3c: sends the rest, an entry without properties it cannot write', async () => {
+      const propagator = await createPropagator(['baggage']);
+      const carrier = inject(propagator, ctx);
+      expect(carrier.baggage?.split(',')).toEqual([
+        'tenant=acme;origin=api',
+        'broken=b',
+        'wide=w',
+        'comma=c',
+        'with%20space=s',
+      ]);
+      // The application's own context keeps what it set.
+      expect(propagation.getBaggage(ctx)?.getAllEntries()).toHaveLength(7);
+    });
+
+    it('jaeger: sends a header for every key that is a header name', async () => {
+      const propagator = await createPropagator(['jaeger']);
+      const carrier = inject(propagator, trace.setSpanContext(ctx, SAMPLED_PARENT));
+      expect(Object.keys(carrier).sort()).toEqual([
+        'uber-trace-id',
+        'uberctx-broken',
+        'uberctx-comma',
+        'uberctx-tenant',
+        'uberctx-wide',
+      ]);
+    });
+
+    it('leaves a context it can write as it is', async () => {
+      const propagator = await createPropagator(['baggage']);
+      const fine = propagation.setBaggage(
+        ROOT_CONTEXT,
+        propagation.createBaggage({
+          a: { value: 'ü 1', metadata: baggageEntryMetadataFromString('p=1;q') },
+        }),
+      );
+      expect(inject(propagator, fine)).toEqual({ baggage: 'a=%C3%BC%201;p=1;q' });
+    });
   });
 
   it("b3 writes the single 'b3' header and reads it", async () => {

@@ -58,6 +58,7 @@ import { PooledIdGenerator } from './id-generator.js';
 import { isCheckedSpanContext, PackageTracer } from './span.js';
 import { globalDelegate, SHARED_SDK } from './tracer.js';
 import { TRACER_NAME, TRACER_VERSION } from '../tracing.constants.js';
+import { withSendableBaggage } from '../propagation/sendable-baggage.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
 import { keepTickShape } from './tick-shape.js';
 import { errorMessage, errorText } from './errors.js';
@@ -155,7 +156,6 @@ export async function createExporter(
   }
 }
 
-/** Builds the global propagator from names and instances. */
 /**
  * A propagator that injects a span context only when it is valid. OpenTelemetry's Jaeger
  * propagator writes any span context it is given: a call made outside any span (the HTTP client
@@ -167,12 +167,29 @@ function withValidSpanContext(inner: TextMapPropagator): TextMapPropagator {
     inject(ctx, carrier, setter) {
       const spanContext = trace.getSpanContext(ctx);
       const valid = spanContext === undefined || isSpanContextValid(spanContext);
-      inner.inject(valid ? ctx : trace.deleteSpan(ctx), carrier, setter);
+      const sendable = withSendableBaggage(ctx, 'header-per-key');
+      inner.inject(valid ? sendable : trace.deleteSpan(sendable), carrier, setter);
     },
     extract: (ctx, carrier, getter) => inner.extract(ctx, carrier, getter),
     fields: () => inner.fields(),
   };
 }
+
+/**
+ * OpenTelemetry's W3C baggage propagator, injecting only what it can write
+ * ({@link withSendableBaggage}).
+ */
+function sendableW3CBaggage(): TextMapPropagator {
+  const inner = new W3CBaggagePropagator();
+  return {
+    inject: (ctx, carrier, setter) =>
+      inner.inject(withSendableBaggage(ctx, 'w3c'), carrier, setter),
+    extract: (ctx, carrier, getter) => inner.extract(ctx, carrier, getter),
+    fields: () => inner.fields(),
+  };
+}
+
+/** Builds the global propagator from names and instances. */
 
 export async function createPropagator(
   specs: Array<PropagatorName | TextMapPropagator>,
@@ -188,7 +205,7 @@ export async function createPropagator(
         propagators.push(new W3CTraceContextPropagator());
         break;
       case 'baggage':
-        propagators.push(new W3CBaggagePropagator());
+        propagators.push(sendableW3CBaggage());
         break;
       case 'b3':
       case 'b3multi': {
