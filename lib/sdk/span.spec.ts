@@ -141,6 +141,39 @@ describe('PackageTracer and PackageSpan, against the SDK tracer on the same sett
     expect((ours[1] as { spanContext: { traceState: string } }).spanContext.traceState).toBe('k=v');
   });
 
+  it('continues a parent whose ids came in upper case in lower case, as W3C writes them', () => {
+    const spans = new InMemorySpanExporter();
+    const tracer = new PackageTracer(scope, {
+      resource,
+      sampler: new AlwaysOnSampler(),
+      idGenerator: new CountingIds(),
+      spanLimits: SPAN_LIMITS,
+      processor: new SimpleSpanProcessor(spans),
+    });
+    const upper = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: 'ABCDEF0123456789ABCDEF0123456789',
+      spanId: '00F067AA0BA902B7',
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+    });
+    const child = tracer.startSpan('child', {}, upper);
+    const grandchild = tracer.startSpan('grandchild', {}, trace.setSpan(ROOT_CONTEXT, child));
+    grandchild.end();
+    child.end();
+    expect(child.spanContext().traceId).toBe('abcdef0123456789abcdef0123456789');
+    expect(grandchild.spanContext().traceId).toBe('abcdef0123456789abcdef0123456789');
+    const [, exported] = spans.getFinishedSpans();
+    expect(exported?.parentSpanContext).toMatchObject({
+      traceId: 'abcdef0123456789abcdef0123456789',
+      spanId: '00f067aa0ba902b7',
+      isRemote: true,
+    });
+    // A parent in lower case is kept as it came.
+    const lower = tracer.startSpan('lower', {}, PARENT);
+    lower.end();
+    expect(lower.spanContext().traceId).toBe(trace.getSpanContext(PARENT)?.traceId);
+  });
+
   it('checks and copies attributes the way the SDK span does', () => {
     const shared = ['one', 'two'];
     const [sdk, ours] = pair().run((tracer) => {

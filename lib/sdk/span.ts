@@ -155,6 +155,8 @@ function checkedIds(parent: SpanContext | undefined): Ids | undefined {
   const words = new Uint32Array(6) as PoolWords;
   words.fills = 0;
   let bad = 0;
+  // A digit or a lower-case letter has bit 0x20 set; an upper-case letter has not.
+  let lowerCase = 0x20;
   for (let w = 0; w < 6; w++) {
     const hex = w < 4 ? traceId : spanId;
     const at = w < 4 ? 8 * w : 8 * (w - 4);
@@ -165,6 +167,7 @@ function checkedIds(parent: SpanContext | undefined): Ids | undefined {
       const h = hi < 128 ? HEX_VALUE[hi]! : 16;
       const l = lo < 128 ? HEX_VALUE[lo]! : 16;
       bad |= h | l;
+      lowerCase &= hi & lo;
       // The bytes in memory order, as the id generator's pool words hold them.
       word |= ((h << 4) | l) << (LITTLE_ENDIAN ? 8 * b : 24 - 8 * b);
     }
@@ -173,6 +176,12 @@ function checkedIds(parent: SpanContext | undefined): Ids | undefined {
   if ((bad & 16) !== 0) return undefined;
   if ((words[0]! | words[1]! | words[2]! | words[3]!) === 0) return undefined;
   if ((words[4]! | words[5]!) === 0) return undefined;
+  // Ids in upper case are valid (OpenTelemetry's check ignores case, and Jaeger's and B3's
+  // propagators take them as sent), but W3C Trace Context writes lower case only: a child
+  // carrying them on would send a `traceparent` the next service refuses, and log ids that match
+  // no id in the backend. The span continues them in lower case.
+  if (lowerCase === 0)
+    return new ParentIds(parent, traceId.toLowerCase(), spanId.toLowerCase(), words);
   return new ParentIds(parent, traceId, spanId, words);
 }
 
