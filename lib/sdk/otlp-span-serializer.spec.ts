@@ -428,10 +428,11 @@ describe('serializeSpans (OTLP/protobuf ExportTraceServiceRequest)', () => {
     for (const span of [child, ...invalid]) span.end();
 
     const spans = exporter.getFinishedSpans();
-    expect(spans[0]!.spanContext().traceId).toBe(TRACE);
+    // Continued in lower case, as W3C Trace Context writes ids.
+    expect(spans[0]!.spanContext().traceId).toBe(TRACE.toLowerCase());
     expect(spans[0]!.parentSpanContext).toMatchObject({
-      traceId: TRACE,
-      spanId: SPAN,
+      traceId: TRACE.toLowerCase(),
+      spanId: SPAN.toLowerCase(),
       traceFlags: TraceFlags.SAMPLED,
       isRemote: true,
     });
