@@ -1,4 +1,5 @@
-import { ROOT_CONTEXT, trace, type TextMapGetter } from '@opentelemetry/api';
+import { propagation, ROOT_CONTEXT, trace, type TextMapGetter } from '@opentelemetry/api';
+import { JaegerPropagator } from '@opentelemetry/propagator-jaeger';
 import { TraceState, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -155,10 +156,25 @@ describe('recordGetter / recordSetter (TCP, Redis, AMQP, Kafka, MQTT)', () => {
     }
   });
 
-  it('lists the keys', () => {
-    expect(recordGetter.keys({ Traceparent: 'a', traceparent: 'b' })).toEqual([
-      'Traceparent',
+  it('lists the names in lower case, once each, as Node lists HTTP headers', () => {
+    expect(recordGetter.keys({ Traceparent: 'a', traceparent: 'b', 'Uberctx-A': 'c' })).toEqual([
       'traceparent',
+      'uberctx-a',
+    ]);
+    expect(recordGetter.keys(undefined)).toEqual([]);
+  });
+
+  it("gives Jaeger's propagator its baggage whatever the case of the names", () => {
+    const carrier = {
+      'Uber-Trace-Id': `${TRACE_ID}:${SPAN_ID}:0:1`,
+      'Uberctx-Tenant': 'acme',
+      'uberctx-lower': 'ok',
+    };
+    const ctx = new JaegerPropagator().extract(ROOT_CONTEXT, carrier, recordGetter);
+    expect(trace.getSpanContext(ctx)).toMatchObject({ traceId: TRACE_ID, spanId: SPAN_ID });
+    expect(propagation.getBaggage(ctx)?.getAllEntries()).toEqual([
+      ['tenant', { value: 'acme' }],
+      ['lower', { value: 'ok' }],
     ]);
   });
 
@@ -250,6 +266,13 @@ describe('natsGetter', () => {
     set: (key: string, value: string) => {
       entries[key] = [value];
     },
+  });
+
+  it("lists the names in lower case, for Jaeger's propagator", () => {
+    const carrier = headers({ 'Uberctx-Tenant': ['acme'], 'uberctx-lower': ['ok'] });
+    expect(natsGetter.keys(carrier)).toEqual(['uberctx-tenant', 'uberctx-lower']);
+    const ctx = new JaegerPropagator().extract(ROOT_CONTEXT, carrier, natsGetter);
+    expect(propagation.getBaggage(ctx)?.getEntry('tenant')?.value).toBe('acme');
   });
 
   it('drops a value with a control character other than tab', () => {

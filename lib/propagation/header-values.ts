@@ -61,12 +61,25 @@ export function joinedHeaderValue(value: unknown): string | undefined {
 export type HeaderRecord = Record<string, unknown>;
 
 /**
+ * A carrier's names as a propagator that lists them sees them: in lower case, once each, as
+ * Node hands HTTP headers over. Jaeger's propagator finds its baggage by listing the names that
+ * start with `uberctx-`, and asks for each as listed: `Uberctx-Tenant`, as a Go producer writes
+ * it, was missed. The getters look every name up regardless of case.
+ */
+export function lowerCaseNames(names: readonly string[]): string[] {
+  return [...new Set(names.map((name) => name.toLowerCase()))];
+}
+
+/**
  * Reads a plain header object. Names are matched regardless of case, since producers in other
  * languages do not all lower-case them, and every name that matches counts
  * ({@link joinedHeaderValue}).
  */
 export const recordGetter: TextMapGetter<HeaderRecord | undefined> = {
-  keys: (carrier) => (carrier === undefined ? [] : Object.keys(carrier)),
+  keys: (carrier) =>
+    carrier === undefined || carrier === null || typeof carrier !== 'object'
+      ? []
+      : lowerCaseNames(Object.keys(carrier)),
   get: (carrier, key) => {
     if (carrier === undefined || carrier === null || typeof carrier !== 'object') return undefined;
     let found: string | undefined;

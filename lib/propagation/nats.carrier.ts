@@ -1,5 +1,5 @@
 import type { TextMapGetter, TextMapSetter } from '@opentelemetry/api';
-import { fieldValue } from './header-values.js';
+import { fieldValue, lowerCaseNames } from './header-values.js';
 
 /**
  * NATS: the context travels in the message headers (NATS 2.2+), a `MsgHdrs` object on both
@@ -18,7 +18,7 @@ export interface NatsHeadersLike {
 const IGNORE_CASE = 'insensitive' as never;
 
 export const natsGetter: TextMapGetter<NatsHeadersLike | undefined> = {
-  keys: (carrier) => (carrier === undefined ? [] : carrier.keys()),
+  keys: (carrier) => (carrier === undefined ? [] : lowerCaseNames(carrier.keys())),
   get: (carrier, key) => {
     if (carrier === undefined || typeof carrier.values !== 'function') return undefined;
     const values = carrier.values(key, IGNORE_CASE);
