@@ -3,6 +3,7 @@ import {
   Module,
   Optional,
   type DynamicModule,
+  type FactoryProvider,
   type MiddlewareConsumer,
   type NestModule,
   type OnApplicationShutdown,
@@ -25,6 +26,7 @@ import {
   ASYNC_OPTIONS_TYPE,
   ConfigurableModuleClass,
   OPTIONS_TYPE,
+  TRACING_MODULE_OPTIONS,
 } from './tracing.module-definition.js';
 import {
   configProvider,
@@ -97,7 +99,9 @@ export class TracingModule
       );
     }
     checkIsGlobal(options);
-    return super.forRootAsync(options);
+    const dynamic = super.forRootAsync(options);
+    if (options.useFactory === undefined) checkOptionsFactory(dynamic, options);
+    return dynamic;
   }
 
   /** Runs before routes are registered: the time to hook into the HTTP adapter. */
@@ -129,6 +133,35 @@ export class TracingModule
     this.transports.stop();
     await this.sdk.shutdown();
   }
+}
+
+/**
+ * `useClass` and `useExisting` name a provider whose `create()` returns the options. Without one,
+ * Nest's builder fails with `optionsFactory[...] is not a function`: the instance is checked when
+ * it is resolved (a class field holding a function counts, which its prototype does not show).
+ */
+function checkOptionsFactory(dynamic: DynamicModule, options: typeof ASYNC_OPTIONS_TYPE): void {
+  const given = options.useClass !== undefined ? 'useClass' : 'useExisting';
+  const target: unknown = options.useClass ?? options.useExisting;
+  const name = typeof target === 'function' ? target.name || 'the class' : describeValue(target);
+  const provider = dynamic.providers?.find(
+    (p): p is FactoryProvider =>
+      typeof p === 'object' &&
+      'provide' in p &&
+      p.provide === TRACING_MODULE_OPTIONS &&
+      'useFactory' in p,
+  );
+  if (provider === undefined) return;
+  const build = provider.useFactory as (...args: unknown[]) => unknown;
+  provider.useFactory = (factory: unknown, ...rest: unknown[]) => {
+    if (typeof (factory as { create?: unknown } | null | undefined)?.create !== 'function') {
+      throw new TracingConfigError(
+        `forRootAsync({ ${given}: ${name} }): ${name} has no create() method; it must return ` +
+          'the options (or a Promise of them).',
+      );
+    }
+    return build(factory, ...rest);
+  };
 }
 
 function isOptionsObject(value: unknown): value is object {

@@ -14,6 +14,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { TracingModuleOptions } from './interfaces/tracing-module-options.interface.js';
 import type { TracingSdk } from './sdk/tracing-sdk.js';
+import { TracingConfigError } from './sdk/tracing-config.js';
 import { TRACING_SDK, TRACING_SPAN_EXPORTER } from './tracing.constants.js';
 import { TracingModule } from './tracing.module.js';
 import { logger } from './tracing.providers.js';
@@ -371,6 +372,37 @@ describe('TracingModule options', () => {
       );
     },
   );
+
+  it.each(['useClass', 'useExisting'] as const)(
+    'names a %s provider without create() when it is resolved',
+    async (given) => {
+      class NoCreate {
+        build(): TracingModuleOptions {
+          return {};
+        }
+      }
+      @Module({ providers: [NoCreate], exports: [NoCreate] })
+      class NoCreateModule {}
+      await expect(
+        compile([
+          TracingModule.forRootAsync({ imports: [NoCreateModule], [given]: NoCreate as never }),
+        ]),
+      ).rejects.toThrow(
+        new TracingConfigError(
+          `forRootAsync({ ${given}: NoCreate }): NoCreate has no create() method; it must ` +
+            'return the options (or a Promise of them).',
+        ),
+      );
+    },
+  );
+
+  it('takes a create() that a class field holds', async () => {
+    class FieldCreate {
+      create = (): TracingModuleOptions => ({ exporter: 'memory', spanProcessor: 'simple' });
+    }
+    const moduleRef = await compile([TracingModule.forRootAsync({ useClass: FieldCreate })]);
+    expect(exportersOf(moduleRef)).toHaveLength(1);
+  });
 
   it('starts off, with a warning, when the factory returns nothing and OTEL_SDK_DISABLED=true', async () => {
     const warn = jest.spyOn(logger, 'warn').mockImplementation(() => undefined);
