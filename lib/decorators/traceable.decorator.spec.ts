@@ -94,6 +94,19 @@ class Service extends Base {
   [symbolic](): string {
     return 'symbolic';
   }
+
+  onModuleInit(): string {
+    return 'init';
+  }
+
+  async onApplicationShutdown(): Promise<string> {
+    return 'shutdown';
+  }
+
+  @Trace()
+  onApplicationBootstrap(): string {
+    return 'bootstrap';
+  }
 }
 (Service.prototype as unknown as Record<string, unknown>)['notAFunction'] = 42;
 
@@ -118,6 +131,14 @@ describe('@Traceable()', () => {
     expect(new Service()).toBeInstanceOf(Base);
     expect((Service.prototype as unknown as Record<string, unknown>)['notAFunction']).toBe(42);
     expect(names()).toEqual([]);
+  });
+
+  it("leaves out Nest's lifecycle hooks, unless they have their own @Trace()", async () => {
+    expect(service.onModuleInit()).toBe('init');
+    await expect(service.onApplicationShutdown()).resolves.toBe('shutdown');
+    expect(names()).toEqual([]);
+    expect(service.onApplicationBootstrap()).toBe('bootstrap');
+    expect(names()).toEqual(['Service.onApplicationBootstrap']);
   });
 
   it('leaves out @NoTrace() methods, whatever decorators surround the mark', () => {

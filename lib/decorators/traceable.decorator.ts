@@ -16,11 +16,24 @@ export interface TraceableOptions {
 }
 
 /**
+ * Nest's lifecycle hooks, which Nest calls once at start-up or shutdown, outside any request:
+ * traced, each would be a trace of one span at every start.
+ */
+const LIFECYCLE_HOOKS = new Set([
+  'onModuleInit',
+  'onApplicationBootstrap',
+  'onModuleDestroy',
+  'beforeApplicationShutdown',
+  'onApplicationShutdown',
+]);
+
+/**
  * Traces every method the class itself declares on its prototype, as if each had `@Trace()`:
  * spans are named `ClassName.methodName` (or `prefix.methodName`) and end by the same rules.
  * Left out: the constructor, getters and setters, symbol-named methods, static methods, inherited
- * methods (decorate the parent class too), and methods marked `@NoTrace()`. A method with its own
- * `@Trace()` keeps its options. Decorating a class twice traces nothing twice.
+ * methods (decorate the parent class too), Nest's lifecycle hooks (`onModuleInit`, ...), and
+ * methods marked `@NoTrace()`. A method with its own `@Trace()` keeps its options, a lifecycle
+ * hook included. Decorating a class twice traces nothing twice.
  *
  * @example
  * ```ts
@@ -38,7 +51,7 @@ export function Traceable(options: TraceableOptions = {}): ClassDecorator {
     const prefix = options.prefix ?? target.name;
     // Method decorators, @NoTrace and @Trace included, have all run before a class decorator.
     for (const key of Object.getOwnPropertyNames(prototype)) {
-      if (key === 'constructor') continue;
+      if (key === 'constructor' || LIFECYCLE_HOOKS.has(key)) continue;
       const descriptor = Object.getOwnPropertyDescriptor(prototype, key);
       const method: unknown = descriptor?.value;
       if (descriptor === undefined || typeof method !== 'function') continue;
