@@ -526,6 +526,57 @@ describe('TracingModule lifecycle', () => {
     expect(propagation.fields()).toEqual([]);
   });
 
+  it('exports a span once from two applications with the same exporters, until the last closes', async () => {
+    const printed: string[] = [];
+    const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
+      printed.push((span as { name: string }).name);
+    });
+    const log = jest.spyOn(logger, 'log').mockImplementation(() => undefined);
+    try {
+      const options = { exporter: 'console' as const, spanProcessor: 'simple' as const };
+      const gateway = await compile([TracingModule.forRoot({ ...options, serviceName: 'gw' })]);
+      const service = await compile([TracingModule.forRoot({ ...options, serviceName: 'svc' })]);
+      expect(log).toHaveBeenCalledWith(
+        expect.stringMatching(/already runs in this process with the same exporters/),
+      );
+      trace.getTracer('test').startSpan('once').end();
+      expect(printed).toEqual(['once']);
+      // The first to close flushes; the other goes on exporting through the same exporter.
+      await gateway.close();
+      trace.getTracer('test').startSpan('after the first').end();
+      expect(printed).toEqual(['once', 'after the first']);
+      await service.close();
+      expect(trace.getTracer('test').startSpan('after both').isRecording()).toBe(false);
+    } finally {
+      dir.mockRestore();
+      log.mockRestore();
+    }
+  });
+
+  it('exports to an exporter a test put in place of the same shorthand, beside the other app', async () => {
+    const printed: string[] = [];
+    const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
+      printed.push((span as { name: string }).name);
+    });
+    try {
+      const options = { exporter: 'console' as const, spanProcessor: 'simple' as const };
+      await compile([TracingModule.forRoot(options)]);
+      const memory = new InMemorySpanExporter();
+      const overridden = await Test.createTestingModule({
+        imports: [TracingModule.forRoot(options)],
+      })
+        .overrideProvider(TRACING_SPAN_EXPORTER)
+        .useValue(memory)
+        .compile();
+      opened.push(overridden);
+      trace.getTracer('test').startSpan('both').end();
+      expect(printed).toEqual(['both']);
+      expect(memory.getFinishedSpans().map((s) => s.name)).toEqual(['both']);
+    } finally {
+      dir.mockRestore();
+    }
+  });
+
   it('exports a span once when one application imports forRoot() twice with the same exporters', async () => {
     const printed: string[] = [];
     const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {

@@ -112,7 +112,19 @@ async function loadOptional<T>(
 }
 
 /** Builds the exporter a shorthand names; `undefined` for `'none'`. */
+/** Exporters the package built from a shorthand (`'otlp'`...), as opposed to the application's. */
+const builtExporters = new WeakSet<SpanExporter>();
+
 export async function createExporter(
+  name: ExporterName,
+  config: Pick<ResolvedTracingConfig, 'otlpProtocol' | 'exportThread'>,
+): Promise<SpanExporter | undefined> {
+  const exporter = await buildExporter(name, config);
+  if (exporter !== undefined) builtExporters.add(exporter);
+  return exporter;
+}
+
+async function buildExporter(
   name: ExporterName,
   config: Pick<ResolvedTracingConfig, 'otlpProtocol' | 'exportThread'>,
 ): Promise<SpanExporter | undefined> {
@@ -324,6 +336,7 @@ export function createSpanProcessors(
 
 let reportedExternalProvider = false;
 let reportedSharedProvider = false;
+let reportedSharedExport = false;
 let reportedSecondModule = false;
 
 /**
@@ -356,22 +369,46 @@ class SharedSpanProcessor implements SpanProcessor {
   }
 }
 
+/** A number for each exporter object of the application's that a module exports to. */
+const exporterIds = new WeakMap<SpanExporter, number>();
+
 /**
- * What a module exports to, as a key: two modules of one application with the same key would
- * export every span twice. Undefined (never the same) when an exporter or processor is an object
- * of the application's, which may differ, or an in-memory exporter, which each module's own
- * `TestSpans` and `TRACING_SPAN_EXPORTER` read.
+ * What a module exports to, as a key: two modules of one process with the same key would export
+ * every span twice (each module's exporters get every span of the provider). Exporters the package
+ * built from the same shorthands, in one process's environment, send alike; an exporter object
+ * that replaced them (`overrideProvider(TRACING_SPAN_EXPORTER)` in a test) counts as itself.
+ * Undefined (never the same) when the exporter or processor options are objects of the
+ * application's, or for an in-memory exporter, which each module's own `TestSpans` and
+ * `TRACING_SPAN_EXPORTER` read.
  */
-function exportSettingsOf(config: ResolvedTracingConfig): string | undefined {
+function exportSettingsOf(
+  config: ResolvedTracingConfig,
+  exporters: readonly SpanExporter[],
+): string | undefined {
   if (typeof config.spanProcessor !== 'string') return undefined;
   if (!config.exporters.every((e) => typeof e === 'string' && e !== 'memory')) return undefined;
+  const objects = exporters.map((exporter) => {
+    if (builtExporters.has(exporter)) return 0;
+    let id = exporterIds.get(exporter);
+    if (id === undefined) exporterIds.set(exporter, (id = nextExporterId++));
+    return id;
+  });
   return JSON.stringify([
     config.exporters,
+    objects,
     config.spanProcessor,
     config.batch,
     config.otlpProtocol,
     config.exportThread,
   ]);
+}
+let nextExporterId = 1;
+
+/** The processors that export for every module with one export key, and how many use them. */
+interface ExportGroup {
+  readonly key: string;
+  readonly processors: SpanProcessor[];
+  users: number;
 }
 
 /** The provider this package registered globally, shared by the modules running in this process. */
@@ -385,6 +422,14 @@ interface SharedSdk {
   owns: { context: boolean; propagation: boolean; diag: (() => void) | undefined };
   /** Per application (its module container), the export settings its modules run with. */
   apps: WeakMap<object, Set<string>>;
+  /** The processors exporting for each export key ({@link exportSettingsOf}). */
+  groups: Map<string, ExportGroup>;
+}
+
+function newGroup(shared: SharedSdk, key: string, processors: SpanProcessor[]): ExportGroup {
+  const group: ExportGroup = { key, processors, users: 1 };
+  shared.groups.set(key, group);
+  return group;
 }
 
 type WithShared = typeof globalThis & { [SHARED_SDK]?: SharedSdk };
@@ -410,10 +455,11 @@ export class TracingSdk {
     readonly enabled: boolean,
     private readonly shutdownTimeoutMs: number,
     private readonly logger: SdkLogger,
+    /** The processors this module built; they export only when it is the first of its group. */
     private readonly processors: readonly SpanProcessor[] = [],
     private readonly shared?: SharedSdk,
-    /** A second module of one application with the same exporters: exports through the first's. */
-    private readonly deduplicated = false,
+    /** The processors this module exports through, shared with modules exporting alike. */
+    private readonly group?: ExportGroup,
   ) {}
 
   /** A handle that does nothing: tracing is off. */
@@ -435,34 +481,48 @@ export class TracingSdk {
     const propagator = await createPropagator(config.propagators);
     const spanProcessors = createSpanProcessors(config, exporters);
     const existing = sharedSdk();
-    const exportKey = exportSettingsOf(config);
+    const exportKey = exportSettingsOf(config, exporters);
     if (existing !== undefined) {
-      // A second TracingModule in the same application with the same exporters (forRoot()
-      // imported in two modules) would have them receive every span a second time: it exports
-      // nothing of its own, and its processors are only shut down with it. (In-memory exporters
-      // are never merged: each module's TestSpans and TRACING_SPAN_EXPORTER read their own.)
+      // A module whose exporters send as another's do (the same shorthands and settings, or the
+      // same exporter objects) would have them receive every span a second time: it exports
+      // through that module's processors, which stop with the last module using them. (In-memory
+      // exporters never share: each module's TestSpans and TRACING_SPAN_EXPORTER read their own.)
       const known = app === undefined ? undefined : existing.apps.get(app);
-      const merged = exportKey !== undefined && known?.has(exportKey) === true;
-      if (merged && !reportedSecondModule) {
-        reportedSecondModule = true;
-        logger.warn(
-          'TracingModule is imported more than once in this application (forRoot() in two ' +
-            'modules): the later one adds no exporters, so that spans are not exported twice. ' +
-            'Import it once; it is global unless isGlobal is false.',
-        );
-      } else if (!merged && !reportedSharedProvider) {
+      let group = exportKey === undefined ? undefined : existing.groups.get(exportKey);
+      if (group !== undefined && known?.has(group.key) === true) {
+        if (!reportedSecondModule) {
+          reportedSecondModule = true;
+          logger.warn(
+            'TracingModule is imported more than once in this application (forRoot() in two ' +
+              'modules): the later one adds no exporters, so that spans are not exported twice. ' +
+              'Import it once; it is global unless isGlobal is false.',
+          );
+        }
+      } else if (group !== undefined) {
+        if (!reportedSharedExport) {
+          reportedSharedExport = true;
+          logger.log(
+            'Another TracingModule already runs in this process with the same exporters: this ' +
+              'one exports through them, so that spans are not exported twice, and shares its ' +
+              'resource, sampler and propagators.',
+          );
+        }
+      } else if (!reportedSharedProvider) {
         reportedSharedProvider = true;
         logger.log(
           'Another TracingModule already runs in this process: this one adds its exporters to ' +
             "that module's tracer provider, and shares its resource, sampler and propagators.",
         );
       }
-      if (!merged) {
+      if (group === undefined) {
         existing.processor.processors.push(...spanProcessors);
-        if (app !== undefined && exportKey !== undefined) {
-          if (known === undefined) existing.apps.set(app, new Set([exportKey]));
-          else known.add(exportKey);
-        }
+        group = exportKey === undefined ? undefined : newGroup(existing, exportKey, spanProcessors);
+      } else {
+        group.users++;
+      }
+      if (app !== undefined && exportKey !== undefined) {
+        if (known === undefined) existing.apps.set(app, new Set([exportKey]));
+        else known.add(exportKey);
       }
       existing.users++;
       return new TracingSdk(
@@ -472,7 +532,7 @@ export class TracingSdk {
         logger,
         spanProcessors,
         existing,
-        merged,
+        group,
       );
     }
 
@@ -523,9 +583,19 @@ export class TracingSdk {
       apps: new WeakMap(
         app === undefined || exportKey === undefined ? [] : [[app, new Set([exportKey])]],
       ),
+      groups: new Map(),
     };
     (globalThis as WithShared)[SHARED_SDK] = shared;
-    return new TracingSdk(provider, true, config.shutdownTimeoutMs, logger, spanProcessors, shared);
+    const group = exportKey === undefined ? undefined : newGroup(shared, exportKey, spanProcessors);
+    return new TracingSdk(
+      provider,
+      true,
+      config.shutdownTimeoutMs,
+      logger,
+      spanProcessors,
+      shared,
+      group,
+    );
   }
 
   /**
@@ -535,8 +605,7 @@ export class TracingSdk {
   async forceFlush(): Promise<void> {
     try {
       if (this.shared !== undefined) {
-        // A deduplicated module's spans go through the processors of the application's first.
-        const processors = this.deduplicated ? this.shared.processor.processors : this.processors;
+        const processors = this.group?.processors ?? this.processors;
         await Promise.all(processors.map((processor) => processor.forceFlush()));
       } else if (this.enabled) {
         await externalProvider()?.forceFlush();
@@ -559,11 +628,12 @@ export class TracingSdk {
   private async doShutdown(): Promise<void> {
     if (!this.enabled) return;
     const shared = this.shared;
+    const { flush, stop } = this.leaveGroup();
     try {
       // Another SDK owns its own shutdown; flushing it keeps our last spans.
       const work =
         shared !== undefined
-          ? this.flushThenShutdown()
+          ? this.flushThenShutdown(flush, stop)
           : (externalProvider()?.forceFlush() ?? Promise.resolve());
       const finished = await withTimeout(work, this.shutdownTimeoutMs);
       if (!finished) {
@@ -578,7 +648,7 @@ export class TracingSdk {
     } finally {
       if (shared !== undefined) {
         shared.processor.processors = shared.processor.processors.filter(
-          (processor) => !this.processors.includes(processor),
+          (processor) => !stop.includes(processor),
         );
         shared.users--;
         if (shared.users === 0) this.release(shared);
@@ -599,16 +669,37 @@ export class TracingSdk {
   }
 
   /**
+   * What this module's shutdown flushes and stops. It flushes the processors it exports through;
+   * it stops its own, and its group's once no other module exports through them (the group's
+   * first module may stop before the others). A module that joined a group never exported
+   * through its own processors.
+   */
+  private leaveGroup(): { flush: readonly SpanProcessor[]; stop: readonly SpanProcessor[] } {
+    const group = this.group;
+    if (this.shared === undefined || group === undefined) {
+      return { flush: this.processors, stop: this.processors };
+    }
+    group.users--;
+    const own = group.processors === this.processors ? [] : this.processors;
+    if (group.users > 0) return { flush: group.processors, stop: own };
+    this.shared.groups.delete(group.key);
+    return { flush: group.processors, stop: [...group.processors, ...own] };
+  }
+
+  /**
    * SimpleSpanProcessor#shutdown (sdk-trace 2.x) does not wait for exports in
    * flight, so each processor is flushed first. Flushing them one by one, not
    * through the provider (which swallows errors), lets a failed export reach
    * the shutdown warning.
    */
-  private async flushThenShutdown(): Promise<void> {
+  private async flushThenShutdown(
+    flush: readonly SpanProcessor[],
+    stop: readonly SpanProcessor[],
+  ): Promise<void> {
     try {
-      await Promise.all(this.processors.map((processor) => processor.forceFlush()));
+      await Promise.all(flush.map((processor) => processor.forceFlush()));
     } finally {
-      await Promise.all(this.processors.map((processor) => processor.shutdown()));
+      await Promise.all(stop.map((processor) => processor.shutdown()));
     }
   }
 }
