@@ -18,6 +18,14 @@ describe('redactedQuery', () => {
       'access_token=REDACTED&API_KEY=REDACTED&q=1&password=REDACTED',
     ],
     ['code=abc&state=xyz', 'code=REDACTED&state=xyz'],
+    [
+      'jwt=e.y.J&pwd=1&pass=2&x-api-key=3&Api-Key=4&auth=5&Authorization=6&private_token=7',
+      'jwt=REDACTED&pwd=REDACTED&pass=REDACTED&x-api-key=REDACTED&Api-Key=REDACTED&auth=REDACTED&Authorization=REDACTED&private_token=REDACTED',
+    ],
+    [
+      'session=a&SessionId=b&session_id=c&client_assertion=d&SAMLResponse=e&otp=f&page=1',
+      'session=REDACTED&SessionId=REDACTED&session_id=REDACTED&client_assertion=REDACTED&SAMLResponse=REDACTED&otp=REDACTED&page=1',
+    ],
     // Only whole keys: a key that ends in one of them is the application's own.
     ['mysig=1&monkey=2&tokens=3', 'mysig=1&monkey=2&tokens=3'],
     ['', ''],

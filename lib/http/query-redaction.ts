@@ -23,7 +23,21 @@ const SENSITIVE_KEYS = [
   'secret',
   'password',
   'passwd',
+  'pass',
+  'pwd',
   'code',
+  'jwt',
+  'auth',
+  'authorization',
+  'api-key',
+  'x-api-key',
+  'private_token',
+  'session',
+  'sessionid',
+  'session_id',
+  'client_assertion',
+  'SAMLResponse',
+  'otp',
 ];
 const SENSITIVE = new Set(SENSITIVE_KEYS.map((key) => key.toLowerCase()));
 /** The usual query: keys spelt plainly, replaced in one pass. */

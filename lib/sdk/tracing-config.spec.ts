@@ -679,6 +679,16 @@ describe('resolveTracingConfig', () => {
       });
 
       it.each([
+        ['ftp://user:s3cret@collector:21', 'ftp://REDACTED@collector:21'],
+        ['user:s3cret@collector:4318', 'REDACTED@collector:4318'],
+        ['grpc://collector/path@v1', 'grpc://collector/path@v1'],
+      ])('leaves the credentials of %p out of the warning', (value, shown) => {
+        expect(resolve({}, { OTEL_EXPORTER_OTLP_ENDPOINT: value }).warnings).toEqual([
+          `OTEL_EXPORTER_OTLP_ENDPOINT value '${shown}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
+        ]);
+      });
+
+      it.each([
         [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318' }],
         [{}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }],
         // Not an OTLP/HTTP exporter: not its variables to check.

@@ -388,10 +388,15 @@ function checkEnvEndpoints(
     }
     if (scheme !== 'http:' && scheme !== 'https:') {
       warnings.push(
-        `${key} value '${raw}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
+        `${key} value '${withoutCredentials(raw)}' is not an http:// or https:// URL, so the OTLP exporter cannot send spans there (e.g. http://localhost:4318).`,
       );
     }
   }
+}
+
+/** An endpoint as a log may show it: credentials before the host (`user:password@`) left out. */
+function withoutCredentials(endpoint: string): string {
+  return endpoint.replace(/^([^/@]*\/\/)?[^/@]*@/, '$1REDACTED@');
 }
 
 /**
