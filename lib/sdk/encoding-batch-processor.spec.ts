@@ -10,7 +10,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { BatchProcessorOptions } from '../interfaces/tracing-module-options.interface.js';
-import { EncodingBatchSpanProcessor } from './encoding-batch-processor.js';
+import { EncodingBatchSpanProcessor, MAX_BATCH_BYTES } from './encoding-batch-processor.js';
 import { BATCH_DEFAULTS, resolveTracingConfig } from './tracing-config.js';
 import { createSpanProcessors } from './tracing-sdk.js';
 import { OtlpProtoTraceExporter } from './otlp-proto-exporter.js';
@@ -81,6 +81,26 @@ describe('EncodedSpanQueue', () => {
     expect(Buffer.from(first.serialize()).equals(reference(all.slice(0, 3)))).toBe(true);
     expect(Buffer.from(second.serialize()).equals(reference(all.slice(3, 6)))).toBe(true);
     expect(Buffer.from(third.serialize()).equals(reference(all.slice(6)))).toBe(true);
+  });
+
+  it('takes as many spans as fit in a byte limit, and at least one', () => {
+    const { tracer, spans } = provider();
+    const queue = new EncodedSpanQueue();
+    for (const size of [300, 300, 300, 2_000, 10]) {
+      tracer.startSpan(`span ${size}`, { attributes: { 'x.body': 'b'.repeat(size) } }).end();
+      queue.push(spans().at(-1)!);
+    }
+    const all = spans();
+    const first = queue.take(10, 1_000);
+    expect(first.length).toBe(2);
+    expect(Buffer.from(first.serialize()).equals(reference(all.slice(0, 2)))).toBe(true);
+    expect(queue.take(10, 1_000).length).toBe(1);
+    // Larger than the limit alone: it goes alone.
+    const large = queue.take(10, 1_000);
+    expect(large.length).toBe(1);
+    expect(Buffer.from(large.serialize()).equals(reference(all.slice(3, 4)))).toBe(true);
+    expect(queue.take(10, 1_000).length).toBe(1);
+    expect(queue.length).toBe(0);
   });
 
   it('queues nothing for a span it cannot encode', () => {
@@ -240,6 +260,22 @@ describe('EncodingBatchSpanProcessor', () => {
     const names = new Set(spans().map((s) => s.name));
     expect(names.size).toBe(100);
     for (let i = 0; i < 100; i++) expect(names.has(`op ${i}`)).toBe(true);
+  });
+
+  it(`cuts a batch of long spans at ${MAX_BATCH_BYTES} bytes, in the background and on flush`, async () => {
+    const { processor, tracer } = start({ scheduledDelayMillis: 60_000 });
+    // A 15 KB value a client chose (a User-Agent): 512 of them would be a 7.7 MB request.
+    const agent = 'a'.repeat(15_000);
+    for (let i = 0; i < 200; i++) {
+      tracer.startSpan(`op ${i}`, { attributes: { 'user_agent.original': agent } }).end();
+    }
+    // Full by bytes long before 512 spans: those batches went at once.
+    await until(() => bodies.length >= 3);
+    await processor.forceFlush();
+    const names = bodies.flatMap((body) => spanNames(body));
+    expect(names).toEqual(Array.from({ length: 200 }, (_, i) => `op ${i}`));
+    for (const body of bodies) expect(body.length).toBeLessThan(1_000_000);
+    expect(bodies.length).toBe(4);
   });
 
   it('forceFlush and shutdown resolve only once every batch queued before them is answered', async () => {

@@ -22,6 +22,15 @@ const MAX_CONCURRENT_EXPORTS = 4;
 /** Exports at a time while forceFlush or shutdown empties the queue. */
 const MAX_FLUSH_EXPORTS = 8;
 
+/**
+ * The most span bytes one request carries (a span larger than that goes alone), which keeps a
+ * request's body under 1 MB with room for the resource and scope. Collectors and the proxies in
+ * front of them refuse larger bodies (nginx's default limit is 1 MB, some vendors' OTLP intake
+ * too), and a refused batch is lost whole. A batch of 512 usual spans is ~150 KB; one whose spans
+ * carry long values (a 15 KB `User-Agent` a client chose, say) is cut short instead.
+ */
+export const MAX_BATCH_BYTES = 960_000;
+
 /** Every setting resolved (options, else `OTEL_BSP_*`, else the defaults; see tracing-config). */
 type Settings = Required<BatchProcessorOptions>;
 
@@ -94,22 +103,29 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
    * too (forceFlush and shutdown).
    */
   private async flushAll(): Promise<void> {
-    let batches = Math.ceil(this.queue.length / this.settings.maxExportBatchSize);
+    // The spans queued now; a batch takes them off at once, as many as fit.
+    let remaining = this.queue.length;
     const inFlight = [...this.inFlight];
     // A few at a time: OpenTelemetry's exporter refuses exports beyond its own limit (30), which
     // a large queue (maxQueueSize raised for bursts) would otherwise lose at shutdown.
     let failure: { error: unknown } | undefined;
     const lane = async (): Promise<void> => {
-      while (batches > 0) {
-        batches--;
+      // A background export may take counted spans too (from the front, as the lanes do).
+      while ((remaining = Math.min(remaining, this.queue.length)) > 0) {
+        const queued = this.queue.length;
+        const sent = this.flushOneBatch();
+        remaining -= queued - this.queue.length;
         try {
-          await this.flushOneBatch();
+          await sent;
         } catch (error) {
           failure ??= { error };
         }
       }
     };
-    const lanes = Math.min(batches, MAX_FLUSH_EXPORTS);
+    const lanes = Math.min(
+      Math.ceil(remaining / this.settings.maxExportBatchSize),
+      MAX_FLUSH_EXPORTS,
+    );
     const exports: Promise<void>[] = inFlight;
     for (let i = 0; i < lanes; i++) exports.push(lane());
     await Promise.all(exports);
@@ -124,7 +140,7 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
   private flushOneBatch(): Promise<void> {
     this.clearTimer();
     if (this.queue.length === 0) return Promise.resolve();
-    const batch = this.queue.take(this.settings.maxExportBatchSize);
+    const batch = this.queue.take(this.settings.maxExportBatchSize, MAX_BATCH_BYTES);
     return new Promise<void>((resolve, reject) => {
       // Past the timeout the next batch may go; this one's late result is ignored.
       const timer = setTimeout(
@@ -159,7 +175,8 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
    */
   private maybeStartTimer(): void {
     while (
-      this.queue.length >= this.settings.maxExportBatchSize &&
+      (this.queue.length >= this.settings.maxExportBatchSize ||
+        this.queue.bytes >= MAX_BATCH_BYTES) &&
       this.inFlight.size < MAX_CONCURRENT_EXPORTS
     ) {
       this.flushInBackground();

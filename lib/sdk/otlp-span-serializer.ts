@@ -757,6 +757,11 @@ export class EncodedSpanQueue {
     return this.ends.length;
   }
 
+  /** The encoded size of the spans queued. */
+  get bytes(): number {
+    return this.w.pos;
+  }
+
   /** Encodes `span` at the end of the queue; on an error nothing is queued. */
   push(span: ReadableSpan): void {
     const w = this.w;
@@ -772,9 +777,17 @@ export class EncodedSpanQueue {
     this.scopes.push(span.instrumentationScope);
   }
 
-  /** Takes the first `max` spans off the queue (all of them when fewer are queued). */
-  take(max: number): EncodedSpanBatch {
-    const count = Math.min(max, this.ends.length);
+  /**
+   * Takes the first `max` spans off the queue (all of them when fewer are queued), as many of
+   * them as fit in `maxBytes` (at least one).
+   */
+  take(max: number, maxBytes = Infinity): EncodedSpanBatch {
+    let count = Math.min(max, this.ends.length);
+    if (count > 1 && this.ends[count - 1]! > maxBytes) {
+      let fit = 1;
+      while (fit < count && this.ends[fit]! <= maxBytes) fit++;
+      count = fit;
+    }
     const w = this.w;
     const size = count === 0 ? 0 : this.ends[count - 1]!;
     const bytes = Buffer.allocUnsafe(size);
