@@ -639,8 +639,9 @@ export class TracingSdk {
       if (!finished) {
         this.logger.warn(
           `Span export did not finish within shutdownTimeoutMs (${this.shutdownTimeoutMs} ms); ` +
-            'spans not yet exported were dropped. An exporter retries a collector that refuses ' +
-            'connections or does not answer: is it running, at the endpoint configured?',
+            'spans whose export was not answered may not have reached the collector. An ' +
+            'exporter retries a collector that refuses connections or does not answer: is it ' +
+            'running, at the endpoint configured?',
         );
       }
     } catch (error) {
