@@ -16,18 +16,18 @@ import { getTracer } from '../sdk/tracer.js';
 /** Options of `@Trace()`; `@Traceable()` passes the same ones to every method it traces. */
 export interface TraceOptions {
   /** Span name; defaults to `ClassName.methodName` (static methods included). */
-  name?: string;
+  name?: string | undefined;
   /** Span kind; defaults to INTERNAL. */
-  kind?: SpanKind;
+  kind?: SpanKind | undefined;
   /** Attributes set when the span starts, the same on every call. */
-  attributes?: Attributes;
+  attributes?: Attributes | undefined;
   /**
    * Attributes computed from the call's arguments. Evaluated only when the span is recording; if
    * it throws, the method still runs and the span simply goes without these attributes.
    */
-  attributesFrom?: (args: unknown[]) => Attributes;
+  attributesFrom?: ((args: unknown[]) => Attributes) | undefined;
   /** Start a new trace instead of a child of the active span. */
-  root?: boolean;
+  root?: boolean | undefined;
 }
 
 /**

@@ -10,9 +10,9 @@ import {
 /** Options of `@Traceable()`. */
 export interface TraceableOptions {
   /** Replaces the class name in span names: `${prefix}.${methodName}`. */
-  prefix?: string;
+  prefix?: string | undefined;
   /** Span kind of every traced method; defaults to INTERNAL. */
-  kind?: SpanKind;
+  kind?: SpanKind | undefined;
 }
 
 /**

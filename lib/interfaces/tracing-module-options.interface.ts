@@ -38,13 +38,13 @@ export type ExporterOption = ExporterName | SpanExporter | ExporterProvider;
 /** Settings of the default `BatchSpanProcessor`. */
 export interface BatchProcessorOptions {
   /** Spans kept in memory while waiting for export; more are dropped. Default 2048. */
-  maxQueueSize?: number;
+  maxQueueSize?: number | undefined;
   /** Spans sent in one export call. Default 512. */
-  maxExportBatchSize?: number;
+  maxExportBatchSize?: number | undefined;
   /** Delay between two exports, in ms. Default 5000. */
-  scheduledDelayMillis?: number;
+  scheduledDelayMillis?: number | undefined;
   /** How long one export may take before it is abandoned, in ms. Default 30000. */
-  exportTimeoutMillis?: number;
+  exportTimeoutMillis?: number | undefined;
 }
 
 /** A path that gets no span: exact path, glob (`*` one segment, `**` any), RegExp or predicate. */
@@ -53,15 +53,15 @@ export type HttpIgnoreRule = string | RegExp | ((request: IncomingMessage) => bo
 /** Options of inbound HTTP tracing. */
 export interface HttpTracingOptions {
   /** Trace inbound HTTP requests at all. Default true. */
-  enabled?: boolean;
+  enabled?: boolean | undefined;
   /** Requests whose path matches get no span (health checks, metrics scrapes). */
-  ignore?: HttpIgnoreRule | HttpIgnoreRule[];
+  ignore?: HttpIgnoreRule | HttpIgnoreRule[] | undefined;
   /** Request headers recorded as `http.request.header.<name>` (case-insensitive). */
-  requestHeaders?: string[];
+  requestHeaders?: string[] | undefined;
   /** Response headers recorded as `http.response.header.<name>` (case-insensitive). */
-  responseHeaders?: string[];
+  responseHeaders?: string[] | undefined;
   /** Add `traceresponse` and `Server-Timing: traceparent;desc=...` to responses. Default true. */
-  traceResponse?: boolean;
+  traceResponse?: boolean | undefined;
 }
 
 /** Options of tracing over Nest's microservice transports (both directions). */
@@ -72,7 +72,7 @@ export interface MicroservicesTracingOptions {
    * transport's headers. Default true; without `@nestjs/microservices` installed there is
    * nothing to trace.
    */
-  enabled?: boolean;
+  enabled?: boolean | undefined;
 }
 
 /** Options of outbound HTTP tracing (`fetch`, and Node's http/https as used by `@nestjs/axios`). */
@@ -81,7 +81,7 @@ export interface HttpClientTracingOptions {
    * Give outbound HTTP requests a CLIENT span and a `traceparent` header. Default true; left to
    * the other instrumentation when one already traces that client.
    */
-  enabled?: boolean;
+  enabled?: boolean | undefined;
 }
 
 /**
@@ -91,13 +91,13 @@ export interface HttpClientTracingOptions {
  */
 export interface TracingModuleOptions {
   /** `service.name` of the resource. Default: `OTEL_SERVICE_NAME`, else OpenTelemetry's `unknown_service:<process>`. */
-  serviceName?: string;
+  serviceName?: string | undefined;
   /** `service.version` of the resource. */
-  serviceVersion?: string;
+  serviceVersion?: string | undefined;
   /** Extra resource attributes (merged over `OTEL_RESOURCE_ATTRIBUTES`). */
-  resourceAttributes?: Attributes;
+  resourceAttributes?: Attributes | undefined;
   /** Where spans go. Default `OTEL_TRACES_EXPORTER`, else `'otlp'`. An array exports to each. */
-  exporter?: ExporterOption | ExporterOption[];
+  exporter?: ExporterOption | ExporterOption[] | undefined;
   /**
    * Where the `'otlp'` exporter (OTLP over `http/protobuf`, the default) sends its requests from:
    * `'worker'` (default), a worker thread of its own, started with the first export, that runs
@@ -109,7 +109,7 @@ export interface TracingModuleOptions {
    * short of memory. If the worker cannot start (a bundle without its file), the exporter falls
    * back to `'main'` with a warning. Other exporters run on the application's thread.
    */
-  exportThread?: ExportThread;
+  exportThread?: ExportThread | undefined;
   /**
    * How the active span follows the request through `await`, promises and timers:
    * - `'auto'` (default): `'promise-hooks'` where Node's `AsyncLocalStorage` runs on promise
@@ -126,29 +126,29 @@ export interface TracingModuleOptions {
    * Not used when a context manager was registered before the module starts (by a `NodeSDK`,
    * say): that one stays.
    */
-  contextManager?: ContextManagerName;
+  contextManager?: ContextManagerName | undefined;
   /** `'batch'` (default), `'simple'`, or any `SpanProcessor` instance (then `exporter` is not used). */
-  spanProcessor?: 'batch' | 'simple' | SpanProcessor;
+  spanProcessor?: 'batch' | 'simple' | SpanProcessor | undefined;
   /** Settings of the batch processor (default: `OTEL_BSP_*`, else the SDK's defaults). */
-  batch?: BatchProcessorOptions;
+  batch?: BatchProcessorOptions | undefined;
   /** A `Sampler`, or `{ ratio }` for parent-based ratio sampling. Default: parent-based always-on. */
-  sampler?: Sampler | { ratio: number };
+  sampler?: Sampler | { ratio: number } | undefined;
   /** Propagators, by name or as instances. Default `OTEL_PROPAGATORS`, else tracecontext + baggage. */
-  propagators?: Array<PropagatorName | TextMapPropagator>;
+  propagators?: Array<PropagatorName | TextMapPropagator> | undefined;
   /** Inbound HTTP tracing. */
-  http?: HttpTracingOptions;
+  http?: HttpTracingOptions | undefined;
   /** Tracing over Nest's microservice transports, inbound and outbound. */
-  microservices?: MicroservicesTracingOptions;
+  microservices?: MicroservicesTracingOptions | undefined;
   /** Outbound HTTP tracing. */
-  httpClient?: HttpClientTracingOptions;
+  httpClient?: HttpClientTracingOptions | undefined;
   /** `false` turns tracing off: nothing is registered, decorators cost a no-op span. Default `!OTEL_SDK_DISABLED`. */
-  enabled?: boolean;
+  enabled?: boolean | undefined;
   /** Time allowed to flush spans on application shutdown, in ms. Default 5000. */
-  shutdownTimeoutMs?: number;
+  shutdownTimeoutMs?: number | undefined;
 }
 
 /** Extra, non-option settings of the module definition. */
 export interface TracingModuleExtras {
   /** Register the module globally. Default true. */
-  isGlobal?: boolean;
+  isGlobal?: boolean | undefined;
 }

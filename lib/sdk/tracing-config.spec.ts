@@ -38,6 +38,43 @@ class StubPropagator implements TextMapPropagator {
 
 describe('resolveTracingConfig', () => {
   describe('defaults', () => {
+    it('takes every option given as undefined as left out (exactOptionalPropertyTypes allows it)', () => {
+      const given = {
+        serviceName: undefined,
+        serviceVersion: undefined,
+        resourceAttributes: undefined,
+        exporter: undefined,
+        exportThread: undefined,
+        contextManager: undefined,
+        spanProcessor: undefined,
+        batch: {
+          maxQueueSize: undefined,
+          maxExportBatchSize: undefined,
+          scheduledDelayMillis: undefined,
+          exportTimeoutMillis: undefined,
+        },
+        sampler: undefined,
+        propagators: undefined,
+        http: {
+          enabled: undefined,
+          ignore: undefined,
+          requestHeaders: undefined,
+          responseHeaders: undefined,
+          traceResponse: undefined,
+        },
+        microservices: { enabled: undefined },
+        httpClient: { enabled: undefined },
+        enabled: undefined,
+        shutdownTimeoutMs: undefined,
+      } satisfies Record<keyof TracingModuleOptions, unknown> & TracingModuleOptions;
+      const config = resolve(given);
+      expect({ ...config, warnings: undefined }).toEqual({
+        ...resolve({}),
+        warnings: undefined,
+      });
+      expect(config.warnings).toEqual([]);
+    });
+
     it('resolves an empty environment and no options to the documented defaults', () => {
       const config: ResolvedTracingConfig = resolve(undefined);
       expect(config).toEqual({

@@ -15,9 +15,9 @@ import { getTracer } from '../sdk/tracer.js';
 /** Options of `TraceService#startActiveSpan`. */
 export interface StartActiveSpanOptions {
   /** Span kind; defaults to INTERNAL. */
-  kind?: SpanKind;
+  kind?: SpanKind | undefined;
   /** Attributes set when the span starts. */
-  attributes?: Attributes;
+  attributes?: Attributes | undefined;
 }
 
 /**
