@@ -257,6 +257,12 @@ describe('OtlpExportThread', () => {
     ['--loader ts-node/esm "--title=my app" --experimental-loader=x', '"--title=my app"'],
     ['--enable-source-maps', '--enable-source-maps'],
     ['"--require=/p/a b.cjs" --enable-source-maps', '--enable-source-maps'],
+    // Yarn Plug'n'Play's resolver: the thread cannot load a package without it.
+    [
+      '--require /app/.pnp.cjs --experimental-loader file:///app/.pnp.loader.mjs --import ./otel.mjs',
+      '--require=/app/.pnp.cjs --experimental-loader=file:///app/.pnp.loader.mjs',
+    ],
+    ['"--require=/my app/.pnp.cjs"', '"--require=/my app/.pnp.cjs"'],
   ])('keeps NODE_OPTIONS %p for the thread as %p', (options, kept) => {
     expect(workerEnv({ NODE_OPTIONS: options, OTHER: '1' })).toEqual(
       kept === undefined ? { OTHER: '1' } : { NODE_OPTIONS: kept, OTHER: '1' },

@@ -213,10 +213,17 @@ export class OtlpExportThread {
 const LOADING_FLAGS = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader']);
 
 /**
+ * Yarn Plug'n'Play's runtime (`.pnp.cjs`, `.pnp.loader.mjs`), which Yarn loads through
+ * `NODE_OPTIONS`: without it a thread cannot resolve a package, nor read the package's own files
+ * inside Yarn's zip archives. It only resolves modules, and runs in every thread.
+ */
+const PNP_RUNTIME = /(^|[\\/])\.pnp\.(c?js|loader\.mjs)$/;
+
+/**
  * The environment of the export thread: the app's, but for what `NODE_OPTIONS` would load into
  * it. Node applies a worker's `NODE_OPTIONS` to it, so a `--require`/`--import` given there (an
  * agent, a loader, a server on a fixed port) would run a second time in the thread. The other
- * flags (TLS, DNS order, …) are kept.
+ * flags (TLS, DNS order, …) are kept, and so is Yarn Plug'n'Play's runtime ({@link PNP_RUNTIME}).
  */
 export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const options = env.NODE_OPTIONS;
@@ -228,8 +235,13 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     const token = tokens[i]!;
     const eq = token.indexOf('=');
     const flag = eq === -1 ? token : token.slice(0, eq);
-    if (!LOADING_FLAGS.has(flag)) kept.push(token);
-    else if (eq === -1) i++; // its value is the next token
+    if (!LOADING_FLAGS.has(flag)) {
+      kept.push(token);
+      continue;
+    }
+    // Its value is the rest of the token, or the next token.
+    const value = eq === -1 ? (tokens[++i] ?? '') : token.slice(eq + 1);
+    if (PNP_RUNTIME.test(value)) kept.push(eq === -1 ? `${flag}=${value}` : token);
   }
   const copy = { ...env };
   if (kept.length === 0) delete copy.NODE_OPTIONS;
