@@ -1,5 +1,6 @@
 import { jest } from '@jest/globals';
 import type { Attributes, Span } from '@opentelemetry/api';
+import { EmptyError, TimeoutError } from 'rxjs';
 import { addExceptionEvent, errorMessage, errorTypeOf } from './errors.js';
 
 class RpcLikeException extends Error {}
@@ -21,6 +22,9 @@ describe('errorTypeOf (error.type, exception.type)', () => {
     ],
     ['the class before a name of its own', new NamedError('x'), 'NamedError'],
     ['a built-in class', new TypeError('x'), 'TypeError'],
+    // What Nest's timeout() interceptor throws: class TimeoutErrorImpl, name TimeoutError.
+    ["RxJS's name, not its class's", new TimeoutError(), 'TimeoutError'],
+    ["RxJS's EmptyError", new EmptyError(), 'EmptyError'],
     ['not a numeric code (a gRPC status)', Object.assign(new Error('x'), { code: 5 }), 'Error'],
     [
       "not a library's code of another shape",

@@ -10,7 +10,8 @@ const NODE_ERROR_CODE = /^E[A-Z0-9_]+$/;
 
 /**
  * `error.type` of an error, and the `exception.type` of its event: a Node error's string code
- * (`ECONNREFUSED`), else its class name (`RpcException`, `TypeError`), else its `name`; `_OTHER`
+ * (`ECONNREFUSED`), else its class name (`RpcException`, `TypeError`; RxJS's by their `name`),
+ * else its `name`; `_OTHER`
  * for anything else. OpenTelemetry's `Span#recordException` takes any `code` first, a gRPC
  * status number among them, and then `name`, which Nest's `RpcException` leaves at `Error`: the
  * two attributes would name one error differently.
@@ -20,7 +21,12 @@ export function errorTypeOf(thrown: unknown): string {
   if (typeof error !== 'object' || error === null) return '_OTHER';
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && NODE_ERROR_CODE.test(code)) return code;
-  if (error instanceof Error) return error.constructor?.name || error.name || '_OTHER';
+  if (error instanceof Error) {
+    const type = error.constructor?.name;
+    // RxJS makes its errors (`TimeoutError`, `EmptyError`, ...) with classes named `<name>Impl`.
+    if (type !== undefined && type === `${error.name}Impl`) return error.name;
+    return type || error.name || '_OTHER';
+  }
   const name = (error as { name?: unknown }).name;
   return typeof name === 'string' && name !== '' ? name : '_OTHER';
 }
