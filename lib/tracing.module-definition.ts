@@ -13,6 +13,7 @@ export const {
   .setClassMethodName('forRoot')
   .setExtras<TracingModuleExtras>({ isGlobal: true }, (definition, extras) => ({
     ...definition,
-    global: extras.isGlobal,
+    // An explicit `isGlobal: undefined` replaces the default in the extras Nest merges.
+    global: extras.isGlobal ?? true,
   }))
   .build();

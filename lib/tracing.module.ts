@@ -141,8 +141,9 @@ export class TracingModule
  * it is resolved (a class field holding a function counts, which its prototype does not show).
  */
 function checkOptionsFactory(dynamic: DynamicModule, options: typeof ASYNC_OPTIONS_TYPE): void {
-  const given = options.useClass !== undefined ? 'useClass' : 'useExisting';
-  const target: unknown = options.useClass ?? options.useExisting;
+  // Nest's builder injects `useExisting` when both are given.
+  const given = options.useExisting !== undefined ? 'useExisting' : 'useClass';
+  const target: unknown = options.useExisting ?? options.useClass;
   const name = typeof target === 'function' ? target.name || 'the class' : describeValue(target);
   const provider = dynamic.providers?.find(
     (p): p is FactoryProvider =>

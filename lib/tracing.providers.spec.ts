@@ -373,6 +373,16 @@ describe('TracingModule options', () => {
     },
   );
 
+  it.each([
+    ['forRoot', () => TracingModule.forRoot({ isGlobal: undefined })],
+    [
+      'forRootAsync',
+      () => TracingModule.forRootAsync({ isGlobal: undefined, useFactory: () => ({}) }),
+    ],
+  ])('is global when %s is given isGlobal: undefined', (_method, call) => {
+    expect(call().global).toBe(true);
+  });
+
   it.each(['useClass', 'useExisting'] as const)(
     'names a %s provider without create() when it is resolved',
     async (given) => {
@@ -549,6 +559,28 @@ describe('TracingModule lifecycle', () => {
       expect(trace.getTracer('test').startSpan('after both').isRecording()).toBe(false);
     } finally {
       dir.mockRestore();
+      log.mockRestore();
+    }
+  });
+
+  it('keeps the exporters of an app started with another OTLP endpoint apart', async () => {
+    const log = jest.spyOn(logger, 'log').mockImplementation(() => undefined);
+    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    try {
+      const options = { exporter: 'otlp' as const, spanProcessor: 'simple' as const };
+      process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:9/a';
+      const first = await compile([TracingModule.forRoot(options)]);
+      process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:9/b';
+      const second = await compile([TracingModule.forRoot(options)]);
+      const processorsOf = (m: TestingModule) =>
+        (m.get<TracingSdk>(TRACING_SDK) as unknown as { group?: { processors: unknown[] } }).group
+          ?.processors;
+      expect(processorsOf(second)).toBeDefined();
+      expect(processorsOf(second)).not.toBe(processorsOf(first));
+      expect(log).not.toHaveBeenCalledWith(expect.stringMatching(/with the same exporters/));
+    } finally {
+      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
       log.mockRestore();
     }
   });

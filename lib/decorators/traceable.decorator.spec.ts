@@ -103,6 +103,10 @@ class Service extends Base {
     return 'shutdown';
   }
 
+  afterInit(): string {
+    return 'gateway';
+  }
+
   @Trace()
   onApplicationBootstrap(): string {
     return 'bootstrap';
@@ -136,6 +140,7 @@ describe('@Traceable()', () => {
   it("leaves out Nest's lifecycle hooks, unless they have their own @Trace()", async () => {
     expect(service.onModuleInit()).toBe('init');
     await expect(service.onApplicationShutdown()).resolves.toBe('shutdown');
+    expect(service.afterInit()).toBe('gateway');
     expect(names()).toEqual([]);
     expect(service.onApplicationBootstrap()).toBe('bootstrap');
     expect(names()).toEqual(['Service.onApplicationBootstrap']);

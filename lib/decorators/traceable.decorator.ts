@@ -16,7 +16,8 @@ export interface TraceableOptions {
 }
 
 /**
- * Nest's lifecycle hooks, which Nest calls once at start-up or shutdown, outside any request:
+ * Nest's lifecycle hooks (and a gateway's `afterInit`), which Nest calls once at start-up or
+ * shutdown, outside any request:
  * traced, each would be a trace of one span at every start.
  */
 const LIFECYCLE_HOOKS = new Set([
@@ -25,6 +26,8 @@ const LIFECYCLE_HOOKS = new Set([
   'onModuleDestroy',
   'beforeApplicationShutdown',
   'onApplicationShutdown',
+  // A WebSocket gateway's OnGatewayInit.
+  'afterInit',
 ]);
 
 /**

@@ -29,7 +29,7 @@ export type ExporterProvider =
         // eslint-disable-next-line @typescript-eslint/no-explicit-any
         ...args: any[]
       ) => SpanExporter | SpanExporter[] | Promise<SpanExporter | SpanExporter[]>;
-      inject?: Array<InjectionToken | OptionalFactoryDependency>;
+      inject?: Array<InjectionToken | OptionalFactoryDependency> | undefined;
     };
 
 /** One exporter, in any of the accepted forms. */

@@ -122,10 +122,11 @@ export class EncodingBatchSpanProcessor implements SpanProcessor {
         }
       }
     };
-    const lanes = Math.min(
+    const batches = Math.max(
       Math.ceil(remaining / this.settings.maxExportBatchSize),
-      MAX_FLUSH_EXPORTS,
+      Math.ceil(this.queue.bytes / MAX_BATCH_BYTES),
     );
+    const lanes = Math.min(batches, MAX_FLUSH_EXPORTS);
     const exports: Promise<void>[] = inFlight;
     for (let i = 0; i < lanes; i++) exports.push(lane());
     await Promise.all(exports);

@@ -718,6 +718,7 @@ describe('resolveTracingConfig', () => {
       it.each([
         ['ftp://user:s3cret@collector:21', 'ftp://REDACTED@collector:21'],
         ['user:s3cret@collector:4318', 'REDACTED@collector:4318'],
+        ['grpc://user:p@ss@collector', 'grpc://REDACTED@collector'],
         ['grpc://collector/path@v1', 'grpc://collector/path@v1'],
       ])('leaves the credentials of %p out of the warning', (value, shown) => {
         expect(resolve({}, { OTEL_EXPORTER_OTLP_ENDPOINT: value }).warnings).toEqual([

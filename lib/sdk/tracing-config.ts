@@ -396,7 +396,8 @@ function checkEnvEndpoints(
 
 /** An endpoint as a log may show it: credentials before the host (`user:password@`) left out. */
 function withoutCredentials(endpoint: string): string {
-  return endpoint.replace(/^([^/@]*\/\/)?[^/@]*@/, '$1REDACTED@');
+  // Up to the last `@` before the path, as a URL parser splits it (a password may hold `@`).
+  return endpoint.replace(/^([^/]*\/\/)?[^/?#]*@/, '$1REDACTED@');
 }
 
 /**

@@ -111,10 +111,10 @@ async function loadOptional<T>(
   }
 }
 
-/** Builds the exporter a shorthand names; `undefined` for `'none'`. */
 /** Exporters the package built from a shorthand (`'otlp'`...), as opposed to the application's. */
 const builtExporters = new WeakSet<SpanExporter>();
 
+/** Builds the exporter a shorthand names; `undefined` for `'none'`. */
 export async function createExporter(
   name: ExporterName,
   config: Pick<ResolvedTracingConfig, 'otlpProtocol' | 'exportThread'>,
@@ -375,7 +375,7 @@ const exporterIds = new WeakMap<SpanExporter, number>();
 /**
  * What a module exports to, as a key: two modules of one process with the same key would export
  * every span twice (each module's exporters get every span of the provider). Exporters the package
- * built from the same shorthands, in one process's environment, send alike; an exporter object
+ * built from the same shorthands, with the same `OTEL_EXPORTER_*` environment, send alike; an exporter object
  * that replaced them (`overrideProvider(TRACING_SPAN_EXPORTER)` in a test) counts as itself.
  * Undefined (never the same) when the exporter or processor options are objects of the
  * application's, or for an in-memory exporter, which each module's own `TestSpans` and
@@ -393,9 +393,16 @@ function exportSettingsOf(
     if (id === undefined) exporterIds.set(exporter, (id = nextExporterId++));
     return id;
   });
+  // What the built exporters read from the environment as they were made (endpoints, headers
+  // with a tenant's key, timeouts), which may change between two modules' starts.
+  const environment = Object.keys(process.env)
+    .filter((name) => name.startsWith('OTEL_EXPORTER_'))
+    .sort()
+    .map((name) => [name, process.env[name]]);
   return JSON.stringify([
     config.exporters,
     objects,
+    environment,
     config.spanProcessor,
     config.batch,
     config.otlpProtocol,

@@ -120,7 +120,7 @@ export class TraceService {
    * Records `err` as an exception event on the active span and, unless `setError` is false, sets
    * the span's status to ERROR. Pass `{ setError: false }` for an error the code recovers from.
    */
-  recordException(err: unknown, options: { setError?: boolean } = {}): void {
+  recordException(err: unknown, options: { setError?: boolean | undefined } = {}): void {
     const span = trace.getActiveSpan();
     if (span !== undefined) recordError(span, err, options.setError !== false);
   }
