@@ -77,6 +77,15 @@ async function compile(imports: NonNullable<ModuleMetadata['imports']>): Promise
   return moduleRef;
 }
 
+/** The names of the spans the console exporter prints, while `dir` (restore it) is spied on. */
+function consoleSpans() {
+  const printed: string[] = [];
+  const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
+    printed.push((span as { name: string }).name);
+  });
+  return { printed, dir };
+}
+
 function exportersOf(moduleRef: TestingModule): SpanExporter[] {
   return moduleRef.get<SpanExporter[]>(TRACING_SPAN_EXPORTER);
 }
@@ -537,10 +546,7 @@ describe('TracingModule lifecycle', () => {
   });
 
   it('exports a span once from two applications with the same exporters, until the last closes', async () => {
-    const printed: string[] = [];
-    const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
-      printed.push((span as { name: string }).name);
-    });
+    const { printed, dir } = consoleSpans();
     const log = jest.spyOn(logger, 'log').mockImplementation(() => undefined);
     try {
       const options = { exporter: 'console' as const, spanProcessor: 'simple' as const };
@@ -586,10 +592,7 @@ describe('TracingModule lifecycle', () => {
   });
 
   it('exports to an exporter a test put in place of the same shorthand, beside the other app', async () => {
-    const printed: string[] = [];
-    const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
-      printed.push((span as { name: string }).name);
-    });
+    const { printed, dir } = consoleSpans();
     try {
       const options = { exporter: 'console' as const, spanProcessor: 'simple' as const };
       await compile([TracingModule.forRoot(options)]);
@@ -610,10 +613,7 @@ describe('TracingModule lifecycle', () => {
   });
 
   it('exports a span once when one application imports forRoot() twice with the same exporters', async () => {
-    const printed: string[] = [];
-    const dir = jest.spyOn(console, 'dir').mockImplementation((span: unknown) => {
-      printed.push((span as { name: string }).name);
-    });
+    const { printed, dir } = consoleSpans();
     try {
       const options = { exporter: 'console' as const, isGlobal: false };
       @Module({ imports: [TracingModule.forRoot(options)] })
